@@ -1,0 +1,14 @@
+// Package ctftp is the small contract every layer of the gateway shares:
+// a Request for a file, the File that answers it, and the Source that
+// turns one into the other. It imports only the standard library so that
+// proxy, routing, cache and cluster can all speak it without importing
+// each other.
+//
+// The chain the gateway runs is
+//
+//	First(local, route -> cache(subcluster+name) -> cluster backends)
+//
+// ErrNotFound is the only error that means "try the next source"; any
+// other error stops the chain, so a backend outage is never reported to a
+// phone as "file not found".
+package ctftp
