@@ -1,0 +1,54 @@
+// Package routing decides which sub-cluster a request is asked of, and
+// forwards it there. It sits after the gateway's own files and before the
+// cache: routing -> cache (keyed by sub-cluster + name) -> cluster
+// backends. Routing must come before the cache because the sub-cluster
+// is part of what decides the answer.
+//
+// A Router decides, without I/O, in this order:
+//
+//  1. configured rules, first match wins: the client's address (CIDR), a
+//     list of MACs, a MAC prefix, or a device file of MACs;
+//  2. a learned route: the sub-cluster that last answered for this MAC,
+//     remembered for learn_ttl, at most learn_max of them;
+//  3. a fan-out over every sub-cluster in configured priority order.
+//
+// The MAC comes from the requested file name (ParseMAC): CTLSEP<MAC>.tlv,
+// ITLSEP<MAC>.tlv, SEP<MAC>.cnf.xml[.sgn|.enc.sgn], SEP<MAC>.cnf,
+// SIP<MAC>.cnf, ATA<MAC>.cnf.xml and a few older names. Route returns a
+// Decision whose Reason is what `ctftp route` prints.
+//
+// The Source from NewForwarder acts on decisions. A parallel fan-out
+// (the default) asks every sub-cluster at once and serves the first
+// positive answer, but waits up to grace (20ms) for a higher-priority
+// sub-cluster still pending, so a phone present in two sub-clusters is
+// served by the same one every time; it is logged and counted. A
+// sequential fan-out asks one sub-cluster after another, as CUCM's
+// alternate file locations do, so the two can be compared. "Not found"
+// comes back as soon as every sub-cluster has said so; a sub-cluster
+// that fails makes the answer ctftp.ErrUnavailable instead, never "not
+// found".
+//
+// Goroutines: a parallel fan-out starts one goroutine per sub-cluster
+// for the duration of one Open; Open cancels the losers once the winner
+// is chosen and returns only after all of them have returned. Nothing
+// else runs in the background: learned routes expire lazily.
+//
+// Concurrency: Router and the forwarder are safe for concurrent use.
+// A Router's rules are fixed at New; a reload builds a new Router.
+//
+// Metrics, on the *metrics.Set in Options:
+//
+//	ctftp_routing_decisions_total{kind}        kind: rule, learned, fanout
+//	ctftp_routing_learned_routes               learned routes held
+//	ctftp_routing_duplicate_devices_total      fan-outs where a device file was
+//	                                           found in more than one sub-cluster
+//	ctftp_routing_fanout_duration_seconds      histogram, start of a fan-out to its answer
+//
+// Usage:
+//
+//	r, err := routing.New(cfg.Routing, []string{"east", "west"}, routing.Options{Logger: log, Metrics: set})
+//	if err != nil {
+//		return err // every problem, one per line, each naming its key
+//	}
+//	src := ctftp.First(local, routing.NewForwarder(r, cache, routing.Options{Logger: log, Metrics: set}))
+package routing

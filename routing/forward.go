@@ -1,0 +1,308 @@
+package routing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/ctftp/ctftp"
+)
+
+// forwarder is the Source NewForwarder returns.
+type forwarder struct {
+	r     *Router
+	next  ctftp.Source
+	grace time.Duration
+	log   *slog.Logger
+	now   func() time.Time
+	m     forwarderMetrics
+}
+
+var _ ctftp.Source = (*forwarder)(nil)
+
+// NewForwarder returns the Source that routes each request with r and
+// asks next (the cache in front of the backends, keyed by sub-cluster and
+// name) on behalf of the chosen sub-cluster(s), with req.Subcluster set:
+//
+//   - a rule's sub-cluster is asked alone, and its answer is final;
+//   - a learned sub-cluster is asked alone; if it says not found, the
+//     route is forgotten and the other sub-clusters are fanned out to;
+//     if it fails otherwise the failure is returned, because a phone's
+//     files live in one sub-cluster and serving another's during an
+//     outage could hand it a configuration signed by a stranger;
+//   - a fan-out asks every sub-cluster, in parallel or in sequence as
+//     configured, and serves the first positive answer, by priority.
+//
+// A positive answer for a per-device file teaches r the MAC's route.
+// The result wraps ctftp.ErrNotFound only when every sub-cluster asked
+// said not found; when none had the file and any failed otherwise it
+// wraps ctftp.ErrUnavailable, so that an outage never sends a phone to
+// its fallback file.
+//
+// Open returns only after every call it made to next has returned, and
+// closes every Body it does not return: no goroutine or open file
+// outlives it. The returned Source is safe for concurrent use.
+func NewForwarder(r *Router, next ctftp.Source, opts Options) ctftp.Source {
+	opts = opts.withDefaults()
+	return &forwarder{
+		r:     r,
+		next:  next,
+		grace: r.grace,
+		log:   opts.Logger,
+		now:   opts.Now,
+		m:     newForwarderMetrics(opts.Metrics),
+	}
+}
+
+// outcome is one sub-cluster's answer. err == nil means a positive answer
+// with a usable file.
+type outcome struct {
+	subcluster string
+	file       *ctftp.File
+	err        error
+}
+
+func (o outcome) notFound() bool { return errors.Is(o.err, ctftp.ErrNotFound) }
+
+// Open routes req and asks next; see NewForwarder.
+func (f *forwarder) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error) {
+	d := f.r.Route(req)
+	f.m.decisions[d.Kind].Inc()
+	switch d.Kind {
+	case RuleMatch:
+		return f.single(ctx, req, d.Subclusters[0])
+	case Learned:
+		sc := d.Subclusters[0]
+		file, err := f.single(ctx, req, sc)
+		if err == nil {
+			f.r.Learn(d.MAC, sc)
+			return file, nil
+		}
+		if !errors.Is(err, ctftp.ErrNotFound) {
+			return nil, err
+		}
+		f.r.Forget(d.MAC)
+		others := f.r.others(sc)
+		f.log.Debug("routing: learned route no longer has the file", "mac", d.MAC, "file", req.Name, "subcluster", sc)
+		if len(others) == 0 {
+			return nil, err
+		}
+		f.m.decisions[FanOut].Inc()
+		return f.fanOut(ctx, req, d.MAC, d.Strategy, others)
+	default:
+		return f.fanOut(ctx, req, d.MAC, d.Strategy, d.Subclusters)
+	}
+}
+
+// ask calls next for one sub-cluster and normalises the answer: a
+// positive answer has a File with a Body, anything else is an error and
+// any half-returned Body is closed.
+func (f *forwarder) ask(ctx context.Context, req ctftp.Request, sc string) outcome {
+	req.Subcluster = sc
+	file, err := f.next.Open(ctx, req)
+	if err == nil && (file == nil || file.Body == nil) {
+		err = errNoFile
+	}
+	if err != nil {
+		if file != nil && file.Body != nil {
+			_ = file.Body.Close()
+		}
+		return outcome{subcluster: sc, err: fmt.Errorf("%s: %w", sc, err)}
+	}
+	if file.Subcluster == "" {
+		file.Subcluster = sc
+	}
+	return outcome{subcluster: sc, file: file}
+}
+
+// single asks the one sub-cluster a rule or learned route names.
+func (f *forwarder) single(ctx context.Context, req ctftp.Request, sc string) (*ctftp.File, error) {
+	o := f.ask(ctx, req, sc)
+	switch {
+	case o.err == nil:
+		return o.file, nil
+	case o.notFound():
+		return nil, fmt.Errorf("routing: %q: %w", req.Name, o.err)
+	case errors.Is(o.err, ctftp.ErrDenied):
+		// The one sub-cluster that owns the phone refused: that is its
+		// answer, not an outage.
+		return nil, fmt.Errorf("routing: %q: %w", req.Name, o.err)
+	}
+	return nil, &outageError{name: req.Name, outcomes: []outcome{o}}
+}
+
+// fanOut asks scs and serves the best positive answer.
+func (f *forwarder) fanOut(ctx context.Context, req ctftp.Request, mac, strategy string, scs []string) (*ctftp.File, error) {
+	start := f.now()
+	defer func() { f.m.fanoutDuration.Update(f.now().Sub(start).Seconds()) }()
+
+	var winner int
+	var outs []outcome
+	if strategy == StrategySequential {
+		winner, outs = f.sequential(ctx, req, scs)
+	} else {
+		winner, outs = f.parallel(ctx, req, scs)
+	}
+
+	var also []string
+	for i, o := range outs {
+		if o.err == nil && i != winner {
+			also = append(also, o.subcluster)
+			_ = o.file.Body.Close()
+		}
+	}
+	if winner < 0 {
+		for _, o := range outs {
+			if !o.notFound() {
+				return nil, &outageError{name: req.Name, outcomes: outs}
+			}
+		}
+		return nil, fmt.Errorf("routing: %q: not in %s: %w", req.Name, strings.Join(scs, ", "), ctftp.ErrNotFound)
+	}
+	w := outs[winner]
+	if mac != "" {
+		if len(also) > 0 {
+			// Which sub-cluster serves the phone depends on who answers
+			// first; its admins need to delete one of the two devices.
+			f.m.duplicates.Inc()
+			f.log.Warn("routing: device present in more than one sub-cluster",
+				"mac", mac, "file", req.Name, "served_by", w.subcluster, "also_in", also)
+		}
+		f.r.Learn(mac, w.subcluster)
+	}
+	return w.file, nil
+}
+
+// sequential asks scs one after another in priority order and stops at
+// the first positive answer, as CUCM walks its alternate file locations.
+// It returns the winner's index in outs (-1 for none) and every outcome.
+func (f *forwarder) sequential(ctx context.Context, req ctftp.Request, scs []string) (int, []outcome) {
+	outs := make([]outcome, 0, len(scs))
+	for i, sc := range scs {
+		if err := ctx.Err(); err != nil {
+			outs = append(outs, outcome{subcluster: sc, err: fmt.Errorf("%s: %w", sc, err)})
+			return -1, outs
+		}
+		o := f.ask(ctx, req, sc)
+		outs = append(outs, o)
+		if o.err == nil {
+			return i, outs
+		}
+	}
+	return -1, outs
+}
+
+// parallel asks every sub-cluster at once. The answer is the positive
+// answer of the highest priority, decided as soon as every sub-cluster
+// above the best positive answer so far has answered, or Grace after the
+// first positive answer, whichever comes first. A sub-cluster that fails
+// or says not found never holds up the answer, and one that hangs delays
+// it by at most Grace once another has answered. Only then are the others
+// cancelled; parallel waits for them to return (cancelled calls return
+// at once) so that it owns no goroutine after it returns. It returns the
+// winner's index in outs (-1 for none) and every outcome, positive late
+// answers included, for duplicate detection.
+func (f *forwarder) parallel(ctx context.Context, req ctftp.Request, scs []string) (int, []outcome) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	type answer struct {
+		i int
+		o outcome
+	}
+	// Buffered for all, so no asker blocks on a reader that has left.
+	answers := make(chan answer, len(scs))
+	for i, sc := range scs {
+		go func() { answers <- answer{i, f.ask(ctx, req, sc)} }()
+	}
+
+	outs := make([]outcome, len(scs))
+	done := make([]bool, len(scs))
+	pending := len(scs)
+	force := false // pick among answers in hand, without waiting
+	var grace *time.Timer
+	var graceC <-chan time.Time
+	defer func() {
+		if grace != nil {
+			grace.Stop()
+		}
+	}()
+	winner := -1
+	for winner < 0 && pending > 0 {
+		select {
+		case a := <-answers:
+			outs[a.i], done[a.i] = a.o, true
+			pending--
+			if a.o.err == nil && graceC == nil && !force {
+				if f.grace <= 0 {
+					force = true
+				} else {
+					grace = time.NewTimer(f.grace)
+					graceC = grace.C
+				}
+			}
+		case <-graceC:
+			force = true
+		}
+		winner = pick(outs, done, force)
+	}
+	cancel()
+	for ; pending > 0; pending-- {
+		a := <-answers
+		outs[a.i] = a.o
+	}
+	return winner, outs
+}
+
+// pick returns the index of the highest-priority positive answer, or -1
+// if there is none yet or, unless force, a higher-priority sub-cluster
+// is still pending.
+func pick(outs []outcome, done []bool, force bool) int {
+	for i := range outs {
+		if !done[i] {
+			if force {
+				continue
+			}
+			return -1
+		}
+		if outs[i].err == nil {
+			return i
+		}
+	}
+	return -1
+}
+
+// outageError is the answer when no sub-cluster had the file and at least
+// one could not answer. It wraps ctftp.ErrUnavailable and the failures,
+// but never a not-found answer (errors.Is(err, ctftp.ErrNotFound) must be
+// false for an outage) nor a refusal (one sub-cluster's ErrDenied must
+// not decide a fan-out's answer); both still show in its text.
+type outageError struct {
+	name     string
+	outcomes []outcome
+}
+
+func (e *outageError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "routing: %q: %v: ", e.name, ctftp.ErrUnavailable)
+	for i, o := range e.outcomes {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(o.err.Error())
+	}
+	return b.String()
+}
+
+func (e *outageError) Unwrap() []error {
+	errs := []error{ctftp.ErrUnavailable}
+	for _, o := range e.outcomes {
+		if !o.notFound() && !errors.Is(o.err, ctftp.ErrDenied) {
+			errs = append(errs, o.err)
+		}
+	}
+	return errs
+}

@@ -1,0 +1,110 @@
+package routing
+
+import (
+	"container/list"
+	"sync"
+	"time"
+)
+
+// learnTable maps MAC -> sub-cluster for routes learned from answers. It
+// is bounded by count and by age.
+//
+// The list is ordered by the time a route was last learned or confirmed,
+// newest at the front. Because every entry lives exactly ttl from that
+// time, the list is also ordered by expiry: expired entries are always a
+// run at the back, and the entry evicted when the table is full (the one
+// confirmed longest ago, so the least recently useful) is the one closest
+// to expiring anyway. Lookups do not reorder, so Route only needs the read
+// lock; the forwarder re-learns every route that answers, which is what
+// moves it to the front.
+//
+// Safe for concurrent use.
+type learnTable struct {
+	ttl time.Duration
+	max int
+
+	mu    sync.RWMutex
+	order *list.List // of *learned, front = most recently confirmed
+	byMAC map[string]*list.Element
+}
+
+type learned struct {
+	mac        string
+	subcluster string
+	at         time.Time // learned or last confirmed
+}
+
+func newLearnTable(ttl time.Duration, max int) *learnTable {
+	return &learnTable{ttl: ttl, max: max, order: list.New(), byMAC: make(map[string]*list.Element)}
+}
+
+// lookup returns the route for mac if one was learned less than ttl
+// before now.
+func (t *learnTable) lookup(mac string, now time.Time) (learned, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	e, ok := t.byMAC[mac]
+	if !ok {
+		return learned{}, false
+	}
+	l := e.Value.(*learned)
+	if t.expired(l, now) {
+		return learned{}, false
+	}
+	return *l, true
+}
+
+func (t *learnTable) expired(l *learned, now time.Time) bool {
+	return now.Sub(l.at) >= t.ttl
+}
+
+// learn records or confirms mac -> subcluster and returns the sub-cluster
+// the MAC was routed to before ("" if none or expired) and the number of
+// routes held afterwards.
+func (t *learnTable) learn(mac, subcluster string, now time.Time) (previous string, held int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.dropExpiredLocked(now)
+	if e, ok := t.byMAC[mac]; ok {
+		l := e.Value.(*learned)
+		previous = l.subcluster
+		l.subcluster, l.at = subcluster, now
+		t.order.MoveToFront(e)
+		return previous, t.order.Len()
+	}
+	for t.order.Len() >= t.max {
+		t.removeLocked(t.order.Back())
+	}
+	t.byMAC[mac] = t.order.PushFront(&learned{mac: mac, subcluster: subcluster, at: now})
+	return "", t.order.Len()
+}
+
+// forget drops the route for mac, if any, and returns the number held.
+func (t *learnTable) forget(mac string, now time.Time) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.byMAC[mac]; ok {
+		t.removeLocked(e)
+	}
+	t.dropExpiredLocked(now)
+	return t.order.Len()
+}
+
+// len drops expired routes and returns the number of live ones.
+func (t *learnTable) len(now time.Time) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.dropExpiredLocked(now)
+	return t.order.Len()
+}
+
+func (t *learnTable) dropExpiredLocked(now time.Time) {
+	for e := t.order.Back(); e != nil && t.expired(e.Value.(*learned), now); e = t.order.Back() {
+		t.removeLocked(e)
+	}
+}
+
+func (t *learnTable) removeLocked(e *list.Element) {
+	delete(t.byMAC, e.Value.(*learned).mac)
+	t.order.Remove(e)
+}

@@ -1,0 +1,352 @@
+package routing
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/ctftp/ctftp"
+)
+
+// Kind says how a Decision was reached.
+type Kind int
+
+// The kinds of Decision, most specific first.
+const (
+	// RuleMatch: a configured rule named the sub-cluster.
+	RuleMatch Kind = iota
+	// Learned: an earlier answer for this MAC came from the sub-cluster.
+	Learned
+	// FanOut: nothing places the request; every sub-cluster is asked.
+	FanOut
+)
+
+// String returns the kind as the `kind` label of
+// ctftp_routing_decisions_total writes it.
+func (k Kind) String() string {
+	switch k {
+	case RuleMatch:
+		return "rule"
+	case Learned:
+		return "learned"
+	case FanOut:
+		return "fanout"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// MarshalText writes the kind as String does, for `ctftp route --json`.
+func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// Decision is where a request goes and why. It is a value; the caller may
+// keep and modify it.
+type Decision struct {
+	// MAC is the phone's MAC from the file name, "" when it has none.
+	MAC string
+	// Kind says how the decision was reached.
+	Kind Kind
+	// Rule is the index in Config.Rules of the rule that matched, or -1.
+	Rule int
+	// Subclusters are the sub-clusters to ask, in the order to ask them
+	// (priority order for a fan-out). Never empty.
+	Subclusters []string
+	// Strategy is the configured fan-out strategy. A Learned decision
+	// uses it when the learned sub-cluster no longer has the file.
+	Strategy string
+	// Reason explains the decision for `ctftp route`, e.g.
+	// "rules[2] (mac_prefix 00AABB) -> west". Rules are named by their
+	// index as in config errors, counting from 0.
+	Reason string
+}
+
+// Options are a Router's or a forwarder's collaborators. The zero value
+// is usable.
+type Options struct {
+	// Logger receives warnings (devices in two sub-clusters, unreadable
+	// device-file lines) and debug lines; nil discards them.
+	Logger *slog.Logger
+	// Metrics is the set the routing series are registered on; nil keeps
+	// them on a private set nobody scrapes.
+	Metrics *metrics.Set
+	// Now reads the clock for learned-route ages and fan-out durations;
+	// nil means time.Now.
+	Now func() time.Time
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.NewSet()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Router decides which sub-cluster(s) a request goes to: configured rules
+// first, then learned routes, then a fan-out over every sub-cluster in
+// priority order. Its rules never change after New; for a reload build a
+// new Router. Learned routes change through Learn and Forget.
+//
+// A Router is safe for concurrent use.
+type Router struct {
+	strategy    string
+	grace       time.Duration
+	rules       []compiled
+	subclusters []string
+	known       map[string]bool
+	learned     *learnTable // nil: learning is off
+	log         *slog.Logger
+	now         func() time.Time
+	m           routerMetrics
+}
+
+// New builds a Router for cfg. subclusters are the configured
+// sub-cluster names in priority order (first = highest). New validates
+// cfg, checks that every rule names a known sub-cluster and reads every
+// device file; it reports all problems at once, each naming its key.
+func New(cfg Config, subclusters []string, opts Options) (*Router, error) {
+	opts = opts.withDefaults()
+	var errs []error
+	if err := cfg.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	known := make(map[string]bool, len(subclusters))
+	for _, sc := range subclusters {
+		switch {
+		case sc == "":
+			errs = append(errs, errors.New("subclusters: empty sub-cluster name"))
+		case known[sc]:
+			errs = append(errs, fmt.Errorf("subclusters: %q listed twice", sc))
+		}
+		known[sc] = true
+	}
+	if len(subclusters) == 0 {
+		errs = append(errs, fmt.Errorf("subclusters: %w", ErrNoSubclusters))
+	}
+	r := &Router{
+		strategy:    cfg.Strategy,
+		grace:       cfg.Grace,
+		subclusters: slices.Clone(subclusters),
+		known:       known,
+		log:         opts.Logger,
+		now:         opts.Now,
+		m:           newRouterMetrics(opts.Metrics),
+	}
+	if r.strategy == "" {
+		r.strategy = StrategyParallel
+	}
+	if cfg.LearnTTL > 0 && cfg.LearnMax > 0 {
+		r.learned = newLearnTable(cfg.LearnTTL, cfg.LearnMax)
+	}
+	for i, rule := range cfg.Rules {
+		key := fmt.Sprintf("rules[%d]", i)
+		c, err := rule.compile(key)
+		if err != nil {
+			continue // Validate already reported it.
+		}
+		if !known[c.subcluster] {
+			errs = append(errs, fmt.Errorf("%s.subcluster: %q: %w (configured: %s)",
+				key, c.subcluster, ErrUnknownSubcluster, strings.Join(subclusters, ", ")))
+		}
+		if c.kind == matchDeviceFile {
+			macs, err := readDeviceFile(c.deviceFile)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s.device_file: %w", key, err))
+			}
+			c.macs = macs
+			r.log.Info("routing: device file loaded", "rule", key, "file", c.deviceFile, "devices", len(macs))
+		}
+		r.rules = append(r.rules, c)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	r.m.learned.Set(0)
+	return r, nil
+}
+
+// maxDeviceFileErrors caps the bad lines reported from one device file,
+// so that pointing device_file at the wrong file does not print it all.
+const maxDeviceFileErrors = 10
+
+// readDeviceFile reads a list of MACs, one per line; '#' starts a comment,
+// blank lines are skipped. Every bad line is an error: a typo silently
+// dropped would send that phone to the fan-out without anyone noticing.
+func readDeviceFile(path string) (map[string]struct{}, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return parseDeviceList(f, path)
+}
+
+func parseDeviceList(rd io.Reader, path string) (map[string]struct{}, error) {
+	macs := make(map[string]struct{})
+	var errs []error
+	sc := bufio.NewScanner(rd)
+	for n := 1; sc.Scan(); n++ {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		m, err := parseMAC(line)
+		if err != nil {
+			if len(errs) < maxDeviceFileErrors {
+				errs = append(errs, fmt.Errorf("%s:%d: %w", path, n, err))
+			}
+			continue
+		}
+		macs[m] = struct{}{}
+	}
+	if err := sc.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", path, err))
+	}
+	return macs, errors.Join(errs...)
+}
+
+// Subclusters returns the sub-cluster names in priority order.
+func (r *Router) Subclusters() []string { return slices.Clone(r.subclusters) }
+
+// Route decides where req goes. It does no I/O and changes nothing, so
+// `ctftp route` can call it to explain a decision without sending a
+// packet. Client rules match on req.Client; the other rules and learned
+// routes match on the MAC in req.Name.
+func (r *Router) Route(req ctftp.Request) Decision {
+	mac, hasMAC := ParseMAC(req.Name)
+	client := req.Client.Addr().Unmap()
+	for i := range r.rules {
+		c := &r.rules[i]
+		var why string
+		switch c.kind {
+		case matchClient:
+			if !client.IsValid() || !c.client.Contains(client) {
+				continue
+			}
+			why = fmt.Sprintf("client %s in %s", client, c.client)
+		case matchMAC, matchDeviceFile:
+			if _, ok := c.macs[mac]; !hasMAC || !ok {
+				continue
+			}
+			if c.kind == matchMAC {
+				why = "mac " + mac
+			} else {
+				why = fmt.Sprintf("mac %s in device_file %s", mac, c.deviceFile)
+			}
+		case matchMACPrefix:
+			if !hasMAC || !strings.HasPrefix(mac, c.prefix) {
+				continue
+			}
+			why = fmt.Sprintf("mac %s has mac_prefix %s", mac, c.prefix)
+		}
+		return Decision{
+			MAC:         mac,
+			Kind:        RuleMatch,
+			Rule:        i,
+			Subclusters: []string{c.subcluster},
+			Strategy:    r.strategy,
+			Reason:      fmt.Sprintf("rules[%d] (%s) -> %s", i, why, c.subcluster),
+		}
+	}
+	if hasMAC && r.learned != nil {
+		now := r.now()
+		if l, ok := r.learned.lookup(mac, now); ok {
+			reason := fmt.Sprintf("learned route %s -> %s (confirmed %s ago)",
+				mac, l.subcluster, now.Sub(l.at).Round(time.Second))
+			if others := r.others(l.subcluster); len(others) > 0 {
+				reason += fmt.Sprintf("; if %s no longer has the file: %s fan-out over %s",
+					l.subcluster, r.strategy, strings.Join(others, ", "))
+			}
+			return Decision{
+				MAC:         mac,
+				Kind:        Learned,
+				Rule:        -1,
+				Subclusters: []string{l.subcluster},
+				Strategy:    r.strategy,
+				Reason:      reason,
+			}
+		}
+	}
+	var why string
+	switch {
+	case !hasMAC:
+		why = "no MAC in the file name and no rule matched"
+	case r.learned == nil:
+		why = fmt.Sprintf("MAC %s: no rule matched, learning is off", mac)
+	default:
+		why = fmt.Sprintf("MAC %s: no rule matched, no learned route", mac)
+	}
+	return Decision{
+		MAC:         mac,
+		Kind:        FanOut,
+		Rule:        -1,
+		Subclusters: slices.Clone(r.subclusters),
+		Strategy:    r.strategy,
+		Reason:      fmt.Sprintf("%s: %s fan-out over %s", why, r.strategy, strings.Join(r.subclusters, ", ")),
+	}
+}
+
+// others returns every sub-cluster but sc, in priority order.
+func (r *Router) others(sc string) []string {
+	out := make([]string, 0, len(r.subclusters))
+	for _, s := range r.subclusters {
+		if s != sc {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Learn records that subcluster answered for the device mac (any format
+// parseMAC accepts), or confirms it, restarting its TTL. It ignores a MAC
+// it cannot read, an unknown sub-cluster, and everything when learning is
+// off.
+func (r *Router) Learn(mac, subcluster string) {
+	if r.learned == nil || !r.known[subcluster] {
+		return
+	}
+	m, err := parseMAC(mac)
+	if err != nil {
+		return
+	}
+	prev, held := r.learned.learn(m, subcluster, r.now())
+	r.m.learned.Set(float64(held))
+	if prev != "" && prev != subcluster {
+		r.log.Info("routing: device moved", "mac", m, "from", prev, "to", subcluster)
+	}
+}
+
+// Forget drops the learned route for mac, if there is one.
+func (r *Router) Forget(mac string) {
+	if r.learned == nil {
+		return
+	}
+	m, err := parseMAC(mac)
+	if err != nil {
+		return
+	}
+	r.m.learned.Set(float64(r.learned.forget(m, r.now())))
+}
+
+// Learned returns the number of learned routes that have not expired.
+func (r *Router) Learned() int {
+	if r.learned == nil {
+		return 0
+	}
+	n := r.learned.len(r.now())
+	r.m.learned.Set(float64(n))
+	return n
+}
