@@ -1,0 +1,657 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/ctftp/ctftp"
+)
+
+// Errors the cache produces itself. Both wrap ctftp.ErrUnavailable, so the
+// front end answers them like any other outage.
+var (
+	// ErrClosed is the cause of a fill that Close cancelled or that was
+	// asked for after Close.
+	ErrClosed = fmt.Errorf("cache closed: %w", ctftp.ErrUnavailable)
+	// ErrFetchTimeout is the cause of a fill that ran past fetch_timeout.
+	ErrFetchTimeout = fmt.Errorf("fill exceeded fetch_timeout: %w", ctftp.ErrUnavailable)
+)
+
+// Options are the collaborators of a Cache. The zero value is usable.
+type Options struct {
+	// Logger receives the events the cache consumes itself (a stale copy
+	// served in place of an error). nil discards them.
+	Logger *slog.Logger
+	// Metrics is the set the cache registers its series on. nil keeps
+	// them in a private set (Stats still works).
+	Metrics *metrics.Set
+	// Now is the clock for TTLs and stale ages; nil means time.Now.
+	// fetch_timeout runs on real timers: tests drive it with testing/synctest.
+	Now func() time.Time
+}
+
+// Cache is a ctftp.Source that remembers what the Source behind it
+// answered. It is safe for concurrent use.
+type Cache struct {
+	next  ctftp.Source
+	cfg   Config
+	log   *slog.Logger
+	now   func() time.Time
+	m     *cacheMetrics
+	group singleflight.Group
+
+	// closing is cancelled by Close; every fill's context follows it.
+	closing     context.Context
+	stopClosing context.CancelFunc
+
+	mu      sync.Mutex // guards everything below
+	files   *lru       // kindFile entries, bounded by cfg.MaxBytes
+	marks   *lru       // kindNotFound and kindTooBig entries, bounded by cfg.NegativeMax
+	flights map[key]*flight
+	closed  bool
+	running sync.WaitGroup // fills that have started fetching; Add only under mu while !closed
+}
+
+// flight is the cache's side of one fill in progress, so Purge can stop
+// a fetch that started before it from storing what it fetched.
+type flight struct {
+	purged bool // guarded by Cache.mu
+}
+
+// New returns a Cache in front of next. It validates cfg.
+func New(next ctftp.Source, cfg Config, opts Options) (*Cache, error) {
+	if next == nil {
+		return nil, errors.New("cache: next source is nil")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("cache: invalid config: %w", err)
+	}
+	c := &Cache{
+		next:    next,
+		cfg:     cfg,
+		log:     opts.Logger,
+		now:     opts.Now,
+		files:   newLRU(),
+		marks:   newLRU(),
+		flights: make(map[key]*flight),
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	set := opts.Metrics
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	m, err := newMetrics(set, c)
+	if err != nil {
+		return nil, err
+	}
+	c.m = m
+	c.closing, c.stopClosing = context.WithCancel(context.Background())
+	return c, nil
+}
+
+var _ ctftp.Source = (*Cache)(nil)
+
+// Open answers req from memory when it can. A fresh file comes back with
+// Origin cache and a seekable Body over the shared bytes; a remembered
+// "not found" comes back as an error wrapping ctftp.ErrNotFound.
+//
+// On a miss every caller asking for the same sub-cluster and name joins
+// one fill. The fill runs on a context that keeps ctx's values but not its
+// cancellation, bounded by fetch_timeout and Close, so no single phone
+// giving up can fail it for the others; each caller waits on its own ctx.
+// The caller whose request started the fill gets Origin backend; callers
+// that joined get Origin cache.
+//
+// A file larger than max_object is not stored: the caller that started
+// the fill gets a stream of it (the part already read, then the rest) and
+// every caller that joined opens its own uncached stream from next, since
+// the one stream cannot be shared. The name is then remembered as too big
+// for its TTL, and later requests for it go straight to next.
+//
+// When the fill fails for any reason other than not found or denied
+// (an outage), a copy expired less than stale_max_age ago is served in
+// its place. Failures are not remembered: the flight already holds a key
+// to one backend fetch at a time, and a remembered failure would keep
+// failing phones after the backend came back.
+func (c *Cache) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error) {
+	k := key{req.Subcluster, req.Name}
+	now := c.now()
+	c.mu.Lock()
+	e := c.lookupLocked(k, now)
+	c.mu.Unlock()
+	if e != nil {
+		switch e.kind {
+		case kindFile:
+			c.m.hits.Inc()
+			return e.file(ctftp.OriginCache), nil
+		case kindNotFound:
+			c.m.negHits.Inc()
+			return nil, fmt.Errorf("cache: subcluster=%q file=%q: remembered: %w", req.Subcluster, req.Name, ctftp.ErrNotFound)
+		case kindTooBig:
+			c.m.misses.Inc()
+			return c.bypass(ctx, req, k)
+		}
+	}
+	c.m.misses.Inc()
+	return c.await(ctx, req, k)
+}
+
+// lookupLocked returns the live answer for k: a fresh file, a "not found"
+// or a "too big" marker, or nil. It drops expired answers, except files
+// still within stale_max_age, which stay for serve-stale.
+func (c *Cache) lookupLocked(k key, now time.Time) *entry {
+	if e := c.files.get(k); e != nil {
+		if now.Before(e.expires) {
+			c.files.touch(e)
+			return e
+		}
+		if !now.Before(e.expires.Add(c.cfg.StaleMaxAge)) {
+			c.files.remove(e)
+		}
+		return nil
+	}
+	if e := c.marks.get(k); e != nil {
+		if now.Before(e.expires) {
+			c.marks.touch(e)
+			return e
+		}
+		c.marks.remove(e)
+	}
+	return nil
+}
+
+// bypass opens req on next for the caller, uncached.
+func (c *Cache) bypass(ctx context.Context, req ctftp.Request, k key) (*ctftp.File, error) {
+	c.m.streamed.Inc()
+	f, err := c.next.Open(ctx, req)
+	if err != nil {
+		if errors.Is(err, ctftp.ErrNotFound) {
+			// The big file is gone: remember that instead.
+			c.storeMarker(nil, k, kindNotFound, c.cfg.NegativeTTL)
+		}
+		return nil, fmt.Errorf("cache: subcluster=%q file=%q: uncached: %w", req.Subcluster, req.Name, err)
+	}
+	return f, nil
+}
+
+// fillResult is what one fill hands every caller that waited for it.
+type fillResult struct {
+	e       *entry // the answer's bytes and provenance (stored or not)
+	fetched bool   // e came from next in this fill, not from memory
+	stale   bool   // e expired; served because the fetch failed
+	tooBig  bool   // nothing to share: each caller streams from next
+}
+
+// await joins or starts the fill for k and waits for it on ctx.
+func (c *Cache) await(ctx context.Context, req ctftp.Request, k key) (*ctftp.File, error) {
+	h := new(handoff)
+	ch := c.group.DoChan(k.String(), func() (any, error) {
+		r, err := c.fill(ctx, req, k, h)
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
+	})
+	select {
+	case r := <-ch:
+		return c.answer(ctx, req, k, r, h)
+	case <-ctx.Done():
+		h.abandon()
+		return nil, fmt.Errorf("cache: subcluster=%q file=%q: stopped waiting for the fill: %w", req.Subcluster, req.Name, ctx.Err())
+	}
+}
+
+// answer turns a fill's shared result into this caller's File.
+func (c *Cache) answer(ctx context.Context, req ctftp.Request, k key, r singleflight.Result, h *handoff) (*ctftp.File, error) {
+	led, stream := h.take()
+	if !led {
+		c.m.fillShared.Inc()
+	}
+	if r.Err != nil {
+		return nil, r.Err
+	}
+	res := r.Val.(*fillResult)
+	switch {
+	case res.tooBig && stream != nil:
+		c.m.streamed.Inc()
+		return stream, nil
+	case res.tooBig:
+		return c.bypass(ctx, req, k)
+	case res.stale:
+		c.m.staleServed.Inc()
+	}
+	origin := ctftp.OriginCache
+	if led && res.fetched {
+		// A fill is a backend transfer for the phone that caused it.
+		origin = ctftp.OriginBackend
+	}
+	return res.e.file(origin), nil
+}
+
+// fill runs once per flight, in the goroutine singleflight starts for it,
+// on behalf of the caller whose ctx and handoff it captured.
+func (c *Cache) fill(callerCtx context.Context, req ctftp.Request, k key, h *handoff) (*fillResult, error) {
+	h.lead()
+	fl := new(flight)
+	now := c.now()
+	c.mu.Lock()
+	// Look again: between this caller's miss and the start of its flight,
+	// another flight for k may have finished and stored the answer.
+	if e := c.lookupLocked(k, now); e != nil {
+		c.mu.Unlock()
+		switch e.kind {
+		case kindNotFound:
+			return nil, fmt.Errorf("cache: subcluster=%q file=%q: remembered: %w", req.Subcluster, req.Name, ctftp.ErrNotFound)
+		case kindTooBig:
+			return &fillResult{tooBig: true}, nil
+		}
+		return &fillResult{e: e}, nil
+	}
+	if c.closed {
+		c.mu.Unlock()
+		return c.fetchFailed(req, k, fl, ErrClosed)
+	}
+	c.flights[k] = fl
+	c.running.Add(1)
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		if c.flights[k] == fl {
+			delete(c.flights, k)
+		}
+		c.mu.Unlock()
+		c.running.Done()
+	}()
+
+	// fetch_timeout is a timer rather than a context deadline because it
+	// bounds only the fill: a too-big file's stream outlives the fill and
+	// is then bounded by its caller's context instead.
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(callerCtx))
+	stopClosing := context.AfterFunc(c.closing, func() { cancel(ErrClosed) })
+	timer := time.AfterFunc(c.cfg.FetchTimeout, func() { cancel(ErrFetchTimeout) })
+	handedOff := false
+	defer func() {
+		timer.Stop()
+		stopClosing()
+		if !handedOff {
+			cancel(context.Canceled)
+		}
+	}()
+	failed := func(err error) (*fillResult, error) {
+		if cause := context.Cause(ctx); ctx.Err() != nil && !errors.Is(err, cause) {
+			err = fmt.Errorf("%w (%w)", err, cause)
+		}
+		return c.fetchFailed(req, k, fl, err)
+	}
+
+	f, err := c.next.Open(ctx, req)
+	if err != nil {
+		return failed(err)
+	}
+	maxObject := int64(c.cfg.MaxObject)
+	var head []byte
+	if f.Size <= maxObject {
+		head, err = readHead(f.Body, maxObject+1, f.Size)
+		if err == nil && f.Size >= 0 && int64(len(head)) <= maxObject && int64(len(head)) != f.Size {
+			err = fmt.Errorf("backend announced %d bytes and sent %d", f.Size, len(head))
+		}
+		if err != nil {
+			f.Body.Close()
+			return failed(err)
+		}
+	}
+	ttl := c.cfg.TTL.ttl(ClassOf(req.Name))
+	if f.Size > maxObject || int64(len(head)) > maxObject {
+		timer.Stop()
+		if ctx.Err() != nil {
+			f.Body.Close()
+			return failed(ctx.Err())
+		}
+		c.m.fills[fillTooBig].Inc()
+		c.storeMarker(fl, k, kindTooBig, ttl)
+		handedOff = c.handOver(callerCtx, ctx, cancel, f, head, h)
+		return &fillResult{tooBig: true}, nil
+	}
+	if err := f.Body.Close(); err != nil {
+		c.log.Debug("cache: closing a fully read backend body", "subcluster", req.Subcluster, "file", req.Name, "err", err)
+	}
+	e := &entry{
+		key:     k,
+		kind:    kindFile,
+		data:    head,
+		sub:     f.Subcluster,
+		backend: f.Backend,
+		expires: c.now().Add(ttl),
+	}
+	if e.sub == "" {
+		e.sub = req.Subcluster
+	}
+	c.m.fills[fillOK].Inc()
+	c.storeFile(fl, e, ttl)
+	return &fillResult{e: e, fetched: true}, nil
+}
+
+// handOver gives the caller that started the fill a stream of an
+// oversized file. From here on the stream is that caller's, as if it had
+// opened the file itself: its context bounds it and closing the Body ends
+// it; fetch_timeout and Close no longer apply. It reports whether the
+// caller took it (false: the caller had left, and the stream is closed).
+func (c *Cache) handOver(callerCtx, ctx context.Context, cancel context.CancelCauseFunc, f *ctftp.File, head []byte, h *handoff) bool {
+	s := &streamBody{
+		Reader: io.MultiReader(bytes.NewReader(head), f.Body),
+		body:   f.Body,
+		cancel: cancel,
+	}
+	s.stop = context.AfterFunc(callerCtx, func() { cancel(context.Cause(callerCtx)) })
+	out := &ctftp.File{
+		Body:       s,
+		Size:       f.Size,
+		Origin:     ctftp.OriginBackend,
+		Subcluster: f.Subcluster,
+		Backend:    f.Backend,
+	}
+	if h.offer(out) {
+		return true
+	}
+	s.Close()
+	return false
+}
+
+// fetchFailed records what a failed fetch means and decides what the
+// waiting callers get.
+func (c *Cache) fetchFailed(req ctftp.Request, k key, fl *flight, err error) (*fillResult, error) {
+	wrapped := fmt.Errorf("cache: fill subcluster=%q file=%q: %w", req.Subcluster, req.Name, err)
+	switch {
+	case errors.Is(err, ctftp.ErrNotFound):
+		c.m.fills[fillNotFound].Inc()
+		c.storeMarker(fl, k, kindNotFound, c.cfg.NegativeTTL)
+		return nil, wrapped
+	case errors.Is(err, ctftp.ErrDenied):
+		// A refusal is an answer, not an outage: no stale copy for it.
+		c.m.fills[fillDenied].Inc()
+		return nil, wrapped
+	}
+	c.m.fills[fillError].Inc()
+	if c.cfg.StaleMaxAge <= 0 {
+		return nil, wrapped
+	}
+	now := c.now()
+	c.mu.Lock()
+	e := c.files.get(k)
+	if e != nil && !now.Before(e.expires.Add(c.cfg.StaleMaxAge)) {
+		e = nil
+	}
+	c.mu.Unlock()
+	if e == nil {
+		return nil, wrapped
+	}
+	stale := !now.Before(e.expires)
+	if stale {
+		c.log.Warn("cache: backend failed, serving a stale copy",
+			"subcluster", req.Subcluster, "file", req.Name,
+			"expired_for", now.Sub(e.expires), "backend", e.backend, "err", err)
+	}
+	return &fillResult{e: e, stale: stale}, nil
+}
+
+// storeFile keeps e, unless its class is not cached, the positive cache is
+// off, or a purge ran since its fill started; then evicts the least
+// recently used files until the data fits in max_bytes.
+func (c *Cache) storeFile(fl *flight, e *entry, ttl time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if fl.purged {
+		return
+	}
+	if m := c.marks.get(e.key); m != nil {
+		c.marks.remove(m)
+	}
+	if ttl <= 0 || c.cfg.MaxBytes == 0 {
+		if old := c.files.get(e.key); old != nil {
+			c.files.remove(old)
+		}
+		return
+	}
+	c.files.add(e)
+	// e cannot evict itself: it is the newest and max_object <= max_bytes.
+	for c.files.bytes > int64(c.cfg.MaxBytes) {
+		c.files.remove(c.files.oldest())
+		c.m.evictions.Inc()
+	}
+}
+
+// storeMarker remembers that k is not found or too big for ttl, dropping
+// any cached copy of k: the backend's newer answer replaces it. fl is nil
+// when the answer came from outside a fill.
+func (c *Cache) storeMarker(fl *flight, k key, kd kind, ttl time.Duration) {
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if fl != nil && fl.purged {
+		return
+	}
+	if old := c.files.get(k); old != nil {
+		c.files.remove(old)
+	}
+	if ttl <= 0 {
+		if old := c.marks.get(k); old != nil {
+			c.marks.remove(old)
+		}
+		return
+	}
+	c.marks.add(&entry{key: k, kind: kd, expires: now.Add(ttl)})
+	for c.marks.len() > c.cfg.NegativeMax {
+		c.marks.remove(c.marks.oldest())
+		c.m.evictions.Inc()
+	}
+}
+
+// Purge forgets every answer whose file name matches glob (path.Match
+// syntax, in any sub-cluster), cached files and remembered "not found"
+// alike, and returns how many it removed. "" and "*" match everything,
+// including names with slashes. A malformed glob matches nothing; callers
+// taking globs from users should check them with path.Match first.
+// Fills in flight for a matching name finish for their callers but store
+// nothing, and later requests start a new fill.
+func (c *Cache) Purge(glob string) int {
+	if glob == "" || glob == "*" {
+		return c.purge(func(key) bool { return true })
+	}
+	return c.purge(func(k key) bool {
+		ok, _ := path.Match(glob, k.name)
+		return ok
+	})
+}
+
+// PurgeSubcluster forgets every answer for sub-cluster name, e.g. when its
+// ITL signer changed and every file it signed must be fetched again.
+// It returns how many entries it removed.
+func (c *Cache) PurgeSubcluster(name string) int {
+	return c.purge(func(k key) bool { return k.sub == name })
+}
+
+func (c *Cache) purge(match func(key) bool) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.files.removeIf(func(e *entry) bool { return match(e.key) })
+	n += c.marks.removeIf(func(e *entry) bool { return match(e.key) })
+	for k, fl := range c.flights {
+		if match(k) {
+			fl.purged = true
+			delete(c.flights, k)
+			c.group.Forget(k.String())
+		}
+	}
+	return n
+}
+
+// Stats is a snapshot of the cache's size and counters.
+type Stats struct {
+	Entries       int   // cached files, fresh or kept for serve-stale
+	Bytes         int64 // their data
+	NegEntries    int   // remembered "not found" answers
+	TooBigEntries int   // names remembered as larger than max_object
+
+	Hits         uint64 // fresh files served from memory
+	NegativeHits uint64 // "not found" served from memory
+	Misses       uint64 // every other Open
+	StaleServed  uint64 // expired copies served because the backend failed
+	Evictions    uint64 // entries dropped to stay within max_bytes or negative_max
+	Fills        uint64 // backend fetches the cache made, whatever their result
+	FillShared   uint64 // callers that got another caller's fill
+	Streamed     uint64 // callers handed an uncached stream of a too-big file
+}
+
+// Stats returns the current numbers; Hits+NegativeHits+Misses counts
+// every Open.
+func (c *Cache) Stats() Stats {
+	c.mu.Lock()
+	s := Stats{
+		Entries:       c.files.len(),
+		Bytes:         c.files.bytes,
+		NegEntries:    c.marks.kinds[kindNotFound],
+		TooBigEntries: c.marks.kinds[kindTooBig],
+	}
+	c.mu.Unlock()
+	s.Hits = c.m.hits.Get()
+	s.NegativeHits = c.m.negHits.Get()
+	s.Misses = c.m.misses.Get()
+	s.StaleServed = c.m.staleServed.Get()
+	s.Evictions = c.m.evictions.Get()
+	s.Fills = c.m.fillsTotal()
+	s.FillShared = c.m.fillShared.Get()
+	s.Streamed = c.m.streamed.Get()
+	return s
+}
+
+// Close cancels the fills in flight (their callers get ErrClosed, or a
+// stale copy) and waits for them to return. Afterwards Open still answers
+// from memory, and a miss fails with ErrClosed. Streams already handed to
+// a caller are that caller's to close. Close is idempotent and always
+// returns nil.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.stopClosing()
+	c.running.Wait()
+	return nil
+}
+
+// file returns a File reading e's bytes. Every caller gets its own reader
+// over the one immutable slice, seekable so the front end can answer tsize.
+func (e *entry) file(origin ctftp.Origin) *ctftp.File {
+	b := new(memBody)
+	b.Reset(e.data)
+	return &ctftp.File{Body: b, Size: int64(len(e.data)), Origin: origin, Subcluster: e.sub, Backend: e.backend}
+}
+
+// memBody is a ReadCloser and Seeker over cached bytes. Close is a no-op:
+// the bytes belong to the cache.
+type memBody struct{ bytes.Reader }
+
+func (*memBody) Close() error { return nil }
+
+// streamBody is an oversized file on its way from a backend: the head the
+// fill read, then the rest. Closing it closes the backend body and cancels
+// the context the backend was opened with.
+type streamBody struct {
+	io.Reader
+	body   io.Closer
+	cancel context.CancelCauseFunc
+	stop   func() bool // unregisters the caller-context hook
+	once   sync.Once
+	err    error
+}
+
+func (s *streamBody) Close() error {
+	s.once.Do(func() {
+		s.stop()
+		s.err = s.body.Close()
+		s.cancel(context.Canceled)
+	})
+	return s.err
+}
+
+// readHead reads r up to limit bytes. size, when known, sizes the buffer
+// once; the result is trimmed so a cached slice does not pin spare capacity.
+func readHead(r io.Reader, limit, size int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if size >= 0 && size < limit {
+		buf.Grow(int(size) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(r, limit)); err != nil {
+		return nil, err
+	}
+	b := buf.Bytes()
+	if cap(b)-len(b) > len(b)/8+bytes.MinRead {
+		b = bytes.Clone(b)
+	}
+	return b, nil
+}
+
+// handoff carries what a fill owes only the caller that started it: the
+// knowledge that it led, and the stream of an oversized file. The mutex
+// settles the race between the fill offering a stream and that caller
+// giving up at the same moment: exactly one of them closes it.
+type handoff struct {
+	mu     sync.Mutex
+	led    bool
+	gone   bool // the caller took its result or stopped waiting
+	stream *ctftp.File
+}
+
+func (h *handoff) lead() {
+	h.mu.Lock()
+	h.led = true
+	h.mu.Unlock()
+}
+
+// offer hands f to the caller; false means it left and f is the fill's to close.
+func (h *handoff) offer(f *ctftp.File) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.gone {
+		return false
+	}
+	h.stream = f
+	return true
+}
+
+// take returns whether the caller led the fill, and its stream if any.
+func (h *handoff) take() (bool, *ctftp.File) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.gone = true
+	f := h.stream
+	h.stream = nil
+	return h.led, f
+}
+
+// abandon is called when the caller stops waiting; it closes a stream
+// that was already offered.
+func (h *handoff) abandon() {
+	h.mu.Lock()
+	h.gone = true
+	f := h.stream
+	h.stream = nil
+	h.mu.Unlock()
+	if f != nil {
+		f.Body.Close()
+	}
+}

@@ -1,0 +1,68 @@
+// Package cache is the ctftp.Source that sits between routing and the
+// sub-cluster backends: it remembers the files backends served, keyed by
+// everything that decides the answer (sub-cluster and file name), and
+// collapses the requests of a boot storm for the same missing file into
+// one backend fetch.
+//
+//	First(local, route -> cache -> cluster backends)
+//
+// # What it remembers
+//
+//   - Files up to max_object bytes, in an LRU bounded by the bytes of file
+//     data (max_bytes), each fresh for the TTL of its class (ClassOf:
+//     trust lists, configs, firmware, other). Values are immutable byte
+//     slices; every caller reads them through its own bytes.Reader, so a
+//     hit copies nothing and Body is seekable (tsize for free).
+//   - "Not found" answers, for negative_ttl, at most negative_max of them
+//     (a phone asks for CTLSEP/ITLSEP files that a non-secure cluster
+//     does not have on every boot).
+//   - Names of files larger than max_object, for their class TTL, so
+//     later requests stream them from the backend without a flight.
+//   - Expired files for stale_max_age more, served only when a fill fails
+//     with an outage (RFC 8767's serve-stale). Failures themselves are not
+//     remembered.
+//
+// Purge and PurgeSubcluster drop entries (the admin endpoint's
+// `cache purge [GLOB]`, and a sub-cluster whose ITL signer changed). A
+// fill that was running when its entry was purged still answers its
+// callers but stores nothing.
+//
+// The LRU is written here on container/list rather than taken from
+// hashicorp/golang-lru/v2: that library bounds the number of entries, not
+// their bytes, and this cache holds both 2 KB configs and 50 MB loads.
+// No other module could be added when it was written either.
+//
+// # Goroutines
+//
+// Each fill runs in the goroutine golang.org/x/sync/singleflight starts
+// for a flight (DoChan). It ends when the backend answers or fails, at
+// the latest after fetch_timeout, or when Close cancels it; Close waits
+// for all of them. Open itself starts nothing else. A stream of an
+// oversized file that was handed to a caller belongs to that caller:
+// its context and Body.Close end it.
+//
+// # Concurrency
+//
+// Cache is safe for concurrent use. One mutex guards the LRUs; it is held
+// only for map and list operations, never during I/O. Hits take it once.
+// Benchmarks (BenchmarkHit, BenchmarkHitParallel) show whether it needs
+// sharding; so far it does not.
+//
+// # Metrics
+//
+// Registered on the *metrics.Set given in Options:
+//
+//	ctftp_cache_hits_total              fresh files served from memory
+//	ctftp_cache_misses_total            Opens answered neither from memory nor by a remembered "not found"
+//	ctftp_cache_negative_hits_total     remembered "not found" answers served
+//	ctftp_cache_stale_served_total      expired copies served because the backend failed
+//	ctftp_cache_evictions_total         entries dropped to stay within max_bytes / negative_max
+//	ctftp_cache_fills_total{result}     backend fetches by the cache; result: ok, not_found, denied, error, too_big
+//	ctftp_cache_fill_shared_total       callers that got the result of another caller's fill
+//	ctftp_cache_streamed_total          callers handed an uncached stream of a file over max_object
+//	ctftp_cache_bytes                   bytes of file data held (gauge)
+//	ctftp_cache_entries                 files held, including those kept for serve-stale (gauge)
+//	ctftp_cache_negative_entries        remembered "not found" answers (gauge)
+//
+// No label carries a file name or a client address.
+package cache
