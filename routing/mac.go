@@ -67,7 +67,7 @@ var macNames = []macName{
 func ParseMAC(name string) (mac string, ok bool) {
 	base := name[strings.LastIndexByte(name, '/')+1:]
 	for _, n := range macNames {
-		if len(base) < len(n.prefix)+macLen || !strings.EqualFold(base[:len(n.prefix)], n.prefix) {
+		if len(base) < len(n.prefix)+macLen || !asciiEqualFold(base[:len(n.prefix)], n.prefix) {
 			continue
 		}
 		digits := base[len(n.prefix) : len(n.prefix)+macLen]
@@ -76,12 +76,34 @@ func ParseMAC(name string) (mac string, ok bool) {
 		}
 		rest := base[len(n.prefix)+macLen:]
 		for _, s := range n.suffixes {
-			if strings.EqualFold(rest, s) {
+			if asciiEqualFold(rest, s) {
 				return strings.ToUpper(digits), true
 			}
 		}
 	}
 	return "", false
+}
+
+// asciiEqualFold is strings.EqualFold for ASCII only: EqualFold also folds
+// Unicode, so it would take "ſ" (U+017F) for "s" and the Kelvin sign for
+// "k", and a file name is bytes, not text.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if lowerASCII(a[i]) != lowerASCII(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 func isHex(s string) bool {

@@ -161,8 +161,8 @@ func New(cfg Config, subclusters []string, opts Options) (*Router, error) {
 				key, c.subcluster, ErrUnknownSubcluster, strings.Join(subclusters, ", ")))
 		}
 		if c.kind == matchDeviceFile {
-			macs, err := readDeviceFile(c.deviceFile)
-			if err != nil {
+			macs, ferrs := readDeviceFile(c.deviceFile)
+			for _, err := range ferrs {
 				errs = append(errs, fmt.Errorf("%s.device_file: %w", key, err))
 			}
 			c.macs = macs
@@ -184,16 +184,16 @@ const maxDeviceFileErrors = 10
 // readDeviceFile reads a list of MACs, one per line; '#' starts a comment,
 // blank lines are skipped. Every bad line is an error: a typo silently
 // dropped would send that phone to the fan-out without anyone noticing.
-func readDeviceFile(path string) (map[string]struct{}, error) {
+func readDeviceFile(path string) (map[string]struct{}, []error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, []error{err}
 	}
 	defer f.Close()
 	return parseDeviceList(f, path)
 }
 
-func parseDeviceList(rd io.Reader, path string) (map[string]struct{}, error) {
+func parseDeviceList(rd io.Reader, path string) (map[string]struct{}, []error) {
 	macs := make(map[string]struct{})
 	var errs []error
 	sc := bufio.NewScanner(rd)
@@ -215,7 +215,7 @@ func parseDeviceList(rd io.Reader, path string) (map[string]struct{}, error) {
 	if err := sc.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("%s: %w", path, err))
 	}
-	return macs, errors.Join(errs...)
+	return macs, errs
 }
 
 // Subclusters returns the sub-cluster names in priority order.
