@@ -1,0 +1,111 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/ctftp/ctftp/internal/tftpwire"
+)
+
+// Config tunes the TFTP front end. The CLI decodes it from the `tftp`
+// section of config.yaml (and Listen from the top-level `listen` key).
+// A zero field is not "default": start from DefaultConfig.
+type Config struct {
+	// Listen are the UDP addresses to serve, as literal "ip:port"
+	// ("0.0.0.0:69", "[::]:69"). IPv4 addresses get udp4 sockets and IPv6
+	// ones udp6 (IPv6-only), so a wildcard of each family can coexist.
+	// Port 0 picks a free port (tests); Server.Addrs reports it.
+	Listen []string `mapstructure:"listen"`
+	// MaxBlockSize caps the RFC 2348 blksize a client may negotiate
+	// (8..65464). Lower it (e.g. 1468) where IP fragments get lost.
+	MaxBlockSize int `mapstructure:"max_blksize"`
+	// MaxWindowSize caps the RFC 7440 windowsize (1..65535); 1 turns
+	// windowed transfers off. A windowed transfer of a file with no
+	// io.ReaderAt body buffers MaxWindowSize blocks.
+	MaxWindowSize int `mapstructure:"max_windowsize"`
+	// Timeout is the first retransmission timeout; it doubles, up to four
+	// times this, while a client stays silent. A client's RFC 2349 timeout
+	// option (1..255 s) replaces it, without the doubling.
+	Timeout time.Duration `mapstructure:"timeout"`
+	// Retries is how many times a packet is retransmitted before the
+	// transfer is abandoned (0 = never retransmit).
+	Retries int `mapstructure:"retries"`
+	// TransferTimeout bounds a whole transfer, opening the file included.
+	TransferTimeout time.Duration `mapstructure:"transfer_timeout"`
+	// MaxTransfers is how many transfers may run at once; a request over it
+	// is answered with error 0 "Server busy".
+	MaxTransfers int `mapstructure:"max_transfers"`
+	// ShutdownGrace is how long Shutdown (or cancelling Serve's context)
+	// lets transfers in flight finish before cancelling them.
+	ShutdownGrace time.Duration `mapstructure:"shutdown_grace"`
+}
+
+// DefaultConfig returns the defaults documented in config.yaml.
+func DefaultConfig() Config {
+	return Config{
+		Listen:          []string{"0.0.0.0:69"},
+		MaxBlockSize:    tftpwire.MaxBlockSize,
+		MaxWindowSize:   16,
+		Timeout:         time.Second,
+		Retries:         5,
+		TransferTimeout: 5 * time.Minute,
+		MaxTransfers:    20000,
+		ShutdownGrace:   10 * time.Second,
+	}
+}
+
+// Limits on the knobs, beyond the RFC ranges: no phone needs more, and
+// each bound keeps a typo ("timeout: 1000s") from pinning sockets for
+// hours.
+const (
+	maxRetries      = 100
+	maxRetransmit   = tftpwire.MaxTimeout * time.Second
+	maxTransfersCap = 1 << 20
+)
+
+// Validate reports every problem in c at once, each prefixed with its key.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if len(c.Listen) == 0 {
+		bad("listen: at least one address is required")
+	}
+	seen := make(map[netip.AddrPort]bool)
+	for i, a := range c.Listen {
+		ap, err := netip.ParseAddrPort(a)
+		if err != nil {
+			bad("listen[%d]: %q is not a literal ip:port (e.g. 0.0.0.0:69 or [::]:69)", i, a)
+			continue
+		}
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		if seen[ap] && ap.Port() != 0 {
+			bad("listen[%d]: %s is listed twice", i, a)
+		}
+		seen[ap] = true
+	}
+	if c.MaxBlockSize < tftpwire.MinBlockSize || c.MaxBlockSize > tftpwire.MaxBlockSize {
+		bad("max_blksize: must be between %d and %d, got %d", tftpwire.MinBlockSize, tftpwire.MaxBlockSize, c.MaxBlockSize)
+	}
+	if c.MaxWindowSize < 1 || c.MaxWindowSize > tftpwire.MaxWindowSize {
+		bad("max_windowsize: must be between 1 and %d, got %d", tftpwire.MaxWindowSize, c.MaxWindowSize)
+	}
+	if c.Timeout <= 0 || c.Timeout > maxRetransmit {
+		bad("timeout: must be more than 0 and at most %v, got %v", maxRetransmit, c.Timeout)
+	}
+	if c.Retries < 0 || c.Retries > maxRetries {
+		bad("retries: must be between 0 and %d, got %d", maxRetries, c.Retries)
+	}
+	if c.TransferTimeout <= 0 {
+		bad("transfer_timeout: must be more than 0, got %v", c.TransferTimeout)
+	}
+	if c.MaxTransfers < 1 || c.MaxTransfers > maxTransfersCap {
+		bad("max_transfers: must be between 1 and %d, got %d", maxTransfersCap, c.MaxTransfers)
+	}
+	if c.ShutdownGrace < 0 {
+		bad("shutdown_grace: must not be negative, got %v", c.ShutdownGrace)
+	}
+	return errors.Join(errs...)
+}

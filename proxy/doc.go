@@ -1,0 +1,84 @@
+// Package proxy is ctftp's front end and composition root: the TFTP
+// server phones talk to (Server), the Source of the gateway's own files
+// (Local), the file-name cleaning every request goes through (CleanName),
+// the single mapping from errors to TFTP error packets (WireError), and
+// (compose*.go) the assembly of the chain local -> routing -> cache ->
+// backends behind it. For each RRQ the server cleans the name, builds a
+// ctftp.Request and asks its Source; everything below speaks only the
+// root package's contract.
+//
+// # The TFTP engine
+//
+// The server is our own (pin/tftp stays the backend client and a test
+// peer): RFC 1350 with RFC 2347 options, blksize (RFC 2348), tsize and
+// timeout (RFC 2349) and windowsize (RFC 7440), netascii, block-number
+// wraparound past 65535 (to 0), retransmission with back-off, and
+// exact error codes. For each RRQ it:
+//
+//   - ignores it if the same client address:port already has a transfer of
+//     the same name running (a retransmitted RRQ must not start a second
+//     transfer, nor a second backend fetch);
+//   - refuses, from the listening port, a request it cannot serve:
+//     malformed (error 4), a name CleanName refuses (error 2), an option
+//     out of range (error 8), MaxTransfers reached (error 0 "Server busy");
+//   - otherwise starts a transfer: a goroutine and a new UDP socket (the
+//     server's TID) bound to the exact local address the request arrived
+//     on (learnt from IP_PKTINFO/IPV6_PKTINFO on wildcard listeners; no
+//     interface lookup), a context from the server's base context with
+//     TransferTimeout, Source.Open, then OACK and DATA.
+//
+// WRQ gets error 2; DATA, ACK, OACK and unknown opcodes at the listening
+// port get error 4; an ERROR packet is never answered. At a transfer's
+// port, a packet from any other address or port gets error 5 and leaves
+// the transfer alone; an ERROR from the client ends it. Duplicate ACKs
+// are ignored (no Sorcerer's Apprentice) and do not extend deadlines.
+//
+// # Option choices
+//
+// Per RFC 2347 unknown options are ignored and only recognised ones are
+// acknowledged; with none left the server answers with DATA 1. Following
+// tftp-hpa: a non-numeric value ("abc") ignores the option; blksize below
+// 8 (0, 7), windowsize 0 and a timeout outside 1..255 refuse the request
+// with error 8; blksize above max_blksize (65465, say) and windowsize above
+// max_windowsize are lowered to the cap, as RFC 2348 and RFC 7440 allow.
+// A repeated option counts once, first occurrence first. Options after
+// the 64th are not read (RFC 2347 caps a request at 512 bytes, so only a
+// broken or hostile client sends more). tsize is answered from File.Size,
+// else by seeking a seekable Body, else left out; in netascii mode it is
+// always left out, because the converted length is only known after
+// reading the whole file and a wrong tsize is worse than none. The
+// client's timeout is used as asked; otherwise the retransmission timeout
+// starts at Timeout and doubles up to four times it. Windowed transfers
+// restart the window right after an ACK that falls inside it (RFC 7440).
+//
+// # Goroutines, concurrency, memory
+//
+// Serve starts one reader goroutine per listening socket and one
+// goroutine per transfer; Shutdown (or cancelling Serve's context) closes
+// the listening sockets, which ends the readers, lets transfers finish
+// for up to ShutdownGrace, then cancels their contexts, which wakes and
+// ends them; Serve and Shutdown return only after all have ended. Server,
+// Local and the functions here are safe for concurrent use.
+//
+// Memory is bounded by MaxTransfers: each transfer holds one socket, a
+// goroutine, about 1 KiB of state and its packet buffers (pooled by size
+// class): one block for a Body implementing io.ReaderAt, which must then
+// serve the same bytes as Read from offset 0 (an *os.File, a
+// bytes.Reader), and WindowSize blocks for other bodies. The listening
+// path allocates nothing per packet it refuses.
+//
+// # Logs and metrics
+//
+// Every request that reaches the server as an RRQ or WRQ logs exactly one
+// Info line "transfer" with client, file, source (File.Origin or "none"),
+// subcluster, backend, bytes, duration, blksize, windowsize, result
+// (ok, not_found, denied, error) and err (the internal error text, which
+// never reaches the client: WireError gives clients fixed texts). Other
+// refused packets are logged at Debug only. Metrics (see metrics.go):
+// ctftp_transfers_total{source,result}, ctftp_active_transfers,
+// ctftp_transfer_bytes_total, ctftp_transfer_duration_seconds (a
+// VictoriaMetrics histogram of transfers that started; refusals at the
+// listening port are not timed) and ctftp_requests_rejected_total{reason}
+// with reason one of malformed, illegal_opcode, write, bad_name,
+// bad_option, busy, duplicate.
+package proxy

@@ -1,0 +1,108 @@
+package proxy
+
+import (
+	"fmt"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/ctftp/ctftp"
+)
+
+// The front end's series (names are part of ctftp's interface contract):
+//
+//	ctftp_transfers_total{source,result}   requests answered, by where the file
+//	                                       came from (local, cache, backend; none
+//	                                       when no file was opened) and outcome
+//	                                       (ok, not_found, denied, error)
+//	ctftp_active_transfers                 transfers running now
+//	ctftp_transfer_bytes_total             file bytes the clients acknowledged
+//	ctftp_transfer_duration_seconds        histogram of transfer time, from the
+//	                                       request to the last ACK or the failure
+//	ctftp_requests_rejected_total{reason}  packets refused before a transfer
+//	                                       started, by reason (see reason*)
+//
+// Counters are created once, here, so the packet path never formats a
+// metric name. GetOrCreate lets the HTTP front end share the same series.
+
+// Label values, in the index order of serverMetrics.transfers.
+const (
+	numSources = 4 // local, cache, backend, none
+	numResults = 4 // ok, not_found, denied, error
+)
+
+func sourceIndex(f *ctftp.File) int {
+	if f != nil {
+		switch f.Origin {
+		case ctftp.OriginLocal:
+			return 0
+		case ctftp.OriginCache:
+			return 1
+		case ctftp.OriginBackend:
+			return 2
+		}
+	}
+	// No file, or an origin outside the contract's set: "none" rather
+	// than minting a new label value.
+	return 3
+}
+
+func resultIndex(result string) int {
+	switch result {
+	case resultOK:
+		return 0
+	case resultNotFound:
+		return 1
+	case resultDenied:
+		return 2
+	}
+	return 3
+}
+
+// Reasons a packet is refused before any transfer starts.
+type reason int
+
+const (
+	reasonMalformed     reason = iota // truncated, unterminated, unknown mode, empty name
+	reasonIllegalOpcode               // DATA, ACK, ERROR, OACK or unknown opcode at the listening port
+	reasonWrite                       // WRQ
+	reasonBadName                     // CleanName refused the name
+	reasonBadOption                   // option value outside its RFC range
+	reasonBusy                        // MaxTransfers reached
+	reasonDuplicate                   // retransmitted RRQ of a running transfer (ignored)
+	numReasons
+)
+
+func (r reason) String() string {
+	return [numReasons]string{"malformed", "illegal_opcode", "write", "bad_name", "bad_option", "busy", "duplicate"}[r]
+}
+
+type serverMetrics struct {
+	transfers [numSources][numResults]*metrics.Counter
+	active    *metrics.Gauge
+	bytes     *metrics.Counter
+	duration  *metrics.Histogram
+	rejected  [numReasons]*metrics.Counter
+}
+
+func newServerMetrics(set *metrics.Set) *serverMetrics {
+	m := &serverMetrics{
+		active:   set.GetOrCreateGauge("ctftp_active_transfers", nil),
+		bytes:    set.GetOrCreateCounter("ctftp_transfer_bytes_total"),
+		duration: set.GetOrCreateHistogram("ctftp_transfer_duration_seconds"),
+	}
+	for i, s := range [numSources]string{"local", "cache", "backend", "none"} {
+		for j, r := range [numResults]string{resultOK, resultNotFound, resultDenied, resultError} {
+			m.transfers[i][j] = set.GetOrCreateCounter(fmt.Sprintf(`ctftp_transfers_total{source=%q,result=%q}`, s, r))
+		}
+	}
+	for r := range numReasons {
+		m.rejected[r] = set.GetOrCreateCounter(fmt.Sprintf(`ctftp_requests_rejected_total{reason=%q}`, r))
+	}
+	return m
+}
+
+// transfer returns the counter for a file's origin (nil file: "none")
+// and a result.
+func (m *serverMetrics) transfer(f *ctftp.File, result string) *metrics.Counter {
+	return m.transfers[sourceIndex(f)][resultIndex(result)]
+}

@@ -1,0 +1,519 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+
+	"github.com/ctftp/ctftp"
+	"github.com/ctftp/ctftp/internal/tftpwire"
+)
+
+// Server is the TFTP front end: it reads requests on its listening
+// sockets and serves each RRQ from its Source in a transfer of its own.
+// Create it with NewServer, bind with Listen (or let Serve bind), run
+// Serve, stop with Shutdown or by cancelling Serve's context. Its methods
+// are safe for concurrent use.
+type Server struct {
+	cfg    Config
+	src    ctftp.Source
+	log    *slog.Logger
+	met    *serverMetrics
+	limits tftpwire.Limits
+	bufs   bufferPool
+
+	mu        sync.Mutex
+	listeners []*listener
+	serving   bool
+	closed    bool
+	closing   chan struct{} // closed when shutdown begins
+	base      context.Context
+	cancel    context.CancelCauseFunc
+	// inflight holds the (client, requested name) of every running
+	// transfer, so a retransmitted RRQ does not start a second one.
+	inflight map[transferKey]struct{}
+
+	active  atomic.Int64   // running transfers, for MaxTransfers
+	readers sync.WaitGroup // one per listener, started by Serve
+	xfers   sync.WaitGroup // one per transfer; Add only from readers
+}
+
+type transferKey struct {
+	client netip.AddrPort
+	name   string
+}
+
+// listener is one bound listening socket.
+type listener struct {
+	conn *net.UDPConn
+	addr netip.AddrPort // as bound, port resolved
+	v4   bool
+	// wildcard listeners learn each request's destination address from
+	// IP_PKTINFO / IPV6_PKTINFO control messages, so that replies and
+	// transfers leave from the address the client talked to (a client
+	// rejects packets from any other).
+	wildcard bool
+}
+
+// dest is the local address a request arrived on.
+type dest struct {
+	addr    netip.Addr
+	ifIndex int
+}
+
+// NewServer checks cfg and returns a server that will serve src. logger
+// nil discards logs; m nil keeps metrics private (tests, tools).
+func NewServer(cfg Config, src ctftp.Source, logger *slog.Logger, m *metrics.Set) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("proxy: invalid config: %w", err)
+	}
+	if src == nil {
+		return nil, errors.New("proxy: nil Source")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if m == nil {
+		m = metrics.NewSet()
+	}
+	cfg.Listen = append([]string(nil), cfg.Listen...)
+	return &Server{
+		cfg:      cfg,
+		src:      src,
+		log:      logger,
+		met:      newServerMetrics(m),
+		limits:   tftpwire.Limits{MaxBlockSize: cfg.MaxBlockSize, MaxWindowSize: cfg.MaxWindowSize},
+		closing:  make(chan struct{}),
+		inflight: make(map[transferKey]struct{}),
+	}, nil
+}
+
+// Listen binds every address of Config.Listen. An IPv6 address that
+// fails because the host has IPv6 disabled (EAFNOSUPPORT,
+// EADDRNOTAVAIL, EPROTONOSUPPORT) is skipped with a warning as long as
+// another address bound: a gateway must not die on an IPv4-only host, the
+// most-reported tftp-hpa bug. Any other failure closes what was bound and
+// is returned. Listen after a successful Listen does nothing.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.listenLocked()
+}
+
+func (s *Server) listenLocked() error {
+	if s.closed {
+		return ErrServerClosed
+	}
+	if s.listeners != nil {
+		return nil
+	}
+	var ls []*listener
+	type skip struct {
+		addr string
+		err  error
+	}
+	var skipped []skip
+	for _, a := range s.cfg.Listen {
+		ap := netip.MustParseAddrPort(a) // Validate parsed it
+		l, err := listenUDP(ap)
+		if err != nil {
+			if ap.Addr().Is6() && !ap.Addr().Is4In6() && ipv6Unavailable(err) {
+				skipped = append(skipped, skip{a, err})
+				continue
+			}
+			for _, l := range ls {
+				l.conn.Close()
+			}
+			return fmt.Errorf("proxy: listen %s: %w", a, err)
+		}
+		ls = append(ls, l)
+	}
+	if len(ls) == 0 {
+		errs := make([]error, len(skipped))
+		for i, sk := range skipped {
+			errs[i] = fmt.Errorf("listen %s: %w", sk.addr, sk.err)
+		}
+		return fmt.Errorf("proxy: no listen address could be bound: %w", errors.Join(errs...))
+	}
+	for _, sk := range skipped {
+		s.log.Warn("IPv6 listen address skipped: IPv6 is unavailable on this host", "addr", sk.addr, "err", sk.err)
+	}
+	s.listeners = ls
+	return nil
+}
+
+func ipv6Unavailable(err error) bool {
+	return errors.Is(err, syscall.EAFNOSUPPORT) || errors.Is(err, syscall.EADDRNOTAVAIL) ||
+		errors.Is(err, syscall.EPROTONOSUPPORT)
+}
+
+func listenUDP(ap netip.AddrPort) (*listener, error) {
+	addr := ap.Addr()
+	network := "udp6"
+	if addr.Is4() || addr.Is4In6() {
+		network, addr = "udp4", addr.Unmap()
+	}
+	conn, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, ap.Port())))
+	if err != nil {
+		return nil, err
+	}
+	l := &listener{conn: conn, v4: network == "udp4", wildcard: addr.IsUnspecified()}
+	if l.wildcard {
+		if l.v4 {
+			err = ipv4.NewPacketConn(conn).SetControlMessage(ipv4.FlagDst, true)
+		} else {
+			err = ipv6.NewPacketConn(conn).SetControlMessage(ipv6.FlagDst, true)
+		}
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("enable destination address reporting: %w", err)
+		}
+	}
+	l.addr = conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	if l.v4 {
+		l.addr = netip.AddrPortFrom(l.addr.Addr().Unmap(), l.addr.Port())
+	}
+	return l, nil
+}
+
+// Addrs returns the bound listening addresses (nil before Listen), with
+// the ports the OS picked for port 0.
+func (s *Server) Addrs() []netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []netip.AddrPort
+	for _, l := range s.listeners {
+		out = append(out, l.addr)
+	}
+	return out
+}
+
+// Serve binds (unless Listen did) and serves until Shutdown is called or
+// ctx ends. Cancelling ctx shuts down gracefully: no new requests, and
+// transfers in flight get ShutdownGrace to finish before they are
+// cancelled. Serve returns nil after a shutdown, once every transfer has
+// ended; it returns an error if binding or reading a socket fails.
+//
+// Goroutines: one reader per listening socket and one per transfer, all
+// ended before Serve returns. ctx's values reach the Source; its
+// cancellation does not cut transfers short, the grace period does.
+func (s *Server) Serve(ctx context.Context) error {
+	s.mu.Lock()
+	if s.serving {
+		s.mu.Unlock()
+		return errors.New("proxy: Serve called twice")
+	}
+	if err := s.listenLocked(); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	s.serving = true
+	s.base, s.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
+	errc := make(chan error, len(s.listeners))
+	for _, l := range s.listeners {
+		s.readers.Add(1)
+		go func() {
+			defer s.readers.Done()
+			errc <- s.readLoop(l)
+		}()
+	}
+	s.mu.Unlock()
+
+	var err error
+	select {
+	case <-ctx.Done():
+		if serr := s.Shutdown(context.WithoutCancel(ctx)); serr != nil {
+			s.log.Warn("shutdown", "err", serr)
+		}
+	case <-s.closing:
+	case err = <-errc:
+		// A reader only ends by itself on a socket error; nil means
+		// Shutdown closed its socket.
+		if err != nil {
+			s.log.Error("listener failed; shutting down", "err", err)
+			_ = s.Shutdown(context.WithoutCancel(ctx))
+		}
+	}
+	s.readers.Wait()
+	s.xfers.Wait()
+	return err
+}
+
+// Shutdown stops accepting requests, lets transfers in flight finish
+// until ctx ends or ShutdownGrace passes, then cancels the rest (their
+// clients get error 0 "Server shutting down") and waits for them to end.
+// It returns nil if every transfer finished in time, otherwise an error
+// wrapping context.DeadlineExceeded (or ctx's error). It is safe to call
+// more than once and from any goroutine.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.closing)
+		for _, l := range s.listeners {
+			l.conn.Close()
+		}
+	}
+	cancel := s.cancel
+	s.mu.Unlock()
+	// Readers are the only callers of xfers.Add; once they are gone,
+	// waiting on xfers is race-free.
+	s.readers.Wait()
+	drained := make(chan struct{})
+	go func() { // ends when the last transfer does, which the cancel below guarantees
+		s.xfers.Wait()
+		close(drained)
+	}()
+	grace := time.NewTimer(s.cfg.ShutdownGrace)
+	defer grace.Stop()
+	var why error
+	select {
+	case <-drained:
+		return nil
+	case <-ctx.Done():
+		why = ctx.Err()
+	case <-grace.C:
+		why = context.DeadlineExceeded
+	}
+	n := s.active.Load()
+	if cancel != nil {
+		cancel(ErrServerClosed)
+	}
+	<-drained
+	return fmt.Errorf("proxy: shutdown: cancelled %d transfers still running: %w", n, why)
+}
+
+// readLoop reads requests from one listening socket until it is closed.
+// It handles each packet inline (parsing, refusals and starting a
+// transfer are all quick) and owns its buffers, so the request path
+// allocates nothing for packets it refuses to the listening port.
+func (s *Server) readLoop(l *listener) error {
+	buf := make([]byte, 65536) // any UDP datagram fits: no truncated reads
+	var oob []byte
+	if l.wildcard {
+		if l.v4 {
+			oob = ipv4.NewControlMessage(ipv4.FlagDst)
+		} else {
+			oob = ipv6.NewControlMessage(ipv6.FlagDst)
+		}
+	}
+	var cm4 ipv4.ControlMessage
+	var cm6 ipv6.ControlMessage
+	for {
+		n, oobn, _, from, err := l.conn.ReadMsgUDPAddrPort(buf, oob)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("proxy: read %s: %w", l.addr, err)
+		}
+		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		d := dest{addr: l.addr.Addr()}
+		if l.wildcard && oobn > 0 {
+			if l.v4 {
+				if cm4.Parse(oob[:oobn]) == nil {
+					if a, ok := netip.AddrFromSlice(cm4.Dst); ok {
+						d = dest{addr: a.Unmap(), ifIndex: cm4.IfIndex}
+					}
+				}
+			} else if cm6.Parse(oob[:oobn]) == nil {
+				if a, ok := netip.AddrFromSlice(cm6.Dst); ok {
+					d = dest{addr: a, ifIndex: cm6.IfIndex}
+					if a.IsLinkLocalUnicast() {
+						// A numeric zone: resolving the interface name
+						// would cost a netlink dump per request.
+						d.addr = a.WithZone(strconv.Itoa(cm6.IfIndex))
+					}
+				}
+			}
+		}
+		s.handlePacket(l, buf[:n], from, d)
+	}
+}
+
+// handlePacket decides what a packet at the listening port gets: a
+// transfer (RRQ), an error, or silence (ERROR packets, retransmitted RRQs).
+func (s *Server) handlePacket(l *listener, pkt []byte, from netip.AddrPort, d dest) {
+	op, err := tftpwire.PacketOpcode(pkt)
+	if err != nil {
+		s.refusePacket(l, from, d, reasonMalformed, err)
+		return
+	}
+	switch op {
+	case tftpwire.OpRRQ:
+		s.handleRRQ(l, pkt, from, d)
+	case tftpwire.OpWRQ:
+		req, _ := tftpwire.ParseRequest(pkt)
+		s.refuseRequest(l, from, d, req.Filename, reasonWrite, ErrWriteRefused)
+	case tftpwire.OpERROR:
+		// Never answer an ERROR: two servers would bounce errors forever.
+		s.met.rejected[reasonIllegalOpcode].Inc()
+		s.log.Debug("packet ignored", "client", from, "opcode", op)
+	default:
+		s.refusePacket(l, from, d, reasonIllegalOpcode, fmt.Errorf("%w: %v at the listening port", errIllegalOperation, op))
+	}
+}
+
+func (s *Server) handleRRQ(l *listener, pkt []byte, from netip.AddrPort, d dest) {
+	req, err := tftpwire.ParseRequest(pkt)
+	if err != nil {
+		s.refuseRequest(l, from, d, req.Filename, reasonMalformed, err)
+		return
+	}
+	name, err := CleanName(req.Filename)
+	if err != nil {
+		s.refuseRequest(l, from, d, req.Filename, reasonBadName, err)
+		return
+	}
+	neg, err := tftpwire.Negotiate(req, s.limits)
+	if err != nil {
+		s.refuseRequest(l, from, d, req.Filename, reasonBadOption, err)
+		return
+	}
+	key := transferKey{client: from, name: req.Filename}
+	s.mu.Lock()
+	if _, dup := s.inflight[key]; dup {
+		s.mu.Unlock()
+		// The client retransmitted before our first packet reached it;
+		// the running transfer answers it.
+		s.met.rejected[reasonDuplicate].Inc()
+		s.log.Debug("retransmitted request ignored", "client", from, "file", logName(req.Filename))
+		return
+	}
+	if s.active.Add(1) > int64(s.cfg.MaxTransfers) {
+		s.active.Add(-1)
+		s.mu.Unlock()
+		s.refuseRequest(l, from, d, req.Filename, reasonBusy, ErrBusy)
+		return
+	}
+	s.inflight[key] = struct{}{}
+	s.xfers.Add(1)
+	s.mu.Unlock()
+	s.met.active.Inc()
+
+	t := &transfer{
+		s:      s,
+		l:      l,
+		key:    key,
+		client: from,
+		local:  d,
+		neg:    neg,
+		req:    ctftp.Request{Name: name, Client: from, Mode: req.Mode},
+		start:  time.Now(),
+	}
+	go s.runTransfer(t)
+}
+
+// refusePacket answers a packet that is not a request with an error (and
+// does not log it above debug: garbage is not a transfer).
+func (s *Server) refusePacket(l *listener, from netip.AddrPort, d dest, r reason, err error) {
+	s.met.rejected[r].Inc()
+	s.log.Debug("packet refused", "client", from, "reason", r, "err", err)
+	l.sendError(err, from, d)
+}
+
+// refuseRequest answers a request refused before its transfer started,
+// and records it like any transfer.
+func (s *Server) refuseRequest(l *listener, from netip.AddrPort, d dest, file string, r reason, err error) {
+	s.met.rejected[r].Inc()
+	l.sendError(err, from, d)
+	s.record(from, file, nil, nil, 0, 0, err)
+}
+
+// sendError answers from the listening socket. On a wildcard socket the
+// source address is pinned to the one the request arrived on.
+func (l *listener) sendError(err error, to netip.AddrPort, d dest) {
+	code, msg := WireError(err)
+	var b [128]byte
+	pkt := tftpwire.AppendError(b[:0], code, msg)
+	var oob []byte
+	if l.wildcard && d.addr.IsValid() {
+		if l.v4 {
+			oob = (&ipv4.ControlMessage{Src: d.addr.AsSlice()}).Marshal()
+		} else {
+			oob = (&ipv6.ControlMessage{Src: d.addr.AsSlice(), IfIndex: d.ifIndex}).Marshal()
+		}
+	}
+	// A lost error is recovered by the client's retransmission.
+	_, _, _ = l.conn.WriteMsgUDPAddrPort(pkt, oob, to)
+}
+
+// runTransfer runs one transfer and records it. It is the goroutine
+// handleRRQ starts; the server's xfers group tracks it.
+func (s *Server) runTransfer(t *transfer) {
+	defer s.xfers.Done()
+	ctx, cancel := context.WithTimeoutCause(s.base, s.cfg.TransferTimeout, ErrTransferTimeout)
+	res := t.run(ctx)
+	cancel()
+
+	s.mu.Lock()
+	delete(s.inflight, t.key)
+	s.mu.Unlock()
+	s.active.Add(-1)
+	s.met.active.Dec()
+
+	dur := time.Since(t.start)
+	s.met.duration.Update(dur.Seconds())
+	s.record(t.client, t.key.name, res.file, &t.neg, res.bytes, dur, res.err)
+}
+
+// record counts a finished (or refused) request and logs its one
+// "transfer" line.
+func (s *Server) record(client netip.AddrPort, file string, f *ctftp.File, neg *tftpwire.Negotiation, n int64, dur time.Duration, err error) {
+	result := resultOf(err)
+	s.met.transfer(f, result).Inc()
+	if n > 0 {
+		s.met.bytes.AddInt64(n)
+	}
+	ctx := context.Background()
+	if !s.log.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	source, subcluster, backend := "none", "", ""
+	if f != nil {
+		source, subcluster, backend = string(f.Origin), f.Subcluster, f.Backend
+	}
+	blksize, window := 0, 0
+	if neg != nil {
+		blksize, window = neg.BlockSize, neg.WindowSize
+	}
+	errText := ""
+	if err != nil {
+		errText = err.Error()
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "transfer",
+		slog.String("client", client.String()),
+		slog.String("file", logName(file)),
+		slog.String("source", source),
+		slog.String("subcluster", subcluster),
+		slog.String("backend", backend),
+		slog.Int64("bytes", n),
+		slog.Duration("duration", dur),
+		slog.Int("blksize", blksize),
+		slog.Int("windowsize", window),
+		slog.String("result", result),
+		slog.String("err", errText),
+	)
+}
+
+// logName bounds a client-chosen name before it reaches a log line; the
+// log handler escapes whatever bytes it holds.
+func logName(s string) string {
+	const max = 300
+	if len(s) > max {
+		return s[:max] + "..."
+	}
+	return s
+}

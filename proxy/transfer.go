@@ -1,0 +1,297 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/ctftp/ctftp"
+	"github.com/ctftp/ctftp/internal/tftpwire"
+)
+
+// transfer is one RRQ being served. Only its own goroutine touches it.
+type transfer struct {
+	s      *Server
+	l      *listener
+	key    transferKey
+	client netip.AddrPort
+	local  dest
+	neg    tftpwire.Negotiation
+	req    ctftp.Request
+	start  time.Time
+
+	conn *net.UDPConn
+	ctx  context.Context
+	// rbuf receives ACKs and ERRORs; anything longer is truncated, which
+	// loses nothing we read. obuf holds the OACK (kept for
+	// retransmission), ebuf builds ERROR packets.
+	rbuf [516]byte
+	obuf [128]byte
+	ebuf [128]byte
+}
+
+type transferResult struct {
+	file  *ctftp.File
+	bytes int64 // file bytes the client acknowledged
+	err   error
+}
+
+// errAckTimeout is internal: one wait for an ACK ran out; the caller
+// retransmits or gives up with ErrClientGone.
+var errAckTimeout = errors.New("proxy: no acknowledgement before the retransmission timeout")
+
+// run serves the transfer from a socket of its own (the server's TID),
+// bound to the address the request arrived on, so every packet the client
+// sees comes from the address it asked.
+func (t *transfer) run(ctx context.Context) (res transferResult) {
+	t.ctx = ctx
+	network := "udp6"
+	if t.l.v4 {
+		network = "udp4"
+	}
+	conn, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(t.local.addr, 0)))
+	if err != nil {
+		res.err = fmt.Errorf("proxy: transfer socket: %w", err)
+		t.l.sendError(res.err, t.client, t.local)
+		return res
+	}
+	defer conn.Close()
+	t.conn = conn
+	// Cancellation (shutdown, TransferTimeout) must wake a blocked read;
+	// awaitAck re-checks ctx after every deadline it sets, so this cannot
+	// be overwritten unnoticed.
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	f, err := t.s.src.Open(ctx, t.req)
+	if err == nil && f == nil {
+		err = errors.New("proxy: source returned neither a file nor an error")
+	}
+	if err != nil {
+		res.err = t.fail(fmt.Errorf("proxy: open %q: %w", t.req.Name, err))
+		return res
+	}
+	res.file = f
+	defer f.Body.Close()
+	res.bytes, res.err = t.send(f)
+	return res
+}
+
+// fail tells the client why the transfer ends and returns err, joined
+// with the context's cause when the context ended (a Source usually
+// reports a cancelled open as plain context.Canceled).
+func (t *transfer) fail(err error) error {
+	if t.ctx.Err() != nil && !errors.Is(err, context.Cause(t.ctx)) {
+		err = fmt.Errorf("%w: %w", context.Cause(t.ctx), err)
+	}
+	t.sendError(err, t.client)
+	return err
+}
+
+func (t *transfer) sendError(err error, to netip.AddrPort) {
+	code, msg := WireError(err)
+	// A lost error is recovered by the peer's own timeout.
+	_, _ = t.conn.WriteToUDPAddrPort(tftpwire.AppendError(t.ebuf[:0], code, msg), to)
+}
+
+// send negotiates (OACK) and then sends the file. It returns how many
+// file bytes the client acknowledged.
+func (t *transfer) send(f *ctftp.File) (int64, error) {
+	tsize := int64(-1)
+	if t.neg.TransferSize {
+		var err error
+		if tsize, err = sizeOf(f); err != nil {
+			return 0, t.fail(err)
+		}
+	}
+	if t.neg.HasOACK(tsize) {
+		pkt := t.neg.AppendOACK(t.obuf[:0], tsize)
+		// ACK 0 acknowledges the OACK: block 0 is the OACK's place.
+		if err := t.exchange(pkt, 0); err != nil {
+			return 0, err
+		}
+	}
+
+	var body io.Reader = f.Body
+	if t.req.Mode == tftpwire.ModeNetASCII {
+		body = tftpwire.NetASCIIReader(f.Body)
+	}
+	blocks := t.newBlocks(body)
+	defer blocks.release()
+	return t.sendBlocks(blocks)
+}
+
+// sizeOf returns the file's size for tsize: File.Size when known, else a
+// seekable Body's length, else -1 (tsize is then left out of the OACK).
+func sizeOf(f *ctftp.File) (int64, error) {
+	if f.Size >= 0 {
+		return f.Size, nil
+	}
+	sk, ok := f.Body.(io.Seeker)
+	if !ok {
+		return -1, nil
+	}
+	end, err := sk.Seek(0, io.SeekEnd)
+	if err != nil {
+		return -1, nil // not really seekable; the body is still unread
+	}
+	if _, err := sk.Seek(0, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("proxy: rewind after measuring size: %w", err)
+	}
+	return end, nil
+}
+
+// exchange sends pkt until the client acknowledges block (wire number),
+// retransmitting on timeout.
+func (t *transfer) exchange(pkt []byte, block uint16) error {
+	for attempt := 0; ; attempt++ {
+		if err := t.write(pkt); err != nil {
+			return err
+		}
+		_, err := t.awaitAck(time.Now().Add(t.interval(attempt)), block-1, 1)
+		if !errors.Is(err, errAckTimeout) {
+			return err
+		}
+		if attempt >= t.s.cfg.Retries {
+			return t.fail(ErrClientGone)
+		}
+	}
+}
+
+// sendBlocks is the data phase: lock-step when the window is 1, RFC 7440
+// windows otherwise. Block numbers are tracked as absolute 64-bit counts
+// and put on the wire modulo 2^16, so files past block 65535 wrap to 0 as
+// tftp-hpa, pin/tftp and most clients expect.
+//
+// Duplicate ACKs (and any ACK outside the window) are ignored and do not
+// extend the deadline, so neither Sorcerer's Apprentice (RFC 1123
+// 4.2.3.1) nor a chatty peer can make a transfer live forever. An ACK in
+// the middle of the window means the client lost what follows (RFC 7440
+// section 4): the window restarts after it at once.
+func (t *transfer) sendBlocks(blocks blockSource) (int64, error) {
+	window := uint64(t.neg.WindowSize)
+	var (
+		acked    uint64 // last block acknowledged
+		next     uint64 = 1
+		final    uint64 // last block of the file, once read
+		finalLen int    // its payload length
+		attempt  int
+	)
+	acknowledged := func() int64 {
+		if final != 0 && acked == final {
+			return int64(final-1)*int64(t.neg.BlockSize) + int64(finalLen)
+		}
+		return int64(acked) * int64(t.neg.BlockSize)
+	}
+	for {
+		for next <= acked+window && (final == 0 || next <= final) {
+			pkt, last, err := blocks.packet(next)
+			if err != nil {
+				return acknowledged(), t.fail(fmt.Errorf("proxy: read %q: %w", t.req.Name, err))
+			}
+			if last {
+				final, finalLen = next, len(pkt)-tftpwire.HeaderSize
+			}
+			if err := t.write(pkt); err != nil {
+				return acknowledged(), err
+			}
+			next++
+		}
+		n, err := t.awaitAck(time.Now().Add(t.interval(attempt)), uint16(acked), int(next-1-acked))
+		switch {
+		case errors.Is(err, errAckTimeout):
+			attempt++
+			if attempt > t.s.cfg.Retries {
+				return acknowledged(), t.fail(ErrClientGone)
+			}
+			next = acked + 1
+		case err != nil:
+			return acknowledged(), err
+		default:
+			acked += uint64(n)
+			attempt = 0
+			if final != 0 && acked == final {
+				return acknowledged(), nil
+			}
+			next = acked + 1
+		}
+	}
+}
+
+// interval is the retransmission timeout for the given retry: the
+// client's RFC 2349 timeout as asked, or Config.Timeout doubling up to
+// four times itself (the adaptive back-off of RFC 1123 4.2.3.2).
+func (t *transfer) interval(attempt int) time.Duration {
+	if t.neg.Timeout > 0 {
+		return t.neg.Timeout
+	}
+	return t.s.cfg.Timeout << min(attempt, 2)
+}
+
+func (t *transfer) write(pkt []byte) error {
+	if _, err := t.conn.WriteToUDPAddrPort(pkt, t.client); err != nil {
+		if t.ctx.Err() != nil {
+			return context.Cause(t.ctx)
+		}
+		return fmt.Errorf("proxy: send: %w", err)
+	}
+	return nil
+}
+
+// awaitAck waits until deadline for an ACK of one of the outstanding
+// blocks after lastAcked (wire numbers, so the comparison wraps) and
+// returns how many blocks it acknowledges. Packets from other addresses
+// get error 5 and change nothing; an ERROR from the client ends the
+// transfer (and is not answered).
+func (t *transfer) awaitAck(deadline time.Time, lastAcked uint16, outstanding int) (int, error) {
+	if err := t.conn.SetReadDeadline(deadline); err != nil {
+		return 0, fmt.Errorf("proxy: set deadline: %w", err)
+	}
+	for {
+		if t.ctx.Err() != nil {
+			err := context.Cause(t.ctx)
+			t.sendError(err, t.client)
+			return 0, err
+		}
+		n, from, err := t.conn.ReadFromUDPAddrPort(t.rbuf[:])
+		if err != nil {
+			if t.ctx.Err() != nil {
+				continue // reported at the top of the loop
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return 0, errAckTimeout
+			}
+			return 0, fmt.Errorf("proxy: receive: %w", err)
+		}
+		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		if from.Port() != t.client.Port() || from.Addr().WithZone("") != t.client.Addr().WithZone("") {
+			t.sendError(errUnknownTID, from)
+			continue
+		}
+		pkt := t.rbuf[:n]
+		op, err := tftpwire.PacketOpcode(pkt)
+		if err != nil {
+			continue
+		}
+		switch op {
+		case tftpwire.OpACK:
+			block, err := tftpwire.ParseACK(pkt)
+			if err != nil {
+				continue
+			}
+			if d := int(block - lastAcked); d >= 1 && d <= outstanding {
+				return d, nil
+			}
+		case tftpwire.OpERROR:
+			code, msg, _ := tftpwire.ParseError(pkt)
+			return 0, fmt.Errorf("%w: error %d %q", ErrClientAbort, code, logName(msg))
+		}
+		// Anything else from the client (a DATA, a stray RRQ) is ignored:
+		// answering could abort a transfer that is otherwise fine.
+	}
+}
