@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -69,7 +70,7 @@ func NewSigner(cn string, bits int, opts ...SignerOption) (*Signer, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.subject.CommonName == "" {
+	if o.subject.CommonName == "" && !hasCN(o.subject) {
 		o.subject.CommonName = cn
 	}
 	if o.notBefore.IsZero() {
@@ -113,6 +114,17 @@ func NewSigner(cn string, bits int, opts ...SignerOption) (*Signer, error) {
 		return nil, fmt.Errorf("itl: new signer %q: %w", cn, err)
 	}
 	return &Signer{Cert: cert, Key: key}, nil
+}
+
+// hasCN reports a CommonName given through ExtraNames, which is how a
+// caller fixes the attribute order (CUCM certificates start with CN).
+func hasCN(n pkix.Name) bool {
+	for _, a := range n.ExtraNames {
+		if a.Type.Equal(asn1.ObjectIdentifier{2, 5, 4, 3}) {
+			return true
+		}
+	}
+	return false
 }
 
 // rsaKey checks that s can sign this format and returns its public key.
