@@ -92,10 +92,10 @@ func attrKey(oid asn1.ObjectIdentifier) string {
 // Both names get the same treatment, so a value that itself holds a comma
 // compares equal as long as both sides carry the same characters.
 func sameName(a, b string) bool {
-	if a == b {
-		return true
+	if a == "" || b == "" {
+		return false
 	}
-	return a != "" && b != "" && strings.EqualFold(normName(a), normName(b))
+	return a == b || strings.EqualFold(normName(a), normName(b))
 }
 
 func normName(s string) string {
