@@ -1,0 +1,69 @@
+package cluster
+
+import (
+	"fmt"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// The results of ctftp_backend_fetches_total, one per backend attempt.
+const (
+	resultOK       = "ok"        // the file came back whole
+	resultNotFound = "not_found" // TFTP error 1
+	resultRefused  = "refused"   // any other TFTP error
+	resultError    = "error"     // no or a broken answer, too large, or the caller gave up
+)
+
+// fetchBuckets span a loopback hit (1 ms) to a silent backend with
+// retries (16 s).
+var fetchBuckets = metrics.ExponentialBuckets(0.001, 2, 15)
+
+// subMetrics are one sub-cluster's series. Every label value comes from
+// configuration (sub-cluster names and backend strings are validated), so
+// the number of series is bounded.
+type subMetrics struct {
+	fetches  map[string]*metrics.Counter  // ctftp_backend_fetches_total{subcluster,result}
+	duration *metrics.PrometheusHistogram // ctftp_backend_fetch_duration_seconds{subcluster}
+	inFlight *metrics.Gauge               // ctftp_backend_in_flight{subcluster}
+	waiting  *metrics.Gauge               // ctftp_backend_waiting{subcluster}
+	probes   map[bool]*metrics.Counter    // ctftp_backend_probes_total{subcluster,result=alive|dead}
+}
+
+func newSubMetrics(set *metrics.Set, sub string) subMetrics {
+	m := subMetrics{
+		fetches:  map[string]*metrics.Counter{},
+		duration: set.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`ctftp_backend_fetch_duration_seconds{subcluster=%q}`, sub), fetchBuckets),
+		inFlight: set.GetOrCreateGauge(fmt.Sprintf(`ctftp_backend_in_flight{subcluster=%q}`, sub), nil),
+		waiting:  set.GetOrCreateGauge(fmt.Sprintf(`ctftp_backend_waiting{subcluster=%q}`, sub), nil),
+		probes: map[bool]*metrics.Counter{
+			true:  set.GetOrCreateCounter(fmt.Sprintf(`ctftp_backend_probes_total{subcluster=%q,result="alive"}`, sub)),
+			false: set.GetOrCreateCounter(fmt.Sprintf(`ctftp_backend_probes_total{subcluster=%q,result="dead"}`, sub)),
+		},
+	}
+	for _, r := range []string{resultOK, resultNotFound, resultRefused, resultError} {
+		m.fetches[r] = set.GetOrCreateCounter(fmt.Sprintf(`ctftp_backend_fetches_total{subcluster=%q,result=%q}`, sub, r))
+	}
+	return m
+}
+
+// upGauge is ctftp_backend_up{subcluster,backend}: 1 while at least one
+// address of the configured backend string is up, else 0.
+func upGauge(set *metrics.Set, sub, backend string) *metrics.Gauge {
+	return set.GetOrCreateGauge(fmt.Sprintf(`ctftp_backend_up{subcluster=%q,backend=%q}`, sub, backend), nil)
+}
+
+// dnsMetrics count ctftp_dns_resolutions_total{result}: one per
+// resolution of a configured name (an SRV name and its targets count
+// once). ok: addresses found; empty: the name has none; error: no
+// answer, the previous addresses stay in use.
+type dnsMetrics struct {
+	ok, empty, err *metrics.Counter
+}
+
+func newDNSMetrics(set *metrics.Set) dnsMetrics {
+	return dnsMetrics{
+		ok:    set.GetOrCreateCounter(`ctftp_dns_resolutions_total{result="ok"}`),
+		empty: set.GetOrCreateCounter(`ctftp_dns_resolutions_total{result="empty"}`),
+		err:   set.GetOrCreateCounter(`ctftp_dns_resolutions_total{result="error"}`),
+	}
+}
