@@ -29,9 +29,12 @@ var _ ctftp.Source = (*forwarder)(nil)
 //
 //   - a rule's sub-cluster is asked alone, and its answer is final;
 //   - a learned sub-cluster is asked alone; if it says not found, the
-//     route is forgotten and the other sub-clusters are fanned out to;
-//     if it fails otherwise the failure is returned, because a phone's
-//     files live in one sub-cluster and serving another's during an
+//     other sub-clusters are fanned out to, and one that has the file
+//     replaces the route (the phone moved); if none has it the route
+//     stays, since phones ask their own sub-cluster for files it does
+//     not have (CTLSEP<MAC>.tlv) at every boot. If the learned
+//     sub-cluster fails otherwise the failure is returned: a phone's
+//     files live in one sub-cluster, and serving another's during an
 //     outage could hand it a configuration signed by a stranger;
 //   - a fan-out asks every sub-cluster, in parallel or in sequence as
 //     configured, and serves the first positive answer, by priority.
@@ -84,12 +87,17 @@ func (f *forwarder) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, e
 		if !errors.Is(err, ctftp.ErrNotFound) {
 			return nil, err
 		}
-		f.r.Forget(d.MAC)
 		others := f.r.others(sc)
-		f.log.Debug("routing: learned route no longer has the file", "mac", d.MAC, "file", req.Name, "subcluster", sc)
 		if len(others) == 0 {
 			return nil, err
 		}
+		// The route is not forgotten here: a phone asks for files its
+		// own sub-cluster does not have at every boot (CTLSEP<MAC>.tlv
+		// on a cluster without a per-device CTL, before falling back to
+		// CTLFile.tlv), and forgetting would turn the rest of that boot
+		// into fan-outs. If the phone moved, the fan-out finds it and
+		// Learn replaces the route.
+		f.log.Debug("routing: learned sub-cluster does not have the file", "mac", d.MAC, "file", req.Name, "subcluster", sc)
 		f.m.decisions[FanOut].Inc()
 		return f.fanOut(ctx, req, d.MAC, d.Strategy, others)
 	default:

@@ -20,7 +20,8 @@ import (
 	"github.com/ctftp/ctftp"
 )
 
-// answerSpec is how the fake next Source answers for one sub-cluster.
+// answerSpec is how the fake next Source answers for one sub-cluster,
+// or for one file in it (key "sub-cluster name").
 type answerSpec struct {
 	delay time.Duration // after which it answers
 	err   error         // nil: a file whose body is the sub-cluster's name
@@ -72,7 +73,10 @@ func (n *fakeNext) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, er
 	n.inflight.Add(1)
 	defer n.inflight.Add(-1)
 	n.mu.Lock()
-	s, ok := n.specs[req.Subcluster]
+	s, ok := n.specs[req.Subcluster+" "+req.Name] // a per-file answer first
+	if !ok {
+		s, ok = n.specs[req.Subcluster]
+	}
 	n.calls = append(n.calls, req.Subcluster)
 	n.mu.Unlock()
 	if !ok {
@@ -362,8 +366,27 @@ func TestLearnedRouteLifecycle(t *testing.T) {
 			t.Fatalf("an outage forgot the learned route")
 		}
 
-		// 4. The phone moved to south: west says not found, the route is
-		// forgotten, the others are fanned out to, south is learned.
+		// 4. A file the phone's own sub-cluster does not have, as
+		// CTLSEP<MAC>.tlv on a cluster without per-device CTLs: west says
+		// not found, the others are asked, nobody has it, and the route
+		// stays, so the rest of the boot still goes straight to west.
+		h.next.set("west", found(1*ms))
+		const ctlFile = "CTLSEP0011215A1AE3.tlv"
+		h.next.set("west "+ctlFile, notFound(1*ms))
+		_, err, _ = h.open(t, ctlFile)
+		if !errors.Is(err, ctftp.ErrNotFound) || errors.Is(err, ctftp.ErrUnavailable) {
+			t.Fatalf("missing everywhere: err = %v, want not found", err)
+		}
+		calls := h.next.takeCalls()
+		if len(calls) != 3 || calls[0] != "west" {
+			t.Fatalf("missing file: asked %v, want west, then the others", calls)
+		}
+		if d := h.r.Route(ctftp.Request{Name: macFile}); d.Kind != Learned || d.Subclusters[0] != "west" {
+			t.Fatalf("after a file missing everywhere Route = %+v, want learned -> west still", d)
+		}
+
+		// 5. The phone moved to south: west says not found, the others
+		// are fanned out to, and south replaces the route.
 		h.next.set("west", notFound(1*ms))
 		h.next.set("south", found(1*ms))
 		f, err, _ = h.open(t, macFile)
@@ -373,22 +396,18 @@ func TestLearnedRouteLifecycle(t *testing.T) {
 		if got := servedBy(t, f, macFile); got != "south" {
 			t.Fatalf("served by %s, want south", got)
 		}
-		calls := h.next.takeCalls()
+		calls = h.next.takeCalls()
 		if len(calls) != 3 || calls[0] != "west" || !slices.Contains(calls, "east") || !slices.Contains(calls, "south") {
 			t.Fatalf("moved phone: asked %v, want west, then east and south", calls)
 		}
 		if d := h.r.Route(ctftp.Request{Name: macFile}); d.Kind != Learned || d.Subclusters[0] != "south" {
 			t.Fatalf("after the move Route = %+v, want learned -> south", d)
 		}
-
-		// 5. Gone everywhere: not found, and nothing learned.
-		h.next.set("south", notFound(1*ms))
-		_, err, _ = h.open(t, macFile)
-		if !errors.Is(err, ctftp.ErrNotFound) || errors.Is(err, ctftp.ErrUnavailable) {
-			t.Fatalf("gone everywhere: err = %v, want not found", err)
+		if !strings.Contains(h.log.String(), "device moved") {
+			t.Errorf("the move was not logged: %s", h.log.String())
 		}
-		if n := h.r.Learned(); n != 0 {
-			t.Fatalf("Learned() = %d after the phone vanished, want 0", n)
+		if n := h.r.Learned(); n != 1 {
+			t.Fatalf("Learned() = %d after the move, want 1", n)
 		}
 
 		want := map[Kind]uint64{RuleMatch: 0, Learned: 4, FanOut: 3}

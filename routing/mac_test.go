@@ -54,8 +54,7 @@ func TestParseMAC(t *testing.T) {
 		{"empty", "", "", false},
 		{"prefix only", "SEP", "", false},
 		{"trailing slash", "SEP0011215A1AE3.cnf.xml/", "", false},
-		// Kept from fuzzing: a name shorter than prefix+12 must not be
-		// sliced out of range.
+		// A name shorter than prefix+12 must not be sliced out of range.
 		{"short ctl", "CTLSEP0", "", false},
 		{"multibyte", "SEP0011215A1AE\u00e9.cnf.xml", "", false},
 		// Unicode case folding would take U+017F (long s) for "s".
