@@ -23,7 +23,9 @@
 // sub-cluster still pending, so a phone present in two sub-clusters is
 // served by the same one every time; it is logged and counted. A
 // sequential fan-out asks one sub-cluster after another, as CUCM's
-// alternate file locations do, so the two can be compared. "Not found"
+// alternate file locations do, so the two can be compared. A learned
+// sub-cluster that lacks a file is followed by a fan-out over the others;
+// the route changes only if another sub-cluster has it. "Not found"
 // comes back as soon as every sub-cluster has said so; a sub-cluster
 // that fails makes the answer ctftp.ErrUnavailable instead, never "not
 // found".

@@ -70,8 +70,9 @@ type Decision struct {
 // Options are a Router's or a forwarder's collaborators. The zero value
 // is usable.
 type Options struct {
-	// Logger receives warnings (devices in two sub-clusters, unreadable
-	// device-file lines) and debug lines; nil discards them.
+	// Logger receives a warning per device found in two sub-clusters,
+	// an info line per device that moved sub-cluster and per device file
+	// loaded, and debug lines; nil discards them.
 	Logger *slog.Logger
 	// Metrics is the set the routing series are registered on; nil keeps
 	// them on a private set nobody scrapes.
