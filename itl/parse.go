@@ -162,10 +162,16 @@ func (r *Record) Identity() Identity {
 // it did not parse (Warnings says why).
 func (r *Record) Cert() *x509.Certificate { return r.cert }
 
-// Key returns the record's public key: from the certificate when there is
-// one (as certutils does), else from PUBLICKEY. It fails with ErrNoKey for
-// hash-only and empty records.
-func (r *Record) Key() (crypto.PublicKey, error) { return r.key, r.keyErr }
+// Key returns the key that checks signatures made by the record's
+// certificate: from the certificate when there is one (as certutils does),
+// else from PUBLICKEY. It fails with ErrNoKey for empty records and for
+// hash-only ones, which phones take to TVS instead.
+func (r *Record) Key() (crypto.PublicKey, error) {
+	if r.keyErr != nil {
+		return nil, r.keyErr
+	}
+	return r.key, nil
+}
 
 // KeyDescription says "RSA 2048 bits", "ECDSA P-256" or "none".
 func (r *Record) KeyDescription() string {
@@ -695,15 +701,16 @@ func (f *File) checkRecords() {
 		if r.key == nil && pkcs1 != nil {
 			r.key = pkcs1
 		}
-		if r.key == nil {
-			switch {
-			case len(r.PublicKey) > 0:
-				r.keyErr = fmt.Errorf("itl: record %d: PUBLICKEY is not a PKCS#1 RSA key and there is no certificate: %w", n, ErrNoKey)
-			case r.HashOnly():
-				r.keyErr = fmt.Errorf("itl: record %d is hash-only: %w", n, ErrNoKey)
-			default:
-				r.keyErr = fmt.Errorf("itl: record %d carries no key: %w", n, ErrNoKey)
-			}
+		switch {
+		case r.HashOnly():
+			// CUCM's hash-only records do carry PUBLICKEY, but a phone
+			// does not check signatures with them: it goes to TVS
+			// (itl-format.md §11 step 5). The key stays for dumps.
+			r.keyErr = fmt.Errorf("itl: record %d is hash-only: %w", n, ErrNoKey)
+		case r.key == nil && len(r.PublicKey) > 0:
+			r.keyErr = fmt.Errorf("itl: record %d: PUBLICKEY is not a PKCS#1 RSA key and there is no certificate: %w", n, ErrNoKey)
+		case r.key == nil:
+			r.keyErr = fmt.Errorf("itl: record %d carries no key: %w", n, ErrNoKey)
 		}
 	}
 }

@@ -137,6 +137,6 @@ func Evaluate(state PhoneState, name string, downloaded *File) Verdict {
 			return Verdict{Reject, fmt.Sprintf("signer is unknown to the phone's %s and the %s does not even verify against its own SAST record: %v", where, f.Kind, err)}
 		}
 	}
-	return Verdict{NeedsTVS, fmt.Sprintf("signer (%v) is not in the phone's %s; the phone asks the TVS listed in its ITL (TCP 2445) and accepts only if TVS knows that certificate",
-		f.Header.Signer, where)}
+	return Verdict{NeedsTVS, fmt.Sprintf("signer (%v) is not a %s record of the phone's %s that can check it; the phone asks the TVS listed in its ITL (TCP 2445) and accepts only if TVS knows that certificate",
+		f.Header.Signer, roleList(SignerRoles(f.Kind)), where)}
 }
