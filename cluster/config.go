@@ -400,12 +400,12 @@ func ParseBackend(s string) (BackendSpec, error) {
 	if err := checkHostName(host); err != nil {
 		return BackendSpec{}, fmt.Errorf("%q: %w", s, err)
 	}
+	if host == strings.TrimSuffix(srvPrefix, ".") {
+		return BackendSpec{}, fmt.Errorf("%q: SRV name without a domain", s)
+	}
 	if strings.HasPrefix(host, srvPrefix) {
 		if hasPort {
 			return BackendSpec{}, fmt.Errorf("%q: an SRV name takes its ports from DNS; remove the port", s)
-		}
-		if len(host) == len(srvPrefix) {
-			return BackendSpec{}, fmt.Errorf("%q: SRV name without a domain", s)
 		}
 		return BackendSpec{Kind: BackendSRV, Host: host}, nil
 	}
