@@ -33,6 +33,9 @@ type Server struct {
 	met    *serverMetrics
 	limits tftpwire.Limits
 	bufs   bufferPool
+	// bind opens one listening socket; tests replace it to play a host
+	// without IPv6.
+	bind func(netip.AddrPort) (*listener, error)
 
 	mu        sync.Mutex
 	listeners []*listener
@@ -95,6 +98,7 @@ func NewServer(cfg Config, src ctftp.Source, logger *slog.Logger, m *metrics.Set
 		log:      logger,
 		met:      newServerMetrics(m),
 		limits:   tftpwire.Limits{MaxBlockSize: cfg.MaxBlockSize, MaxWindowSize: cfg.MaxWindowSize},
+		bind:     listenUDP,
 		closing:  make(chan struct{}),
 		inflight: make(map[transferKey]struct{}),
 	}, nil
@@ -127,7 +131,7 @@ func (s *Server) listenLocked() error {
 	var skipped []skip
 	for _, a := range s.cfg.Listen {
 		ap := netip.MustParseAddrPort(a) // Validate parsed it
-		l, err := listenUDP(ap)
+		l, err := s.bind(ap)
 		if err != nil {
 			if ap.Addr().Is6() && !ap.Addr().Is4In6() && ipv6Unavailable(err) {
 				skipped = append(skipped, skip{a, err})
@@ -211,7 +215,7 @@ func (s *Server) Addrs() []netip.AddrPort {
 // cancellation does not cut transfers short, the grace period does.
 func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Lock()
-	if s.serving {
+	if s.serving && !s.closed {
 		s.mu.Unlock()
 		return errors.New("proxy: Serve called twice")
 	}
