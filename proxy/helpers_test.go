@@ -32,10 +32,10 @@ func TestMain(m *testing.M) {
 type bodyKind int
 
 const (
-	bodyReaderAt    bodyKind = iota // bytes.Reader: ReaderAt + Seeker, Size known
-	bodySeekNoSize                  // Seeker + ReaderAt but Size -1 (tsize by seeking)
-	bodyStream                      // plain reader, Size known
-	bodyStreamNoSize                // plain reader, Size -1 (tsize unknown)
+	bodyReaderAt     bodyKind = iota // bytes.Reader: ReaderAt + Seeker, Size known
+	bodySeekNoSize                   // Seeker + ReaderAt but Size -1 (tsize by seeking)
+	bodyStream                       // plain reader, Size known
+	bodyStreamNoSize                 // plain reader, Size -1 (tsize unknown)
 )
 
 type readerAtCloser struct{ *bytes.Reader }
