@@ -346,6 +346,9 @@ func findHeaderLength(b []byte) (hl, at int, err error) {
 		if tag == tagPadding || isContainer(tag) || tag <= tagTimestamp {
 			return 0, 0, formatErr(off, "tag %d (%s) comes before HEADERLENGTH (tag 2)", tag, HeaderTagName(tag))
 		}
+		if off+3+n > len(b) {
+			return 0, 0, formatErr(off, "tag %d length %d overruns the end of the file before HEADERLENGTH", tag, n)
+		}
 		off += 3 + n
 	}
 }
