@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"syscall"
@@ -127,6 +128,85 @@ func FuzzClassifyClientError(f *testing.F) {
 		}
 		if strings.ContainsAny(te.Message, "\x00\n\r") || len(te.Message) > 200*3 {
 			t.Fatalf("message not cleaned: %q", te.Message)
+		}
+	})
+}
+
+func TestProbeAnswer(t *testing.T) {
+	tests := []struct {
+		name     string
+		in       []byte
+		answered bool
+		code     int // -1: not an ERROR
+		message  string
+	}{
+		{name: "DATA 1", in: []byte{0, 3, 0, 1, 'x'}, answered: true, code: -1},
+		{name: "empty DATA 1", in: []byte{0, 3, 0, 1}, answered: true, code: -1},
+		{name: "OACK", in: []byte{0, 6, 't', 's', 'i', 'z', 'e', 0, '5', 0}, answered: true, code: -1},
+		{name: "ERROR 1", in: append([]byte{0, 5, 0, 1}, "File not found\x00"...), answered: true, code: 1, message: "File not found"},
+		{name: "ERROR without text", in: []byte{0, 5, 0, 2}, answered: true, code: 2},
+		{name: "ERROR without NUL", in: append([]byte{0, 5, 0, 0}, "busy"...), answered: true, code: 0, message: "busy"},
+		{name: "ACK is no answer", in: []byte{0, 4, 0, 1}, code: -1},
+		{name: "RRQ is no answer", in: append([]byte{0, 1}, "f\x00octet\x00"...), code: -1},
+		{name: "3-byte ERROR", in: []byte{0, 5, 0}, code: -1},
+		{name: "empty", in: nil, code: -1},
+		{name: "unknown opcode", in: []byte{0, 9, 0, 0}, code: -1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			answered, te := probeAnswer(tc.in)
+			if answered != tc.answered {
+				t.Fatalf("answered = %v, want %v", answered, tc.answered)
+			}
+			if (te != nil) != (tc.code >= 0) {
+				t.Fatalf("TFTPError %v, want code %d", te, tc.code)
+			}
+			if te != nil && (int(te.Code) != tc.code || te.Message != tc.message) {
+				t.Fatalf("got %+v, want code %d message %q", te, tc.code, tc.message)
+			}
+		})
+	}
+}
+
+// FuzzProbeAnswer: any datagram a backend (or anyone spoofing it) sends a
+// probe is read without panicking, and only DATA, OACK and ERROR count.
+func FuzzProbeAnswer(f *testing.F) {
+	f.Add([]byte{0, 3, 0, 1, 'x'})
+	f.Add(append([]byte{0, 5, 0, 1}, "File not found\x00"...))
+	f.Add([]byte{0, 5, 0})
+	f.Add([]byte{0, 6})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		answered, te := probeAnswer(p)
+		op := -1
+		if len(p) >= 2 {
+			op = int(p[0])<<8 | int(p[1])
+		}
+		if answered != (len(p) >= 4 && (op == opDATA || op == opOACK || op == opERROR)) {
+			t.Fatalf("%x: answered = %v", p, answered)
+		}
+		if (te != nil) != (answered && op == opERROR) {
+			t.Fatalf("%x: TFTPError %v", p, te)
+		}
+		if te != nil && strings.ContainsRune(te.Message, 0) {
+			t.Fatalf("%x: NUL in message %q", p, te.Message)
+		}
+	})
+}
+
+// FuzzParseDNSServer: a resolver address either parses to something the
+// DNS client can dial ("ip:port", port not 0) or is refused.
+func FuzzParseDNSServer(f *testing.F) {
+	for _, s := range []string{"10.0.0.53", "10.0.0.53:53", "[::1]:5353", "::1", "[::1]", "x:53", "10.0.0.1:0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		hp, err := parseDNSServer(s)
+		if err != nil {
+			return
+		}
+		ap, err := netip.ParseAddrPort(hp)
+		if err != nil || ap.Port() == 0 {
+			t.Fatalf("%q -> %q: %v", s, hp, err)
 		}
 	})
 }

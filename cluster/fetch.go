@@ -279,20 +279,38 @@ func (tftpFetcher) probe(ctx context.Context, addr netip.AddrPort, name string, 
 				last = err
 				break
 			}
-			if from.Addr().Unmap() != addr.Addr().Unmap() || n < 4 {
-				continue // not the backend, or not a TFTP packet
+			if from.Addr().Unmap() != addr.Addr().Unmap() {
+				continue // not the backend
 			}
-			switch binary.BigEndian.Uint16(buf) {
-			case opERROR:
-				return &TFTPError{Code: binary.BigEndian.Uint16(buf[2:]), Message: cleanMessage(string(buf[4:n]))}
-			case opDATA, opOACK:
-				bye := binary.BigEndian.AppendUint16(nil, opERROR)
-				bye = binary.BigEndian.AppendUint16(bye, 0)
-				bye = append(bye, "health probe done\x00"...)
-				conn.WriteToUDPAddrPort(bye, from)
-				return nil
+			answered, te := probeAnswer(buf[:n])
+			switch {
+			case !answered:
+				continue // not an answer to a read request
+			case te != nil:
+				return te
 			}
+			bye := binary.BigEndian.AppendUint16(nil, opERROR)
+			bye = binary.BigEndian.AppendUint16(bye, 0)
+			bye = append(bye, "health probe done\x00"...)
+			conn.WriteToUDPAddrPort(bye, from)
+			return nil
 		}
 	}
 	return fmt.Errorf("%w: no answer to %d requests: %w", ErrBackendUnavailable, a.retries+1, last)
+}
+
+// probeAnswer reads the first packet a backend sent back to a read
+// request. DATA and OACK are answers; so is ERROR, returned as te.
+// Anything else (too short, another opcode) is not an answer.
+func probeAnswer(p []byte) (answered bool, te *TFTPError) {
+	if len(p) < 4 {
+		return false, nil // every answer has an opcode and a block or code
+	}
+	switch binary.BigEndian.Uint16(p) {
+	case opERROR:
+		return true, &TFTPError{Code: binary.BigEndian.Uint16(p[2:]), Message: cleanMessage(string(p[4:]))}
+	case opDATA, opOACK:
+		return true, nil
+	}
+	return false, nil
 }

@@ -32,6 +32,9 @@ func (s *Set) Resolve(ctx context.Context) error {
 func (s *Set) Run(ctx context.Context) error {
 	var probes sync.WaitGroup
 	defer probes.Wait()
+	// Names never resolved (Resolve was not called) go first, so the
+	// first probes already see their addresses.
+	s.resolve(ctx, func(src *source) bool { return !src.resolved && src.err == nil })
 	var tick <-chan time.Time
 	if iv := s.cfg.Backend.ProbeInterval; iv > 0 {
 		t := time.NewTicker(iv)
@@ -386,6 +389,9 @@ type BackendStatus struct {
 	LastError string `json:"last_error,omitempty"`
 	// InFlight counts fetches and probes holding a slot now.
 	InFlight int `json:"in_flight"`
+	// LookupError is set while the last lookup of Source failed; its
+	// previous addresses stay in use meanwhile.
+	LookupError string `json:"lookup_error,omitempty"`
 }
 
 // Status reports every sub-cluster in configured order.
@@ -397,6 +403,10 @@ func (s *Set) Status() []SubclusterStatus {
 		st := SubclusterStatus{Name: sc.name, Version: sc.version}
 		list := *sc.backends.Load()
 		for _, src := range sc.sources {
+			lookupErr := ""
+			if src.err != nil {
+				lookupErr = src.err.Error()
+			}
 			n := 0
 			for _, b := range list {
 				if b.src != src {
@@ -404,17 +414,19 @@ func (s *Set) Status() []SubclusterStatus {
 				}
 				b.mu.Lock()
 				bs := BackendStatus{Source: src.raw, Address: b.String(), Up: !b.down.Load(),
-					Fails: b.fails, LastError: b.lastErr, InFlight: len(b.sem)}
+					Fails: b.fails, LastError: b.lastErr, InFlight: len(b.sem), LookupError: lookupErr}
 				b.mu.Unlock()
 				st.Backends = append(st.Backends, bs)
 				n++
 			}
 			for _, a := range src.loops {
-				st.Backends = append(st.Backends, BackendStatus{Source: src.raw, Address: a.String(), LastError: ErrLoop.Error()})
+				st.Backends = append(st.Backends, BackendStatus{Source: src.raw, Address: a.String(),
+					LastError: ErrLoop.Error(), LookupError: lookupErr})
 				n++
 			}
 			if n == 0 {
-				st.Backends = append(st.Backends, BackendStatus{Source: src.raw, LastError: noAddrError(src).Error()})
+				st.Backends = append(st.Backends, BackendStatus{Source: src.raw,
+					LastError: noAddrError(src).Error(), LookupError: lookupErr})
 			}
 		}
 		out = append(out, st)

@@ -375,8 +375,7 @@ func (sc *subcluster) acquire(ctx context.Context, cands []*backend, nUp int) (i
 func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name string) ([]byte, error) {
 	a, shortened, err := fitAttempt(ctx, sc.att)
 	if err != nil {
-		sc.m.fetches[resultError].Inc()
-		return nil, err
+		return nil, err // no attempt was made: nothing to count
 	}
 	start := time.Now()
 	data, err := s.fetcher.fetch(ctx, b.addr, name, a)
