@@ -130,11 +130,18 @@ func testConfig() Config {
 	return cfg
 }
 
-// startServer runs a server on a loopback port until the test ends.
+// startServer runs a server on a loopback port until the test ends,
+// logging (at debug level) into ts.logs.
 func startServer(t testing.TB, src ctftp.Source, cfg Config) *testServer {
 	t.Helper()
 	sink := &logSink{}
-	logger := slog.New(slog.NewJSONHandler(sink, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return startServerLogging(t, src, cfg, sink, slog.LevelDebug)
+}
+
+func startServerLogging(t testing.TB, src ctftp.Source, cfg Config, w io.Writer, level slog.Level) *testServer {
+	t.Helper()
+	sink, _ := w.(*logSink)
+	logger := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
 	set := metrics.NewSet()
 	srv, err := NewServer(cfg, src, logger, set)
 	if err != nil {
@@ -151,7 +158,8 @@ func startServer(t testing.TB, src ctftp.Source, cfg Config) *testServer {
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
-		if err := <-ts.done; err != nil {
+		// ErrServerClosed: Serve's goroutine had not started yet.
+		if err := <-ts.done; err != nil && !errors.Is(err, ErrServerClosed) {
 			t.Errorf("Serve: %v", err)
 		}
 	})

@@ -18,6 +18,8 @@ import (
 //	ctftp_transfer_bytes_total             file bytes the clients acknowledged
 //	ctftp_transfer_duration_seconds        histogram of transfer time, from the
 //	                                       request to the last ACK or the failure
+//	ctftp_transfer_retransmits_total       packets sent again after a timeout
+//	                                       (a loss or a slow client)
 //	ctftp_requests_rejected_total{reason}  packets refused before a transfer
 //	                                       started, by reason (see reason*)
 //
@@ -81,6 +83,7 @@ type serverMetrics struct {
 	active    *metrics.Gauge
 	bytes     *metrics.Counter
 	duration  *metrics.Histogram
+	resends   *metrics.Counter
 	rejected  [numReasons]*metrics.Counter
 }
 
@@ -89,6 +92,7 @@ func newServerMetrics(set *metrics.Set) *serverMetrics {
 		active:   set.GetOrCreateGauge("ctftp_active_transfers", nil),
 		bytes:    set.GetOrCreateCounter("ctftp_transfer_bytes_total"),
 		duration: set.GetOrCreateHistogram("ctftp_transfer_duration_seconds"),
+		resends:  set.GetOrCreateCounter("ctftp_transfer_retransmits_total"),
 	}
 	for i, s := range [numSources]string{"local", "cache", "backend", "none"} {
 		for j, r := range [numResults]string{resultOK, resultNotFound, resultDenied, resultError} {

@@ -44,9 +44,9 @@ type Server struct {
 	closing   chan struct{} // closed when shutdown begins
 	base      context.Context
 	cancel    context.CancelCauseFunc
-	// inflight holds the (client, requested name) of every running
-	// transfer, so a retransmitted RRQ does not start a second one.
-	inflight map[transferKey]struct{}
+	// inflight maps (client, requested name) to the running transfer, so
+	// a retransmitted RRQ does not start a second one.
+	inflight map[transferKey]*transfer
 
 	active  atomic.Int64   // running transfers, for MaxTransfers
 	readers sync.WaitGroup // one per listener, started by Serve
@@ -100,7 +100,7 @@ func NewServer(cfg Config, src ctftp.Source, logger *slog.Logger, m *metrics.Set
 		limits:   tftpwire.Limits{MaxBlockSize: cfg.MaxBlockSize, MaxWindowSize: cfg.MaxWindowSize},
 		bind:     listenUDP,
 		closing:  make(chan struct{}),
-		inflight: make(map[transferKey]struct{}),
+		inflight: make(map[transferKey]*transfer),
 	}, nil
 }
 
@@ -386,12 +386,24 @@ func (s *Server) handleRRQ(l *listener, pkt []byte, from netip.AddrPort, d dest)
 		s.refuseRequest(l, from, d, req.Filename, reasonBadOption, err)
 		return
 	}
-	key := transferKey{client: from, name: req.Filename}
+	t := &transfer{
+		s:      s,
+		l:      l,
+		key:    transferKey{client: from, name: req.Filename},
+		client: from,
+		local:  d,
+		neg:    neg,
+		req:    ctftp.Request{Name: name, Client: from, Mode: req.Mode},
+		start:  time.Now(),
+	}
 	s.mu.Lock()
-	if _, dup := s.inflight[key]; dup {
+	if old, dup := s.inflight[t.key]; dup && !old.established.Load() {
 		s.mu.Unlock()
 		// The client retransmitted before our first packet reached it;
-		// the running transfer answers it.
+		// the running transfer answers it. (Once the client has
+		// acknowledged anything it knows that transfer's TID, so the same
+		// request again is a new one, e.g. a second "get" from a client
+		// that keeps its socket.)
 		s.met.rejected[reasonDuplicate].Inc()
 		s.log.Debug("retransmitted request ignored", "client", from, "file", logName(req.Filename))
 		return
@@ -402,21 +414,10 @@ func (s *Server) handleRRQ(l *listener, pkt []byte, from netip.AddrPort, d dest)
 		s.refuseRequest(l, from, d, req.Filename, reasonBusy, ErrBusy)
 		return
 	}
-	s.inflight[key] = struct{}{}
+	s.inflight[t.key] = t
 	s.xfers.Add(1)
 	s.mu.Unlock()
 	s.met.active.Inc()
-
-	t := &transfer{
-		s:      s,
-		l:      l,
-		key:    key,
-		client: from,
-		local:  d,
-		neg:    neg,
-		req:    ctftp.Request{Name: name, Client: from, Mode: req.Mode},
-		start:  time.Now(),
-	}
 	go s.runTransfer(t)
 }
 
@@ -463,7 +464,9 @@ func (s *Server) runTransfer(t *transfer) {
 	cancel()
 
 	s.mu.Lock()
-	delete(s.inflight, t.key)
+	if s.inflight[t.key] == t {
+		delete(s.inflight, t.key)
+	}
 	s.mu.Unlock()
 	s.active.Add(-1)
 	s.met.active.Dec()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/ctftp/ctftp"
@@ -24,6 +25,10 @@ type transfer struct {
 	neg    tftpwire.Negotiation
 	req    ctftp.Request
 	start  time.Time
+	// established is set once the client acknowledged a packet: from then
+	// on it knows our TID and will not retransmit its RRQ, so the same
+	// request again is a new transfer, not a duplicate.
+	established atomic.Bool
 
 	conn *net.UDPConn
 	ctx  context.Context
@@ -160,6 +165,7 @@ func (t *transfer) exchange(pkt []byte, block uint16) error {
 		if attempt >= t.s.cfg.Retries {
 			return t.fail(ErrClientGone)
 		}
+		t.s.met.resends.Inc()
 	}
 }
 
@@ -209,6 +215,7 @@ func (t *transfer) sendBlocks(blocks blockSource) (int64, error) {
 			if attempt > t.s.cfg.Retries {
 				return acknowledged(), t.fail(ErrClientGone)
 			}
+			t.s.met.resends.Add(int(next - 1 - acked))
 			next = acked + 1
 		case err != nil:
 			return acknowledged(), err
@@ -285,6 +292,7 @@ func (t *transfer) awaitAck(deadline time.Time, lastAcked uint16, outstanding in
 				continue
 			}
 			if d := int(block - lastAcked); d >= 1 && d <= outstanding {
+				t.established.Store(true)
 				return d, nil
 			}
 		case tftpwire.OpERROR:

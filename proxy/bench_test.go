@@ -1,0 +1,121 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ctftp/ctftp"
+	"github.com/ctftp/ctftp/internal/tftpwire"
+)
+
+// BenchmarkServeSmallFile measures whole transfers of phone-sized files
+// (1-8 KB, 512-byte lock-step as phones do) through the real server over
+// loopback, with 8 raw clients per CPU asking concurrently. The client
+// shares the CPUs, so transfers/s is a floor of the server's capacity.
+func BenchmarkServeSmallFile(b *testing.B) {
+	dir := b.TempDir()
+	files := map[string][]byte{}
+	for _, n := range []int{1024, 4096, 7000, 8192} {
+		name := fmt.Sprintf("SEP%012d.cnf.xml.sgn", n)
+		files[name] = pattern(n)
+		if err := os.WriteFile(filepath.Join(dir, name), files[name], 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	local, err := NewLocal(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer local.Close()
+	for _, src := range []struct {
+		name string
+		src  ctftp.Source
+	}{{"memory", memSource(files, bodyReaderAt)}, {"local", local}} {
+		// Info, as in production: one JSON line per transfer.
+		ts := startServerLogging(b, src.src, testConfig(), io.Discard, slog.LevelInfo)
+		for _, n := range []int{1024, 4096, 7000, 8192} {
+			name := fmt.Sprintf("SEP%012d.cnf.xml.sgn", n)
+			b.Run(fmt.Sprintf("%s/%dB", src.name, n), func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetParallelism(8)
+				start, resends := time.Now(), ts.counter("ctftp_transfer_retransmits_total")
+				b.RunParallel(func(pb *testing.PB) {
+					conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					defer conn.Close()
+					req := tftpwire.AppendRequest(nil, tftpwire.OpRRQ, name, "octet", nil)
+					buf := make([]byte, 1024)
+					ack := make([]byte, 0, 4)
+					for pb.Next() {
+						got, err := benchFetch(conn, ts.addr, req, buf, ack)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						if got != n {
+							b.Errorf("got %d bytes, want %d", got, n)
+							return
+						}
+					}
+				})
+				b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "transfers/s")
+				b.ReportMetric(float64(ts.counter("ctftp_transfer_retransmits_total")-resends), "resends")
+			})
+		}
+	}
+}
+
+// benchFetch is a minimal lock-step client for the benchmark's hot loop.
+// Like any client it sticks to the TID of the DATA 1 it gets and ignores
+// strays (a late retransmission of the previous transfer's last block)
+// and repeats.
+func benchFetch(conn *net.UDPConn, server netip.AddrPort, req, buf, ack []byte) (int, error) {
+	if _, err := conn.WriteToUDPAddrPort(req, server); err != nil {
+		return 0, err
+	}
+	total := 0
+	expect := uint16(1)
+	var tid netip.AddrPort
+	for {
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, from, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return total, err
+		}
+		block, payload, err := tftpwire.ParseData(buf[:n])
+		if err != nil {
+			return total, fmt.Errorf("want DATA %d: %w", expect, err)
+		}
+		if !tid.IsValid() && block == 1 {
+			tid = from
+		}
+		if from != tid {
+			continue
+		}
+		if block != expect {
+			if block == expect-1 {
+				continue // a retransmission
+			}
+			return total, errors.New("out of order")
+		}
+		total += len(payload)
+		if _, err := conn.WriteToUDPAddrPort(tftpwire.AppendACK(ack[:0], block), from); err != nil {
+			return total, err
+		}
+		if len(payload) < 512 {
+			return total, nil
+		}
+		expect++
+	}
+}
