@@ -237,7 +237,8 @@ func (s *Set) Names() []string {
 // and returns it whole, in memory, with a seekable Body and its exact
 // Size. Backends are tried in configured order, healthy ones first;
 // backends marked down come last, or not at all when backend.all_down is
-// "fail". A backend that does not answer, answers badly, or refuses
+// "fail". Files are always fetched in octet mode; netascii is the front
+// end's business. A backend that does not answer, answers badly, or refuses
 // (TFTP errors other than 1) hands over to the next one. A backend's
 // "file not found" ends the search: siblings serve the same files.
 //

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -226,9 +229,8 @@ func TestSilentBackendCostsOneTimeout(t *testing.T) {
 		if _, got, err := open(t, s, "f"); err != nil || string(got) != "ok" {
 			t.Fatalf("fetch %d: %q, %v", i, got, err)
 		}
-		if n := silent.TotalRequests(); n != i*attempts {
-			t.Fatalf("after fetch %d the silent backend saw %d requests, want %d (one timeout budget each)", i, n, i*attempts)
-		}
+		// One timeout budget each: the request and its retransmissions.
+		waitFor(t, "the silent backend's requests", func() bool { return silent.TotalRequests() == i*attempts })
 	}
 	if st := backendStatus(t, s, silent.Addr()); st.Up || st.Fails != cfg.Backend.MaxFails {
 		t.Fatalf("silent backend after %d failures: %+v", cfg.Backend.MaxFails, st)
@@ -239,8 +241,9 @@ func TestSilentBackendCostsOneTimeout(t *testing.T) {
 	if _, got, err := open(t, s, "f"); err != nil || string(got) != "ok" {
 		t.Fatalf("fetch after down: %q, %v", got, err)
 	}
-	if n := silent.TotalRequests(); n != cfg.Backend.MaxFails*attempts {
-		t.Errorf("a down backend was asked before its healthy sibling (%d requests)", n)
+	errs := `ctftp_backend_fetches_total{subcluster="east",result="error"}`
+	if v := metricValue(t, set, errs); v != strconv.Itoa(cfg.Backend.MaxFails) {
+		t.Errorf("%s = %s: a down backend was asked before its healthy sibling", errs, v)
 	}
 }
 
@@ -262,19 +265,21 @@ func TestAllDown(t *testing.T) {
 			cfg.Backend.Retries = 0
 			cfg.Backend.MaxFails = 1
 			cfg.Backend.AllDown = tc.policy
-			s, _ := newTestSet(t, cfg, Options{})
+			s, set := newTestSet(t, cfg, Options{})
+			attempts := func() string {
+				return metricValue(t, set, `ctftp_backend_fetches_total{subcluster="east",result="error"}`)
+			}
 			if _, _, err := open(t, s, "f"); !errors.Is(err, ErrBackendUnavailable) {
 				t.Fatalf("first fetch: %v", err)
 			}
-			before := a.TotalRequests() + b.TotalRequests()
-			if before != 2 {
-				t.Fatalf("first fetch asked %d times, want 2", before)
+			if n := attempts(); n != "2" {
+				t.Fatalf("first fetch made %s attempts, want 2", n)
 			}
 			_, _, err := open(t, s, "f")
 			if !errors.Is(err, tc.wantIs) || !errors.Is(err, ctftp.ErrUnavailable) || !strings.Contains(err.Error(), tc.wantInErr) {
 				t.Fatalf("err = %v, want %v mentioning %q", err, tc.wantIs, tc.wantInErr)
 			}
-			if asked := a.TotalRequests()+b.TotalRequests() > before; asked != tc.asked {
+			if asked := attempts() != "2"; asked != tc.asked {
 				t.Errorf("down backends asked: %v, want %v", asked, tc.asked)
 			}
 		})
@@ -441,9 +446,8 @@ func TestCallerDeadline(t *testing.T) {
 	if st := backendStatus(t, s, silent.Addr()); !st.Up || st.Fails != 0 {
 		t.Errorf("backend blamed for the caller's deadline: %+v", st)
 	}
-	if n := silent.TotalRequests(); n != cfg.Backend.Retries+1 {
-		t.Errorf("%d requests, want %d: every retransmission fits the deadline", n, cfg.Backend.Retries+1)
-	}
+	// Every retransmission fits the deadline.
+	waitFor(t, "the retransmission", func() bool { return silent.TotalRequests() == cfg.Backend.Retries+1 })
 }
 
 func TestHealthComesBack(t *testing.T) {
@@ -628,5 +632,61 @@ func TestSubclusterOverrides(t *testing.T) {
 	sc = s.byName["east"]
 	if sc.att.timeout != cfg.Backend.Timeout || sc.att.retries != cfg.Backend.Retries || sc.maxInFlight != cfg.Backend.MaxInFlight {
 		t.Errorf("defaults not applied: %+v, cap %d", sc.att, sc.maxInFlight)
+	}
+}
+
+// A real tftpd-hpa as a sub-cluster's first backend: files it serves come
+// from it; a file it refuses (not world-readable: ERROR 2) comes from the
+// sibling; a file it lacks is "not found" without asking the sibling.
+func TestOpenWithTFTPD(t *testing.T) {
+	root := t.TempDir()
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, mode := range map[string]os.FileMode{"ITLSEP001122334455.tlv": 0o644, "SEP001122334455.cnf.xml.sgn": 0o600} {
+		p := filepath.Join(root, name)
+		if err := os.WriteFile(p, []byte("tftpd "+name), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tftpd := tftptest.StartTFTPD(t, root)
+	sibling := tftptest.NewServer(t, map[string][]byte{"SEP001122334455.cnf.xml.sgn": []byte("sibling config")})
+	cfg := testConfig(tftpd, sibling.Addr())
+	cfg.Backend.Timeout = time.Second
+	s, set := newTestSet(t, cfg, Options{})
+
+	tests := []struct {
+		file, want, from string
+		notFound         bool
+	}{
+		{file: "ITLSEP001122334455.tlv", want: "tftpd ITLSEP001122334455.tlv", from: tftpd},
+		{file: "SEP001122334455.cnf.xml.sgn", want: "sibling config", from: sibling.Addr()},
+		{file: "CTLSEP001122334455.tlv", notFound: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.file, func(t *testing.T) {
+			f, got, err := open(t, s, tc.file)
+			if tc.notFound {
+				if !errors.Is(err, ctftp.ErrNotFound) {
+					t.Fatalf("err = %v, want not found", err)
+				}
+				return
+			}
+			if err != nil || string(got) != tc.want || f.Backend != tc.from {
+				t.Fatalf("got %q from %v, %v; want %q from %s", got, f, err, tc.want, tc.from)
+			}
+		})
+	}
+	if n := sibling.TotalRequests(); n != 1 {
+		t.Errorf("sibling asked %d times, want once (for the refused file)", n)
+	}
+	if v := metricValue(t, set, `ctftp_backend_fetches_total{subcluster="east",result="refused"}`); v != "1" {
+		t.Errorf("refused = %q, want 1", v)
+	}
+	if st := backendStatus(t, s, tftpd); !st.Up || !strings.Contains(st.LastError, "global read permissions") {
+		t.Errorf("tftpd status %+v", st)
 	}
 }
