@@ -42,7 +42,8 @@ const (
 
 // Config is the `subclusters`, `dns` and `backend` sections of
 // config.yaml. The CLI decodes it with mapstructure over DefaultConfig();
-// New reads it once and never changes it.
+// New reads it once and never changes it. It is plain data: safe to share
+// once nobody writes it.
 type Config struct {
 	// Subclusters are the CUCM clusters behind the gateway, in priority
 	// order (Set.Names keeps it). None means the gateway only serves its
@@ -54,7 +55,7 @@ type Config struct {
 	Backend BackendConfig `mapstructure:"backend"`
 }
 
-// SubclusterConfig is one entry of `subclusters:`.
+// SubclusterConfig is one entry of `subclusters:`; plain data like Config.
 type SubclusterConfig struct {
 	// Name identifies the sub-cluster in routing rules, cache keys,
 	// metrics and logs. Letters, digits, '.', '_' and '-', starting with
@@ -80,7 +81,7 @@ type SubclusterConfig struct {
 	MaxInFlight int `mapstructure:"max_in_flight"`
 }
 
-// DNSConfig is the `dns:` section.
+// DNSConfig is the `dns:` section; plain data like Config.
 type DNSConfig struct {
 	// Servers are the resolvers asked for backend names, in order, as
 	// "ip:port" (the port defaults to 53). Empty means the nameservers
@@ -99,7 +100,7 @@ type DNSConfig struct {
 }
 
 // BackendConfig is the `backend:` section: how every backend is fetched
-// from and health-checked.
+// from and health-checked. Plain data like Config.
 type BackendConfig struct {
 	// Timeout is how long one attempt (one packet round trip) may take
 	// before it is retransmitted. A silent backend costs
@@ -326,7 +327,8 @@ func (k BackendKind) String() string {
 	return "BackendKind(" + strconv.Itoa(int(k)) + ")"
 }
 
-// BackendSpec is a parsed backend string. It is a value.
+// BackendSpec is a parsed backend string. It is a value: copy and share
+// it freely.
 type BackendSpec struct {
 	Kind BackendKind
 	// Addr is the address of a BackendAddr (IPv4 unmapped, port set).

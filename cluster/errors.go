@@ -54,7 +54,8 @@ type kindError struct {
 func (e *kindError) Error() string { return e.msg }
 func (e *kindError) Unwrap() error { return e.root }
 
-// TFTPError is an ERROR packet a backend answered with. Code 1 unwraps to
+// TFTPError is an ERROR packet a backend answered with; it is not changed
+// after it is returned, so it may be shared. Code 1 unwraps to
 // ctftp.ErrNotFound; every other code unwraps to ErrRefused. Message is
 // the backend's text, for logs only: it must never reach a phone.
 type TFTPError struct {

@@ -30,7 +30,7 @@ type Resolver interface {
 	LookupSRV(ctx context.Context, name string) ([]SRV, time.Duration, error)
 }
 
-// SRV is one SRV record.
+// SRV is one SRV record, a value.
 type SRV struct {
 	Target   string // host name, no trailing dot
 	Port     uint16

@@ -276,7 +276,8 @@ func (s *Set) probe(ctx context.Context, sc *subcluster, b *backend) (time.Durat
 	}
 }
 
-// ProbeResult is the outcome of probing one backend address.
+// ProbeResult is the outcome of probing one backend address; the caller
+// owns it.
 type ProbeResult struct {
 	Subcluster string `json:"subcluster"`
 	// Source is the backend as configured.
@@ -362,7 +363,8 @@ func noAddrError(src *source) error {
 	return fmt.Errorf("%s has no addresses", src.spec.Host)
 }
 
-// SubclusterStatus is a sub-cluster's state for /status and tools.
+// SubclusterStatus is a snapshot of a sub-cluster's state for /status
+// and tools; the caller owns it.
 type SubclusterStatus struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
@@ -372,7 +374,7 @@ type SubclusterStatus struct {
 	Backends []BackendStatus `json:"backends"`
 }
 
-// BackendStatus is one backend address's state.
+// BackendStatus is a snapshot of one backend address's state.
 type BackendStatus struct {
 	// Source is the backend as configured.
 	Source string `json:"source"`

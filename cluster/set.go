@@ -17,8 +17,9 @@ import (
 	"github.com/ctftp/ctftp"
 )
 
-// Options are New's dependencies. The zero value works: no logging, a
-// private metrics set, no loop protection, DNS from cfg.DNS.
+// Options are New's dependencies, read once by New. The zero value
+// works: no logging, a private metrics set, no loop protection, DNS from
+// cfg.DNS.
 type Options struct {
 	// Logger receives health changes, address changes and refused loops;
 	// nil discards them.

@@ -1,9 +1,3 @@
-// Package dnstest starts an authoritative DNS server on loopback for
-// tests: a miekg/dns server on 127.0.0.1 and a port the OS picks, whose A,
-// AAAA and SRV records tests change while it runs, with a query counter.
-//
-// Goroutines: a Server runs miekg/dns's serve loop; Close (registered with
-// t.Cleanup) stops it and waits. A Server is safe for concurrent use.
 package dnstest
 
 import (

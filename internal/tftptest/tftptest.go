@@ -1,12 +1,3 @@
-// Package tftptest starts TFTP servers on loopback for tests, the way
-// net/http/httptest starts HTTP servers: NewServer serves an in-memory
-// file map with pin/tftp's server on 127.0.0.1 (or ::1) and a port the OS
-// picks, with knobs for the faults backends have (delay, silence, lies
-// about size, dying after N requests); StartTFTPD runs a real tftpd-hpa.
-//
-// Goroutines: a Server runs its serve loop and one goroutine per transfer;
-// Close (registered with t.Cleanup) stops them all and waits for them. A
-// Server is safe for concurrent use.
 package tftptest
 
 import (
