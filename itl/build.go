@@ -18,7 +18,7 @@ import (
 const maxBuildSAST = 2
 
 // RecordSpec is one record for Build: a certificate and what it is trusted
-// for.
+// for. Build only reads it, so one may be shared by concurrent Builds.
 type RecordSpec struct {
 	// Role is the FUNCTION code.
 	Role Role
@@ -37,7 +37,8 @@ type RecordSpec struct {
 	IP netip.Addr
 }
 
-// BuildOptions describe a trust list for Build.
+// BuildOptions describe a trust list for Build, which only reads them (one
+// may be shared by concurrent Builds). Build is safe for concurrent use.
 type BuildOptions struct {
 	// Kind is KindITL or KindCTL; zero means ITL.
 	Kind Kind

@@ -8,7 +8,8 @@ import (
 )
 
 // Config holds the limits the parser warns about. The CLI decodes the
-// `itl:` section of config.yaml into it.
+// `itl:` section of config.yaml into it. A plain value, safe to copy and
+// share; its methods do not modify it.
 type Config struct {
 	// PhoneSizeLimit is the ITL size above which phones fail to load it
 	// (Cisco: about 64 KB, roughly 39 certificates). Larger ITLs parse

@@ -14,7 +14,8 @@ import (
 
 // Encryption is the key and cipher metadata of an .enc.sgn header
 // (itl-format.md §7, certutils' layout). Tags 18, 22 and 24 have no known
-// meaning and are only shown in dumps.
+// meaning and are only shown in dumps. Part of a File: read-only after
+// Parse and safe for concurrent reads.
 type Encryption struct {
 	// IV is the AES-CBC initialisation vector (tag 19).
 	IV []byte

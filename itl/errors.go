@@ -36,7 +36,7 @@ var (
 )
 
 // FormatError is what Parse returns for malformed input: what is wrong and
-// where. It wraps ErrMalformed.
+// where. It wraps ErrMalformed. Not modified after it is returned.
 type FormatError struct {
 	// Offset is the byte offset, from the start of the file, of the element
 	// (or the byte) at fault.

@@ -9,7 +9,7 @@ import (
 
 // Sums are the digests admins compare: the MD5 is what a phone shows under
 // Settings > Security > Trust List for its ITL, and what Cisco's TAC
-// compares with `md5sum ITLSEP<MAC>.tlv`.
+// compares with `md5sum ITLSEP<MAC>.tlv`. A plain value.
 type Sums struct {
 	MD5, SHA1, SHA256 string // lower-case hex
 }

@@ -315,3 +315,21 @@ func TestElementText(t *testing.T) {
 		t.Errorf("record 1 texts %q", texts)
 	}
 }
+
+func TestWarningsCapped(t *testing.T) {
+	p := LoadTestPKI(t)
+	var unknown [][]byte
+	for i := 0; i < 100; i++ {
+		unknown = append(unknown, tlv(40, byte(i)))
+	}
+	c := craft{signer: p.Recovery, elems: ciscoHeader(t, p.Recovery, "ITLFile.tlv"),
+		body: join(certRecord(t, p.Recovery.Cert, RoleSAST, "3456789"), record(unknown...))}
+	f := mustParse(t, "ITLFile.tlv", c.bytes(t))
+	w := f.Warnings()
+	if len(w) != maxWarnings+1 || w[maxWarnings] != "further warnings suppressed" {
+		t.Errorf("%d warnings, last %q", len(w), w[len(w)-1])
+	}
+	if err := f.Verify(); err != nil {
+		t.Errorf("Verify: %v", err)
+	}
+}

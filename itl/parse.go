@@ -44,7 +44,8 @@ type File struct {
 	warnings         []string
 }
 
-// Header is the signed header (itl-format.md §2).
+// Header is the signed header (itl-format.md §2). Like the rest of a File
+// it is read-only after Parse and safe for concurrent reads.
 type Header struct {
 	// Version is the file VERSION (tag 1): 1.2 for ITL/CTL.
 	Version Version
@@ -75,7 +76,8 @@ type Header struct {
 	Elements []Element
 }
 
-// Identity names a certificate the way trust lists do.
+// Identity names a certificate the way trust lists do. It is a value;
+// its slices point into the parsed file and must not be modified.
 type Identity struct {
 	// Subject is the certificate subject in the file's text form
 	// (SIGNERNAME or SUBJECTNAME), without its NUL.
@@ -95,7 +97,8 @@ func (id Identity) String() string {
 	return fmt.Sprintf("subject %q issuer %q serial %s", id.Subject, id.Issuer, id.SerialHex())
 }
 
-// Element is one TLV of a header or record, kept for dumps.
+// Element is one TLV of a header or record, kept for dumps. It is a value;
+// Value points into the parsed file and must not be modified.
 type Element struct {
 	// Tag is the element's tag number.
 	Tag byte
@@ -114,7 +117,8 @@ type Element struct {
 }
 
 // Record is one certificate entry of an ITL or CTL. Every field except
-// Offset and Length is optional: HasTag says which tags were present.
+// Offset and Length is optional: HasTag says which tags were present. Part
+// of a File: read-only after Parse and safe for concurrent reads.
 type Record struct {
 	// Offset is where the record starts in the file.
 	Offset int
@@ -259,7 +263,8 @@ func (f *File) IsBlank() bool {
 // Use ParseNamed when the file name is known. It checks every length
 // against the bounds of its container, record and file and returns a
 // *FormatError (wrapping ErrMalformed) with the byte offset of the first
-// fault. It never allocates more than a small multiple of len(b).
+// fault. Values are sub-slices of b, never copies sized by a length field,
+// so memory stays proportional to len(b).
 func Parse(b []byte) (*File, error) { return DefaultConfig().ParseNamed("", b) }
 
 // ParseNamed is Parse with the name the file was fetched or stored under,
@@ -299,8 +304,17 @@ func (c Config) ParseNamed(name string, b []byte) (*File, error) {
 	return f, nil
 }
 
+// maxWarnings caps the list, so that a hostile file made of thousands of
+// unknown tags cannot turn into thousands of strings.
+const maxWarnings = 32
+
 func (f *File) warn(format string, args ...any) {
-	f.warnings = append(f.warnings, fmt.Sprintf(format, args...))
+	switch {
+	case len(f.warnings) < maxWarnings:
+		f.warnings = append(f.warnings, fmt.Sprintf(format, args...))
+	case len(f.warnings) == maxWarnings:
+		f.warnings = append(f.warnings, "further warnings suppressed")
+	}
 }
 
 func u16(b []byte) int { return int(binary.BigEndian.Uint16(b)) }

@@ -24,7 +24,8 @@ type Signer struct {
 	Key  crypto.Signer
 }
 
-// SignerOption adjusts NewSigner.
+// SignerOption adjusts NewSigner. Options are pure functions and may be
+// reused.
 type SignerOption func(*signerOptions)
 
 type signerOptions struct {

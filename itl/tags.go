@@ -166,7 +166,8 @@ func RecordTagName(tag byte) string {
 	return "UNKNOWN"
 }
 
-// Kind is what a signed file carries after its header.
+// Kind is what a signed file carries after its header. Kind, Role, Digest
+// and Version are plain values, safe to copy and compare.
 type Kind int
 
 // The kinds of file Parse recognises. The zero value means "not known".

@@ -7,6 +7,7 @@ import (
 
 // PhoneState is what a phone holds when a new file arrives. The zero value
 // is a phone with no trust list (new, or after a manual ITL delete).
+// Evaluate only reads it, so states may be shared between goroutines.
 type PhoneState struct {
 	// CTL is the phone's CTL, nil when it has none.
 	CTL *File
@@ -18,7 +19,7 @@ type PhoneState struct {
 	BlankITL bool
 }
 
-// Decision is a phone's answer to a downloaded file.
+// Decision is a phone's answer to a downloaded file (a plain value).
 type Decision int
 
 // The decisions. The zero value is not a decision.
@@ -47,7 +48,7 @@ func (d Decision) String() string {
 	return fmt.Sprintf("Decision(%d)", int(d))
 }
 
-// Verdict is Evaluate's answer and why.
+// Verdict is Evaluate's answer and why. A plain value.
 type Verdict struct {
 	Decision Decision
 	Reason   string
