@@ -291,8 +291,7 @@ func (s *Set) fetch(ctx context.Context, subName, name string) ([]byte, *backend
 	for len(cands) > 0 {
 		i, err := sc.acquire(ctx, cands, nUp)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("waiting for a free backend slot: %w", err))
-			return nil, nil, gaveUp(prefix, errs, err)
+			return nil, nil, gaveUp(prefix+" (waiting for a free backend slot)", errs, err)
 		}
 		b := cands[i]
 		cands = slices.Delete(slices.Clone(cands), i, i+1)
