@@ -64,8 +64,8 @@
 // goroutine, about 1 KiB of state and its packet buffers (pooled by size
 // class): one block for a Body implementing io.ReaderAt, which must then
 // serve the same bytes as Read from offset 0 (an *os.File, a
-// bytes.Reader), and WindowSize blocks for other bodies. The listening
-// path allocates nothing per packet it refuses.
+// bytes.Reader), and WindowSize blocks for other bodies. The data path
+// (DATA out, ACK in) allocates nothing per packet.
 //
 // # Logs and metrics
 //

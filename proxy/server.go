@@ -175,14 +175,9 @@ func listenUDP(ap netip.AddrPort) (*listener, error) {
 	}
 	l := &listener{conn: conn, v4: network == "udp4", wildcard: addr.IsUnspecified()}
 	if l.wildcard {
-		if l.v4 {
-			err = ipv4.NewPacketConn(conn).SetControlMessage(ipv4.FlagDst, true)
-		} else {
-			err = ipv6.NewPacketConn(conn).SetControlMessage(ipv6.FlagDst, true)
-		}
-		if err != nil {
+		if err := l.reportDestinations(); err != nil {
 			conn.Close()
-			return nil, fmt.Errorf("enable destination address reporting: %w", err)
+			return nil, err
 		}
 	}
 	l.addr = conn.LocalAddr().(*net.UDPAddr).AddrPort()
@@ -190,6 +185,23 @@ func listenUDP(ap netip.AddrPort) (*listener, error) {
 		l.addr = netip.AddrPortFrom(l.addr.Addr().Unmap(), l.addr.Port())
 	}
 	return l, nil
+}
+
+// reportDestinations asks the kernel to attach each datagram's
+// destination address (IP_PKTINFO / IPV6_RECVPKTINFO) and turns on the
+// wildcard handling of the read loop and of replies.
+func (l *listener) reportDestinations() error {
+	var err error
+	if l.v4 {
+		err = ipv4.NewPacketConn(l.conn).SetControlMessage(ipv4.FlagDst, true)
+	} else {
+		err = ipv6.NewPacketConn(l.conn).SetControlMessage(ipv6.FlagDst, true)
+	}
+	if err != nil {
+		return fmt.Errorf("enable destination address reporting: %w", err)
+	}
+	l.wildcard = true
+	return nil
 }
 
 // Addrs returns the bound listening addresses (nil before Listen), with
@@ -324,27 +336,39 @@ func (s *Server) readLoop(l *listener) error {
 			return fmt.Errorf("proxy: read %s: %w", l.addr, err)
 		}
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		d := dest{addr: l.addr.Addr()}
-		if l.wildcard && oobn > 0 {
-			if l.v4 {
-				if cm4.Parse(oob[:oobn]) == nil {
-					if a, ok := netip.AddrFromSlice(cm4.Dst); ok {
-						d = dest{addr: a.Unmap(), ifIndex: cm4.IfIndex}
-					}
-				}
-			} else if cm6.Parse(oob[:oobn]) == nil {
-				if a, ok := netip.AddrFromSlice(cm6.Dst); ok {
-					d = dest{addr: a, ifIndex: cm6.IfIndex}
-					if a.IsLinkLocalUnicast() {
-						// A numeric zone: resolving the interface name
-						// would cost a netlink dump per request.
-						d.addr = a.WithZone(strconv.Itoa(cm6.IfIndex))
-					}
-				}
-			}
-		}
+		d := l.destination(oob[:oobn], &cm4, &cm6)
 		s.handlePacket(l, buf[:n], from, d)
 	}
+}
+
+// destination returns the local address a datagram arrived on: the
+// bound address, or for a wildcard listener the one its control message
+// reports. cm4 and cm6 are reused between calls so that parsing does not
+// allocate.
+func (l *listener) destination(oob []byte, cm4 *ipv4.ControlMessage, cm6 *ipv6.ControlMessage) dest {
+	d := dest{addr: l.addr.Addr()}
+	if !l.wildcard || len(oob) == 0 {
+		return d
+	}
+	if l.v4 {
+		if cm4.Parse(oob) == nil {
+			if a, ok := netip.AddrFromSlice(cm4.Dst); ok {
+				d = dest{addr: a.Unmap(), ifIndex: cm4.IfIndex}
+			}
+		}
+		return d
+	}
+	if cm6.Parse(oob) == nil {
+		if a, ok := netip.AddrFromSlice(cm6.Dst); ok {
+			d = dest{addr: a, ifIndex: cm6.IfIndex}
+			if a.IsLinkLocalUnicast() {
+				// A numeric zone: resolving the interface name would
+				// cost a netlink dump per request.
+				d.addr = a.WithZone(strconv.Itoa(cm6.IfIndex))
+			}
+		}
+	}
+	return d
 }
 
 // handlePacket decides what a packet at the listening port gets: a

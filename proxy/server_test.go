@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/pin/tftp/v3"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 
 	"github.com/ctftp/ctftp"
 	"github.com/ctftp/ctftp/internal/tftpwire"
@@ -223,46 +225,86 @@ func TestIPv6Loopback(t *testing.T) {
 	c.expectError(tftpwire.CodeAccessViolation)
 }
 
-// TestWildcardListeners binds 0.0.0.0 and [::] on the same port, as
-// production does, and checks that transfers come from the address the
-// client asked (pin/tftp's client drops packets from any other).
-func TestWildcardListeners(t *testing.T) {
+// TestWildcardPath runs the code path of wildcard listeners (0.0.0.0,
+// [::]): the destination of each request is read from IP_PKTINFO /
+// IPV6_PKTINFO, refusals are sent with that address pinned as source,
+// and transfers bind to it (pin/tftp's client drops packets from any
+// other address). Tests may only bind loopback, so the sockets are bound
+// to 127.0.0.1 and ::1 with the wildcard machinery switched on; the
+// kernel reports destinations the same way.
+func TestWildcardPath(t *testing.T) {
+	listen := []string{"127.0.0.1:0"}
+	if conn, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err == nil {
+		conn.Close()
+		listen = append(listen, "[::1]:0")
+	}
 	data := pattern(2000)
-	src := memSource(map[string][]byte{"f": data}, bodyReaderAt)
 	cfg := testConfig()
-	cfg.Listen = []string{"0.0.0.0:0"}
-	ts := startServer(t, src, cfg)
-	port := ts.addr.Port()
-	lo := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
-	got, _, _ := pinFetch(t, lo, "f", "octet", 0, false)
-	if !bytes.Equal(got, data) {
-		t.Fatal("fetch through a wildcard listener differs")
-	}
-	c := newRawClient(t, lo)
-	c.sendTo(lo, []byte{0, 9})
-	if from := c.expectError(tftpwire.CodeIllegalOperation); from != lo {
-		t.Errorf("refusal came from %v, want %v", from, lo)
-	}
-	if res := c.fetch("f", "octet", nil, 1); res.tid.Addr() != lo.Addr() {
-		t.Errorf("transfer from %v, want address %v", res.tid, lo.Addr())
-	}
-
-	// [::] on the same port coexists because udp6 sockets are IPv6-only.
-	v6 := testConfig()
-	v6.Listen = []string{fmt.Sprintf("0.0.0.0:%d", port+1), fmt.Sprintf("[::]:%d", port+1)}
-	srv, err := NewServer(v6, src, nil, nil)
+	cfg.Listen = listen
+	srv, err := NewServer(cfg, memSource(map[string][]byte{"f": data}, bodyReaderAt), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Listen(); err != nil {
-		if errors.Is(err, errAddrInUse) {
-			t.Skipf("port %d taken by someone else: %v", port+1, err)
+	srv.bind = func(ap netip.AddrPort) (*listener, error) {
+		l, err := listenUDP(ap)
+		if err != nil {
+			return nil, err
 		}
-		t.Fatal(err)
+		if err := l.reportDestinations(); err != nil {
+			l.conn.Close()
+			return nil, err
+		}
+		return l, nil
 	}
-	defer srv.Shutdown(context.Background())
-	if n := len(srv.Addrs()); n < 1 {
-		t.Fatalf("Addrs = %v", srv.Addrs())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(context.Background()) }()
+	defer func() {
+		if err := srv.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	waitFor(t, "bound", func() bool { return len(srv.Addrs()) == len(listen) })
+	for _, addr := range srv.Addrs() {
+		t.Run("pktinfo "+addr.Addr().String(), func(t *testing.T) {
+			// The kernel reports the destination and interface (lo) of
+			// each datagram; without the control message the interface
+			// index would stay 0.
+			l, err := srv.bind(netip.AddrPortFrom(addr.Addr(), 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.conn.Close()
+			c := newRawClient(t, l.addr)
+			c.sendTo(l.addr, []byte("x"))
+			oob := make([]byte, 128)
+			l.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, oobn, _, _, err := l.conn.ReadMsgUDPAddrPort(make([]byte, 16), oob)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var cm4 ipv4.ControlMessage
+			var cm6 ipv6.ControlMessage
+			if d := l.destination(oob[:oobn], &cm4, &cm6); d.addr != addr.Addr() || d.ifIndex == 0 {
+				t.Errorf("destination = %v (interface %d), want %v on lo", d.addr, d.ifIndex, addr.Addr())
+			}
+		})
+		t.Run(addr.Addr().String(), func(t *testing.T) {
+			got, _, _ := pinFetch(t, addr, "f", "octet", 0, false)
+			if !bytes.Equal(got, data) {
+				t.Fatal("pin/tftp fetch differs")
+			}
+			c := newRawClient(t, addr)
+			c.sendTo(addr, []byte{0, 9})
+			if from := c.expectError(tftpwire.CodeIllegalOperation); from != addr {
+				t.Errorf("refusal came from %v, want %v", from, addr)
+			}
+			if res := c.fetch("f", "octet", nil, 1); res.tid.Addr() != addr.Addr() || !bytes.Equal(res.data, data) {
+				t.Errorf("transfer from %v, want address %v", res.tid, addr.Addr())
+			}
+		})
 	}
 }
 
@@ -494,6 +536,40 @@ func TestRetransmittedRRQIsIgnored(t *testing.T) {
 	// Once the transfer is over, the same request is a new transfer.
 	if res := c.fetch("SEP001122334455.cnf.xml", "octet", nil, 1); !bytes.Equal(res.data, src.data) {
 		t.Fatal("second fetch differs")
+	}
+}
+
+// TestSameRequestAfterACKIsNew: once the client has acknowledged a
+// packet it knows the transfer's TID and will not retransmit its RRQ, so
+// the same RRQ again from the same port (a client that keeps its socket
+// for a second "get") starts a new transfer instead of being ignored.
+func TestSameRequestAfterACKIsNew(t *testing.T) {
+	data := pattern(1500)
+	ts := startServer(t, memSource(map[string][]byte{"f": data}, bodyReaderAt), testConfig())
+	c := newRawClient(t, ts.addr)
+	req := tftpwire.AppendRequest(nil, tftpwire.OpRRQ, "f", "octet", nil)
+	c.sendTo(ts.addr, req)
+	_, first := c.recv() // DATA 1
+	c.sendTo(first, tftpwire.AppendACK(nil, 1))
+	c.recv() // DATA 2: the ACK was taken
+	c.sendTo(ts.addr, req)
+	for {
+		pkt, from := c.recv()
+		if from == first {
+			continue // the first transfer still retransmits
+		}
+		if b, _, err := tftpwire.ParseData(pkt); err != nil || b != 1 {
+			t.Fatalf("want DATA 1 of a new transfer, got %q", clipBytes(pkt))
+		}
+		c.sendTo(from, tftpwire.AppendError(nil, 0, "done"))
+		break
+	}
+	c.sendTo(first, tftpwire.AppendError(nil, 0, "done"))
+	waitFor(t, "both transfers ended", func() bool {
+		return ts.counter(`ctftp_transfers_total{source="cache",result="error"}`) == 2
+	})
+	if got := ts.counter(`ctftp_requests_rejected_total{reason="duplicate"}`); got != 0 {
+		t.Errorf("duplicate counter %d", got)
 	}
 }
 
