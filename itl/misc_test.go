@@ -243,6 +243,8 @@ func TestKindAndWarnings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	blankCTL := mustBuild(t, BuildOptions{Kind: KindCTL, Signer: p.Recovery, Blank: true, Records: []RecordSpec{{Role: RoleCCMTFTP, Cert: p.TFTP.Cert}}})
+	blankITL := mustBuild(t, BuildOptions{Signer: p.Recovery, Blank: true})
 	threeSAST := craft{signer: p.Recovery, elems: ciscoHeader(t, p.Recovery, "ITLFile.tlv"), body: join(
 		certRecord(t, p.Recovery.Cert, RoleSAST, "3456789"), certRecord(t, p.TVS.Cert, RoleSAST, "3456789"), certRecord(t, p.CAPF.Cert, RoleSAST, "3456789"))}
 	tests := []struct {
@@ -259,6 +261,8 @@ func TestKindAndWarnings(t *testing.T) {
 		{"no telling FILENAME, CTL by the fetched name", DefaultConfig(), "CTLSEP0011215A1AE3.tlv", odd, KindCTL, "does not match"},
 		{"no name anywhere: records make it an ITL", DefaultConfig(), "", odd, KindITL, "read as an ITL"},
 		{"signed config", DefaultConfig(), "SEP0011215A1AE3.cnf.xml.sgn", sgn, KindSGN, ""},
+		{"blank ITL", DefaultConfig(), "ITLFile.tlv", blankITL, KindITL, "blank (rollback) ITL"},
+		{"blank CTL", DefaultConfig(), "CTLFile.tlv", blankCTL, KindCTL, "blank CTL"},
 		{"ITL above the phone size limit", Config{PhoneSizeLimit: 2 << 10}, "ITLFile.tlv", itlBytes, KindITL, "phones fail to load"},
 		{"three SAST records", DefaultConfig(), "ITLFile.tlv", threeSAST.bytes(t), KindITL, "3 SAST records"},
 		{"three SAST with the check off", Config{}, "ITLFile.tlv", threeSAST.bytes(t), KindITL, "no TFTP or CCM+TFTP"},

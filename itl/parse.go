@@ -755,9 +755,12 @@ func (f *File) checkFile(c Config, name string) {
 	if c.MaxSAST > 0 && sast > c.MaxSAST {
 		f.warn("%d SAST records; a trust list may hold at most %d", sast, c.MaxSAST)
 	}
-	if f.IsBlank() {
-		f.warn("blank (rollback) %s: a phone that loads it accepts any config file and the next trust list", f.Kind)
-	} else if f.Kind == KindITL && !f.hasRole(RoleTFTP, RoleCCMTFTP) {
+	switch {
+	case f.IsBlank() && f.Kind == KindITL:
+		f.warn("blank (rollback) ITL: a phone that loads it accepts any config file and the next trust list")
+	case f.IsBlank():
+		f.warn("blank CTL (as CUCM leaves it after leaving mixed mode): its TFTP entries carry no certificate")
+	case f.Kind == KindITL && !f.hasRole(RoleTFTP, RoleCCMTFTP):
 		f.warn("no TFTP or CCM+TFTP record: a phone holding this ITL cannot verify signed config files")
 	}
 }
