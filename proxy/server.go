@@ -313,8 +313,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // readLoop reads requests from one listening socket until it is closed.
 // It handles each packet inline (parsing, refusals and starting a
-// transfer are all quick) and owns its buffers, so the request path
-// allocates nothing for packets it refuses to the listening port.
+// transfer are all quick) and reuses its own read buffers.
 func (s *Server) readLoop(l *listener) error {
 	buf := make([]byte, 65536) // any UDP datagram fits: no truncated reads
 	var oob []byte
