@@ -1,0 +1,307 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+
+	"github.com/ctftp/ctftp/cache"
+	"github.com/ctftp/ctftp/cluster"
+	"github.com/ctftp/ctftp/proxy"
+	"github.com/ctftp/ctftp/routing"
+)
+
+// fileConfig is the shape of config.yaml. It is the only place that knows
+// the file's key names; each section decodes into its package's own Config.
+type fileConfig struct {
+	Listen      []string                   `mapstructure:"listen"`
+	HTTPListen  []string                   `mapstructure:"http_listen"`
+	AdminListen string                     `mapstructure:"admin_listen"`
+	Root        string                     `mapstructure:"root"`
+	TFTP        proxy.Config               `mapstructure:"tftp"`
+	Subclusters []cluster.SubclusterConfig `mapstructure:"subclusters"`
+	DNS         cluster.DNSConfig          `mapstructure:"dns"`
+	Backend     cluster.BackendConfig      `mapstructure:"backend"`
+	Routing     routing.Config             `mapstructure:"routing"`
+	Cache       cache.Config               `mapstructure:"cache"`
+	Log         logConfig                  `mapstructure:"log"`
+}
+
+// logConfig says how the gateway logs.
+type logConfig struct {
+	// Level is debug, info, warn or error.
+	Level string `mapstructure:"level"`
+	// Format is text (for people) or json (for log pipelines).
+	Format string `mapstructure:"format"`
+}
+
+// configProblems is every problem found in a config, reported together so
+// an admin fixes them in one pass instead of one per restart.
+type configProblems []string
+
+func (p configProblems) Error() string { return strings.Join(p, "\n") }
+
+func defaultFileConfig() fileConfig {
+	cc := cluster.DefaultConfig()
+	tftp := proxy.DefaultConfig()
+	// The TFTP addresses live in the top-level listen key; an empty
+	// tftp.listen lets validate spot the misplaced one.
+	tftp.Listen = nil
+	return fileConfig{
+		Listen:      []string{"0.0.0.0:69", "[::]:69"},
+		HTTPListen:  []string{},
+		AdminListen: "127.0.0.1:9069",
+		Root:        "/var/lib/ctftp",
+		TFTP:        tftp,
+		DNS:         cc.DNS,
+		Backend:     cc.Backend,
+		Routing:     routing.DefaultConfig(),
+		Cache:       cache.DefaultConfig(),
+		Log:         logConfig{Level: "info", Format: "text"},
+	}
+}
+
+// loadConfig reads path (YAML) with CTFTP_* environment overrides
+// (CTFTP_CACHE_MAX_BYTES overrides cache.max_bytes; lists take commas) and
+// returns the decoded config or configProblems listing everything wrong.
+func loadConfig(path string) (fileConfig, error) {
+	cfg := defaultFileConfig()
+	v := viper.New()
+	v.SetConfigFile(path)
+	v.SetConfigType("yaml")
+	v.SetEnvPrefix("CTFTP")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	keys := configKeys(reflect.TypeOf(cfg), "")
+	for _, k := range keys {
+		if err := v.BindEnv(k); err != nil {
+			return cfg, fmt.Errorf("bind env for %s: %w", k, err)
+		}
+	}
+	if err := v.ReadInConfig(); err != nil {
+		var nf viper.ConfigFileNotFoundError
+		if errors.As(err, &nf) || errors.Is(err, os.ErrNotExist) {
+			return cfg, configProblems{fmt.Sprintf("%s: config file not found (use --config FILE)", path)}
+		}
+		return cfg, configProblems{fmt.Sprintf("%s: %v", path, err)}
+	}
+
+	var problems configProblems
+	known := map[string]bool{}
+	for _, k := range keys {
+		known[k] = true
+	}
+	problems = append(problems, unknownKeys(v.AllSettings(), reflect.TypeOf(cfg), "", keys)...)
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return cfg, problems
+	}
+
+	hook := mapstructure.ComposeDecodeHookFunc(
+		mapstructure.StringToTimeDurationHookFunc(),
+		mapstructure.TextUnmarshallerHookFunc(),
+		mapstructure.StringToSliceHookFunc(","),
+	)
+	if err := v.UnmarshalExact(&cfg, viper.DecodeHook(hook)); err != nil {
+		return cfg, configProblems(decodeProblems(path, err))
+	}
+	problems = append(problems, cfg.validate()...)
+	if len(problems) > 0 {
+		return cfg, problems
+	}
+	return cfg, nil
+}
+
+// decodeProblems turns mapstructure's joined error into one line per
+// problem, each naming the key.
+func decodeProblems(path string, err error) []string {
+	var out []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "*"))
+		if line == "" || strings.HasPrefix(line, "decoding failed due to") {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s: %s", path, line))
+	}
+	if len(out) == 0 {
+		out = append(out, fmt.Sprintf("%s: %v", path, err))
+	}
+	return out
+}
+
+func (c *fileConfig) validate() []string {
+	var problems []string
+	add := func(prefix string, err error) {
+		if err == nil {
+			return
+		}
+		for _, line := range strings.Split(err.Error(), "\n") {
+			if line = strings.TrimSpace(line); line != "" {
+				problems = append(problems, prefix+line)
+			}
+		}
+	}
+	if len(c.Listen) == 0 {
+		problems = append(problems, "listen: at least one TFTP listen address is needed")
+	}
+	for i, a := range c.Listen {
+		if _, err := netip.ParseAddrPort(a); err != nil {
+			problems = append(problems, fmt.Sprintf("listen[%d]: %q: want IP:PORT, e.g. 0.0.0.0:69 or [::]:69", i, a))
+		}
+	}
+	for i, a := range c.HTTPListen {
+		if _, err := netip.ParseAddrPort(a); err != nil {
+			problems = append(problems, fmt.Sprintf("http_listen[%d]: %q: want IP:PORT", i, a))
+		}
+	}
+	if c.AdminListen != "" {
+		if _, err := netip.ParseAddrPort(c.AdminListen); err != nil {
+			problems = append(problems, fmt.Sprintf("admin_listen: %q: want IP:PORT or \"\" for off", c.AdminListen))
+		}
+	}
+	if c.Root == "" {
+		problems = append(problems, "root: required (the directory with the gateway's own files)")
+	} else if st, err := os.Stat(c.Root); err != nil {
+		problems = append(problems, fmt.Sprintf("root: %v", err))
+	} else if !st.IsDir() {
+		problems = append(problems, fmt.Sprintf("root: %s is not a directory", c.Root))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		problems = append(problems, fmt.Sprintf("log.level: %q: want debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		problems = append(problems, fmt.Sprintf("log.format: %q: want text or json", c.Log.Format))
+	}
+	if len(c.TFTP.Listen) > 0 {
+		problems = append(problems, "tftp.listen: TFTP addresses go in the top-level listen key")
+	}
+	t := c.TFTP
+	t.Listen = c.Listen
+	add("tftp.", t.Validate())
+	cc := c.clusterConfig()
+	add("", cc.Validate())
+	add("routing.", c.Routing.Validate())
+	add("cache.", c.Cache.Validate())
+	if err := c.Routing.Validate(); err == nil && (len(cc.Subclusters) > 0 || len(c.Routing.Rules) > 0) {
+		if _, err := routing.New(c.Routing, cc.Names(), routing.Options{}); err != nil {
+			add("routing: ", err)
+		}
+	}
+	return problems
+}
+
+func (c *fileConfig) clusterConfig() cluster.Config {
+	return cluster.Config{Subclusters: c.Subclusters, DNS: c.DNS, Backend: c.Backend}
+}
+
+// configKeys lists every dotted key path of a config struct (not inside
+// lists), for environment binding and unknown-key checks.
+func configKeys(t reflect.Type, prefix string) []string {
+	var keys []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("mapstructure"), ",")[0]
+		if tag == "" || tag == "-" || !f.IsExported() {
+			continue
+		}
+		key := prefix + tag
+		ft := f.Type
+		if ft.Kind() == reflect.Struct && !isLeafStruct(ft) {
+			keys = append(keys, configKeys(ft, key+".")...)
+			continue
+		}
+		keys = append(keys, key)
+	}
+	return keys
+}
+
+func isLeafStruct(t reflect.Type) bool {
+	return t.Implements(reflect.TypeOf((*interface{ UnmarshalText([]byte) error })(nil)).Elem()) ||
+		reflect.PointerTo(t).Implements(reflect.TypeOf((*interface{ UnmarshalText([]byte) error })(nil)).Elem())
+}
+
+// unknownKeys walks the settings map against the struct and names every
+// key the struct does not have, with a suggestion for likely typos.
+func unknownKeys(settings map[string]any, t reflect.Type, prefix string, all []string) []string {
+	fields := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("mapstructure"), ",")[0]
+		if tag != "" && tag != "-" && f.IsExported() {
+			fields[tag] = f.Type
+		}
+	}
+	var out []string
+	for k, val := range settings {
+		ft, ok := fields[k]
+		if !ok {
+			msg := fmt.Sprintf("%s%s: unknown key", prefix, k)
+			if s := closest(k, fields); s != "" {
+				msg += fmt.Sprintf(" (did you mean %s%s?)", prefix, s)
+			}
+			out = append(out, msg)
+			continue
+		}
+		switch ft.Kind() {
+		case reflect.Struct:
+			if m, ok := val.(map[string]any); ok && !isLeafStruct(ft) {
+				out = append(out, unknownKeys(m, ft, prefix+k+".", all)...)
+			}
+		case reflect.Slice:
+			et := ft.Elem()
+			if et.Kind() != reflect.Struct {
+				continue
+			}
+			if list, ok := val.([]any); ok {
+				for i, item := range list {
+					if m, ok := item.(map[string]any); ok {
+						out = append(out, unknownKeys(m, et, fmt.Sprintf("%s%s[%d].", prefix, k, i), all)...)
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// closest suggests the known key nearest to k by edit distance, if it is
+// close enough to be a typo.
+func closest(k string, fields map[string]reflect.Type) string {
+	best, bestD := "", 3
+	for f := range fields {
+		if d := editDistance(k, f); d < bestD || (d == bestD && f < best) {
+			best, bestD = f, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

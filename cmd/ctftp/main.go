@@ -1,0 +1,18 @@
+// Command ctftp is the centralized TFTP gateway for Cisco IP-phone fleets.
+// main stays thin: it builds the signal context and hands everything to
+// run, which tests call directly.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

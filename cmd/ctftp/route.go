@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+
+	"github.com/ctftp/ctftp"
+	"github.com/ctftp/ctftp/proxy"
+	"github.com/ctftp/ctftp/routing"
+)
+
+// runRoute explains where a request would go and why, without sending a
+// packet: local root first, then the routing rules, learned routes (none
+// in a fresh process) or fan-out.
+func runRoute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("route", stderr)
+	path := fs.String("config", "config.yaml", "config `FILE`")
+	clientStr := fs.String("client", "", "the phone's `IP` (for client CIDR rules)")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return exitUsage
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(stderr, "ctftp route: want exactly one FILE")
+		return exitUsage
+	}
+	var client netip.AddrPort
+	if *clientStr != "" {
+		a, err := netip.ParseAddr(*clientStr)
+		if err != nil {
+			fmt.Fprintf(stderr, "ctftp route: --client: %q is not an IP address\n", *clientStr)
+			return exitUsage
+		}
+		client = netip.AddrPortFrom(a.Unmap(), 0)
+	}
+	cfg, ok := loadOrReport(*path, stderr)
+	if !ok {
+		return exitUsage
+	}
+	name, err := proxy.CleanName(pos[0])
+	if err != nil {
+		fmt.Fprintf(stdout, "file      %q\ndecision  refused with TFTP error 2 (access violation): %v\n", pos[0], err)
+		return exitOK
+	}
+	fmt.Fprintf(stdout, "file      %s\n", name)
+	if client.IsValid() {
+		fmt.Fprintf(stdout, "client    %s\n", client.Addr())
+	}
+	if mac, ok := routing.ParseMAC(name); ok {
+		fmt.Fprintf(stdout, "mac       %s\n", mac)
+	}
+	local, err := proxy.NewLocal(cfg.Root)
+	if err != nil {
+		fmt.Fprintf(stderr, "ctftp route: root: %v\n", err)
+		return exitFailure
+	}
+	defer local.Close()
+	f, err := local.Open(ctx, ctftp.Request{Name: name, Client: client, Mode: "octet"})
+	switch {
+	case err == nil:
+		f.Body.Close()
+		fmt.Fprintf(stdout, "decision  served locally from root %s (%d bytes); sub-clusters are not asked\n", cfg.Root, f.Size)
+		return exitOK
+	case errors.Is(err, ctftp.ErrDenied):
+		fmt.Fprintf(stdout, "decision  refused locally (access violation): %v\n", err)
+		return exitOK
+	case !errors.Is(err, ctftp.ErrNotFound):
+		fmt.Fprintf(stderr, "ctftp route: root: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "local     not in root %s\n", cfg.Root)
+	cc := cfg.clusterConfig()
+	if len(cc.Subclusters) == 0 {
+		fmt.Fprintln(stdout, "decision  not found (TFTP error 1): no sub-clusters configured")
+		return exitOK
+	}
+	r, err := routing.New(cfg.Routing, cc.Names(), routing.Options{})
+	if err != nil {
+		fmt.Fprintf(stderr, "config: routing: %v\n", err)
+		return exitUsage
+	}
+	d := r.Route(ctftp.Request{Name: name, Client: client, Mode: "octet"})
+	fmt.Fprintf(stdout, "decision  %s\n", d.Reason)
+	fmt.Fprintf(stdout, "ask       %s (%s)\n", strings.Join(d.Subclusters, ", "), d.Strategy)
+	for _, sc := range cc.Subclusters {
+		for _, want := range d.Subclusters {
+			if sc.Name == want {
+				fmt.Fprintf(stdout, "  %-12s backends %s\n", sc.Name, strings.Join(sc.Backends, ", "))
+			}
+		}
+	}
+	return exitOK
+}

@@ -1,0 +1,417 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ctftp/ctftp"
+	"github.com/ctftp/ctftp/cache"
+	"github.com/ctftp/ctftp/cluster"
+	"github.com/ctftp/ctftp/routing"
+)
+
+// GatewayConfig is everything the gateway needs, already decoded and
+// validated section by section (the CLI owns the file format).
+type GatewayConfig struct {
+	// TFTP configures the front end; TFTP.Listen are its addresses.
+	TFTP Config
+	// Root holds the gateway's own files (ITLFile.tlv, CTLFile.tlv, loads).
+	Root string
+	// HTTPListen are addresses of the HTTP provisioning front end
+	// (phones try port 6970 before TFTP); empty = off.
+	HTTPListen []string
+	// AdminListen serves /metrics /healthz /readyz /status and cache
+	// purges; "" = off.
+	AdminListen string
+	// Cluster lists the sub-clusters; none means the gateway serves only
+	// its own files.
+	Cluster cluster.Config
+	Routing routing.Config
+	Cache   cache.Config
+	// Version is reported by /status.
+	Version string
+}
+
+// Gateway is the composition root: it owns the front ends, the chain
+// local -> route -> cache -> backends, and the admin endpoint. Start binds
+// every socket; Run serves until its context ends, then shuts down
+// gracefully. Its methods are safe for concurrent use.
+type Gateway struct {
+	cfg     GatewayConfig
+	log     *slog.Logger
+	metrics *metrics.Set
+
+	local    *Local
+	clusters *cluster.Set
+	cache    *cache.Cache
+	router   *routing.Router
+	source   ctftp.Source
+
+	tftp      *Server
+	adminLn   net.Listener
+	httpLns   []net.Listener
+	started   atomic.Bool
+	startedAt time.Time
+}
+
+// NewGateway builds the gateway from cfg. It opens the local root but
+// binds no socket; call Start.
+func NewGateway(cfg GatewayConfig, logger *slog.Logger, set *metrics.Set) (*Gateway, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	g := &Gateway{cfg: cfg, log: logger, metrics: set}
+	local, err := NewLocal(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("root: %w", err)
+	}
+	g.local = local
+	// The front end is built before the backends so that its bound
+	// addresses are known for loop protection; it reaches the chain
+	// through g.open, which is only called once Start has finished.
+	srv, err := NewServer(cfg.TFTP, ctftp.SourceFunc(g.open), logger, set)
+	if err != nil {
+		local.Close()
+		return nil, err
+	}
+	g.tftp = srv
+	return g, nil
+}
+
+func (g *Gateway) open(ctx context.Context, req ctftp.Request) (*ctftp.File, error) {
+	return g.source.Open(ctx, req)
+}
+
+// Source is the whole chain, for front ends and tools that bypass TFTP.
+func (g *Gateway) Source() ctftp.Source { return ctftp.SourceFunc(g.open) }
+
+// Start binds every listener and builds the chain. A bind failure is
+// returned; nothing is left open then.
+func (g *Gateway) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			g.closeListeners()
+		}
+	}()
+	if err := g.tftp.Listen(); err != nil {
+		return fmt.Errorf("tftp: %w", err)
+	}
+	self := g.tftp.Addrs()
+	src := ctftp.Source(g.local)
+	if len(g.cfg.Cluster.Subclusters) > 0 {
+		set, err := cluster.New(g.cfg.Cluster, cluster.Options{Logger: g.log, Metrics: g.metrics, SelfAddrs: self})
+		if err != nil {
+			return err
+		}
+		if err := set.Resolve(ctx); err != nil {
+			// A DNS hiccup at start-up must not stop the gateway from
+			// serving its own files; the resolve loop keeps trying.
+			g.log.Warn("initial backend resolution incomplete", "err", err)
+		}
+		g.clusters = set
+		c, err := cache.New(set, g.cfg.Cache, cache.Options{Logger: g.log, Metrics: g.metrics})
+		if err != nil {
+			return err
+		}
+		g.cache = c
+		r, err := routing.New(g.cfg.Routing, set.Names(), routing.Options{Logger: g.log, Metrics: g.metrics})
+		if err != nil {
+			return err
+		}
+		g.router = r
+		src = ctftp.First(g.local, routing.NewForwarder(r, c, routing.Options{Logger: g.log, Metrics: g.metrics}))
+	}
+	g.source = src
+
+	for _, a := range g.cfg.HTTPListen {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			return fmt.Errorf("http_listen %s: %w", a, err)
+		}
+		g.httpLns = append(g.httpLns, ln)
+	}
+	if g.cfg.AdminListen != "" {
+		ln, err := net.Listen("tcp", g.cfg.AdminListen)
+		if err != nil {
+			return fmt.Errorf("admin_listen %s: %w", g.cfg.AdminListen, err)
+		}
+		g.adminLn = ln
+	}
+	g.startedAt = time.Now()
+	g.started.Store(true)
+	g.log.Info("listening", "tftp", addrStrings(self), "http", lnStrings(g.httpLns), "admin", lnStrings(listOf(g.adminLn)),
+		"root", g.cfg.Root, "subclusters", len(g.cfg.Cluster.Subclusters))
+	return nil
+}
+
+func (g *Gateway) closeListeners() {
+	for _, ln := range append(listOf(g.adminLn), g.httpLns...) {
+		ln.Close()
+	}
+}
+
+// TFTPAddrs are the bound TFTP addresses (after Start).
+func (g *Gateway) TFTPAddrs() []netip.AddrPort { return g.tftp.Addrs() }
+
+// AdminAddr is the bound admin address, or "" when off.
+func (g *Gateway) AdminAddr() string {
+	if g.adminLn == nil {
+		return ""
+	}
+	return g.adminLn.Addr().String()
+}
+
+// HTTPAddrs are the bound HTTP provisioning addresses.
+func (g *Gateway) HTTPAddrs() []string { return lnStrings(g.httpLns) }
+
+// Cache is the gateway's cache, nil when it has no sub-clusters.
+func (g *Gateway) Cache() *cache.Cache { return g.cache }
+
+// Run serves until ctx ends, then stops accepting, lets transfers in
+// flight finish up to the TFTP shutdown grace, and returns nil on a clean
+// stop.
+func (g *Gateway) Run(ctx context.Context) error {
+	if !g.started.Load() {
+		return errors.New("gateway: Run before Start")
+	}
+	defer g.local.Close()
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.Go(func() error { return g.tftp.Serve(ctx) })
+	eg.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.TFTP.ShutdownGrace)
+		defer cancel()
+		g.log.Info("shutting down", "grace", g.cfg.TFTP.ShutdownGrace)
+		return g.tftp.Shutdown(sctx)
+	})
+	if g.clusters != nil {
+		eg.Go(func() error { return g.clusters.Run(ctx) })
+	}
+	var servers []*http.Server
+	if g.adminLn != nil {
+		servers = append(servers, g.serveHTTP(eg, g.adminLn, g.adminHandler()))
+	}
+	for _, ln := range g.httpLns {
+		servers = append(servers, g.serveHTTP(eg, ln, g.provisioningHandler()))
+	}
+	eg.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.TFTP.ShutdownGrace)
+		defer cancel()
+		var errs []error
+		for _, s := range servers {
+			errs = append(errs, s.Shutdown(sctx))
+		}
+		return errors.Join(errs...)
+	})
+	err := eg.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+func (g *Gateway) serveHTTP(eg *errgroup.Group, ln net.Listener, h http.Handler) *http.Server {
+	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn)}
+	eg.Go(func() error {
+		if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http %s: %w", ln.Addr(), err)
+		}
+		return nil
+	})
+	return s
+}
+
+// adminHandler serves the operator endpoints. It binds to loopback by
+// default because purge changes state and /status names backends.
+func (g *Gateway) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		g.metrics.WritePrometheus(w)
+		metrics.WriteProcessMetrics(w)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		problems := g.readiness()
+		if len(problems) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			for _, p := range problems {
+				fmt.Fprintln(w, p)
+			}
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(g.Status())
+	})
+	mux.HandleFunc("POST /cache/purge", func(w http.ResponseWriter, r *http.Request) {
+		if g.cache == nil {
+			http.Error(w, "no cache: the gateway has no sub-clusters", http.StatusConflict)
+			return
+		}
+		glob := r.URL.Query().Get("glob")
+		if strings.ContainsRune(glob, 0) {
+			http.Error(w, "bad glob", http.StatusBadRequest)
+			return
+		}
+		n := g.cache.Purge(glob)
+		g.log.Info("cache purge", "glob", glob, "removed", n, "remote", r.RemoteAddr)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"glob": glob, "removed": n})
+	})
+	return mux
+}
+
+// readiness lists why the gateway should not get traffic yet: a
+// sub-cluster with no backend up cannot answer its phones.
+func (g *Gateway) readiness() []string {
+	var problems []string
+	if g.clusters == nil {
+		return nil
+	}
+	for _, sc := range g.clusters.Status() {
+		up := 0
+		for _, b := range sc.Backends {
+			if b.Up {
+				up++
+			}
+		}
+		if up == 0 {
+			problems = append(problems, fmt.Sprintf("subcluster %q: no backend up", sc.Name))
+		}
+	}
+	return problems
+}
+
+// GatewayStatus is what /status reports.
+type GatewayStatus struct {
+	Version     string                     `json:"version"`
+	Started     time.Time                  `json:"started"`
+	TFTP        []string                   `json:"tftp"`
+	Subclusters []cluster.SubclusterStatus `json:"subclusters"`
+	Cache       *cache.Stats               `json:"cache,omitempty"`
+	Learned     int                        `json:"learned_routes"`
+	Ready       []string                   `json:"not_ready,omitempty"`
+}
+
+// Status reports the gateway's state.
+func (g *Gateway) Status() GatewayStatus {
+	st := GatewayStatus{Version: g.cfg.Version, Started: g.startedAt, TFTP: addrStrings(g.tftp.Addrs()), Ready: g.readiness()}
+	if g.clusters != nil {
+		st.Subclusters = g.clusters.Status()
+	}
+	if g.cache != nil {
+		s := g.cache.Stats()
+		st.Cache = &s
+	}
+	if g.router != nil {
+		st.Learned = g.router.Learned()
+	}
+	return st
+}
+
+// provisioningHandler is the HTTP front end on port 6970 that phones (and
+// CUCM's HTTP provisioning) try before TFTP: the same chain, over HTTP.
+func (g *Gateway) provisioningHandler() http.Handler {
+	transfers := func(source, result string) *metrics.Counter {
+		return g.metrics.GetOrCreateCounter(fmt.Sprintf(`ctftp_transfers_total{source=%q,result=%q}`, source, result))
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		start := time.Now()
+		client, _ := netip.ParseAddrPort(r.RemoteAddr)
+		name, err := CleanName(r.URL.Path)
+		var f *ctftp.File
+		if err == nil {
+			f, err = g.open(r.Context(), ctftp.Request{Name: name, Client: client, Mode: "octet"})
+		}
+		source, result, n := "none", "ok", int64(0)
+		if err != nil {
+			code, msg := WireError(err)
+			status := http.StatusInternalServerError
+			switch code {
+			case 1:
+				status, result = http.StatusNotFound, "not_found"
+			case 2:
+				status, result = http.StatusForbidden, "denied"
+			default:
+				status, result = http.StatusServiceUnavailable, "error"
+			}
+			http.Error(w, msg, status)
+		} else {
+			source = string(f.Origin)
+			if f.Size >= 0 {
+				w.Header().Set("Content-Length", strconv.FormatInt(f.Size, 10))
+			}
+			w.Header().Set("Content-Type", "application/octet-stream")
+			if r.Method == http.MethodGet {
+				n, err = io.Copy(w, f.Body)
+				if err != nil {
+					result = "error"
+				}
+			}
+			f.Body.Close()
+		}
+		transfers(source, result).Inc()
+		attrs := []any{"proto", "http", "client", r.RemoteAddr, "file", r.URL.Path, "source", source,
+			"bytes", n, "duration", time.Since(start), "result", result}
+		if f != nil {
+			attrs = append(attrs, "subcluster", f.Subcluster, "backend", f.Backend)
+		}
+		if err != nil {
+			attrs = append(attrs, "err", err.Error())
+		}
+		g.log.Info("transfer", attrs...)
+	})
+}
+
+func addrStrings(as []netip.AddrPort) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
+	}
+	return out
+}
+
+func lnStrings(lns []net.Listener) []string {
+	out := make([]string, 0, len(lns))
+	for _, ln := range lns {
+		out = append(out, ln.Addr().String())
+	}
+	return out
+}
+
+func listOf(ln net.Listener) []net.Listener {
+	if ln == nil {
+		return nil
+	}
+	return []net.Listener{ln}
+}
