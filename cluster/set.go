@@ -247,7 +247,8 @@ func (s *Set) Names() []string {
 // said so), or ctftp.ErrUnavailable (with ErrBackendUnavailable,
 // ErrRefused, ErrTooLarge or ErrNoBackends saying why, and ctx's error
 // when the caller gave up first). Open returns at about ctx's deadline:
-// each attempt's per-packet timeout is shortened to fit it.
+// each attempt's per-packet timeout is shortened so that every backend
+// still to try gets an equal share of the time left.
 func (s *Set) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error) {
 	data, b, err := s.fetch(ctx, req.Subcluster, req.Name)
 	if err != nil {
@@ -298,7 +299,7 @@ func (s *Set) fetch(ctx context.Context, subName, name string) ([]byte, *backend
 		if i < nUp {
 			nUp--
 		}
-		data, err := s.attempt(ctx, sc, b, name)
+		data, err := s.attempt(ctx, sc, b, name, len(cands)+1)
 		b.release()
 		sc.m.inFlight.Dec()
 		if err == nil {
@@ -372,9 +373,11 @@ func (sc *subcluster) acquire(ctx context.Context, cands []*backend, nUp int) (i
 }
 
 // attempt fetches name from b once (with pin/tftp's retransmissions) and
-// records the outcome in b's health and the metrics.
-func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name string) ([]byte, error) {
-	a, shortened, err := fitAttempt(ctx, sc.att)
+// records the outcome in b's health and the metrics. left counts the
+// backends still to try, b included, which share what is left of ctx's
+// time.
+func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name string, left int) ([]byte, error) {
+	a, shortened, err := fitAttempt(ctx, sc.att, left)
 	if err != nil {
 		return nil, err // no attempt was made: nothing to count
 	}
@@ -408,8 +411,11 @@ func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name stri
 }
 
 // fitAttempt shortens a's per-packet timeout so that all its
-// retransmissions fit before ctx's deadline.
-func fitAttempt(ctx context.Context, a attempt) (attempt, bool, error) {
+// retransmissions fit in an equal share of the time left before ctx's
+// deadline, the other share going to the left-1 backends after it: a
+// silent first backend must not eat the whole budget and leave its
+// healthy sibling no time to answer.
+func fitAttempt(ctx context.Context, a attempt, left int) (attempt, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return a, false, err
 	}
@@ -417,7 +423,7 @@ func fitAttempt(ctx context.Context, a attempt) (attempt, bool, error) {
 	if !ok {
 		return a, false, nil
 	}
-	per := time.Until(dl) / time.Duration(a.retries+1)
+	per := time.Until(dl) / time.Duration(max(left, 1)*(a.retries+1))
 	if per <= 0 {
 		return a, false, context.DeadlineExceeded
 	}

@@ -450,6 +450,22 @@ func TestCallerDeadline(t *testing.T) {
 	waitFor(t, "the retransmission", func() bool { return silent.TotalRequests() == cfg.Backend.Retries+1 })
 }
 
+// Under a short deadline a silent first backend gets only its share of
+// the time, and the sibling still answers.
+func TestCallerDeadlineLeavesTimeForSibling(t *testing.T) {
+	silent := tftptest.NewServer(t, nil, tftptest.Silent())
+	good := tftptest.NewServer(t, map[string][]byte{"f": []byte("ok")})
+	cfg := testConfig(silent.Addr(), good.Addr())
+	cfg.Backend.Timeout = time.Hour
+	s, _ := newTestSet(t, cfg, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if got, err := s.Fetch(ctx, "east", "f"); err != nil || string(got) != "ok" {
+		t.Fatalf("%q, %v", got, err)
+	}
+	waitFor(t, "the silent backend's requests", func() bool { return silent.TotalRequests() == cfg.Backend.Retries+1 })
+}
+
 func TestHealthComesBack(t *testing.T) {
 	var mu sync.Mutex
 	dead := true
