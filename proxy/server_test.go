@@ -470,6 +470,21 @@ func TestRefusalsAreLoggedOnce(t *testing.T) {
 	if got := ts.counter(`ctftp_transfers_total{source="none",result="not_found"}`); got != 1 {
 		t.Errorf("not_found counter %d", got)
 	}
+	var exp bytes.Buffer
+	ts.set.WritePrometheus(&exp)
+	for _, series := range []string{
+		`ctftp_transfers_total{source="local",result="ok"} 0`,
+		`ctftp_transfers_total{source="cache",result="ok"} 1`,
+		"ctftp_active_transfers 0",
+		"ctftp_transfer_bytes_total 10",
+		"ctftp_transfer_duration_seconds_bucket{vmrange=",
+		"ctftp_transfer_duration_seconds_count 2",
+		`ctftp_requests_rejected_total{reason="bad_name"} 1`,
+	} {
+		if !strings.Contains(exp.String(), series) {
+			t.Errorf("exposition lacks %q:\n%s", series, exp.String())
+		}
+	}
 }
 
 // blockingSource hands out a file only once release is closed, and tells
