@@ -78,7 +78,8 @@
 // ctftp_transfers_total{source,result}, ctftp_active_transfers,
 // ctftp_transfer_bytes_total, ctftp_transfer_duration_seconds (a
 // VictoriaMetrics histogram of transfers that started; refusals at the
-// listening port are not timed) and ctftp_requests_rejected_total{reason}
-// with reason one of malformed, illegal_opcode, write, bad_name,
-// bad_option, busy, duplicate.
+// listening port are not timed), ctftp_transfer_retransmits_total (DATA
+// or OACK packets sent again after a timeout: loss or slow clients) and
+// ctftp_requests_rejected_total{reason} with reason one of malformed,
+// illegal_opcode, write, bad_name, bad_option, busy, duplicate.
 package proxy

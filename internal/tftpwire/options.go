@@ -17,8 +17,9 @@ const (
 
 // Limits are a server's caps on what a client may negotiate.
 type Limits struct {
-	// MaxBlockSize caps blksize. 0 means MaxBlockSize; other values are
-	// clamped into MinBlockSize..MaxBlockSize.
+	// MaxBlockSize caps a negotiated blksize. 0 means MaxBlockSize;
+	// other values are clamped into MinBlockSize..MaxBlockSize. A client
+	// that sends no blksize gets the RFC 1350 512 bytes whatever the cap.
 	MaxBlockSize int
 	// MaxWindowSize caps windowsize. 0 or 1 means the server does not do
 	// RFC 7440, so the option is ignored; larger values are clamped to
@@ -38,7 +39,8 @@ const (
 
 // Negotiation is the outcome of a request's options: the parameters of
 // the transfer and the options to acknowledge. The zero value is not
-// meaningful; get one from Negotiate.
+// meaningful; get one from Negotiate. Its methods only read it, so a
+// Negotiation may be shared once built.
 type Negotiation struct {
 	// BlockSize is the payload of a full DATA packet.
 	BlockSize int
