@@ -3,6 +3,7 @@ package itl
 import (
 	"bytes"
 	"encoding/hex"
+	"os"
 	"testing"
 )
 
@@ -126,4 +127,59 @@ func checkParse(t *testing.T, b []byte, names ...string) {
 		_ = Evaluate(PhoneState{ITL: f, CTL: f}, name, f)
 	}
 	_ = Evaluate(PhoneState{}, name, f)
+}
+
+// FuzzCiscoName feeds DER names (real ones as seeds) to the name renderer.
+func FuzzCiscoName(f *testing.F) {
+	p, err := LoadSignerPEM("testdata/seed-signer.pem")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(p.Cert.RawSubject)
+	file, err := Parse(readFixture(f))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, r := range file.Records {
+		f.Add(r.Cert().RawIssuer)
+	}
+	f.Fuzz(func(t *testing.T, der []byte) {
+		s, err := CiscoName(der)
+		if err == nil && !sameName(s, s) && s != "" {
+			t.Fatalf("%q does not match itself", s)
+		}
+	})
+}
+
+// FuzzParseRole checks that every role ParseRole accepts survives a round
+// trip through its short name.
+func FuzzParseRole(f *testing.F) {
+	for _, s := range []string{"sast", "CCM+TFTP", "21", "app-server", "System Administrator Security Token", "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseRole(s)
+		if err != nil {
+			return
+		}
+		if back, err := ParseRole(r.Short()); err != nil || back != r {
+			t.Fatalf("ParseRole(%q) = %d, but %q reads back as %d, %v", s, r, r.Short(), back, err)
+		}
+	})
+}
+
+// FuzzParseSignerPEM must fail cleanly on any input.
+func FuzzParseSignerPEM(f *testing.F) {
+	b, err := os.ReadFile("testdata/seed-signer.pem")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add(b[:len(b)/2])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if s, err := ParseSignerPEM(b); err == nil && (s.Cert == nil || s.Key == nil) {
+			t.Fatal("ParseSignerPEM returned a signer without certificate or key")
+		}
+		_, _ = ParseCertPEM(b)
+	})
 }

@@ -1,6 +1,7 @@
 package itl
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
@@ -75,6 +76,9 @@ func TestRealCertutilsITL(t *testing.T) {
 	}
 	if f.IsBlank() {
 		t.Error("IsBlank on a list without empty entries")
+	}
+	if m := f.SignedMessage(); len(m) != len(b)-3-256 || m[0] != 1 || !bytes.Equal(m[len(m)-100:], b[len(b)-100:]) {
+		t.Errorf("signed message is %d bytes, want %d", len(m), len(b)-259)
 	}
 	t.Logf("warnings: %q", f.Warnings())
 }
