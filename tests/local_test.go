@@ -98,6 +98,12 @@ var clients = []client{
 			// curl asks for netascii with ;mode=netascii
 			file += ";mode=netascii"
 		}
+		if strings.HasPrefix(file, "empty") {
+			// curl 7.88 fails any zero-byte file when it sends options
+			// ("getpeername() failed with errno 107"), against tftpd-hpa
+			// too; without options it reads it fine.
+			args = append(args, "--tftp-no-options")
+		}
 		_, errOut, err := runCmd(t, 90*time.Second, "curl", append(args, "tftp://"+urlHost(addr)+"/"+file)...)
 		if err != nil {
 			return fmt.Errorf("curl: %v: %s", err, errOut)
@@ -209,13 +215,15 @@ func TestLocalFilesRealClients(t *testing.T) {
 					t.Fatal(err)
 				}
 				got := mustRead(t, out)
+				// tftp-hpa and ctftp get turn netascii back into local
+				// line ends, so the bytes round-trip exactly; curl keeps
+				// the wire form, which checks the server's encoding
+				// (LF -> CR LF, CR -> CR NUL) byte for byte.
 				want := files["SEPDEFAULT.cnf"]
-				if c.name == "ctftp-get" {
-					// pin/tftp's client keeps the wire form; curl and
-					// tftp-hpa convert back to local line ends.
+				if c.name == "curl" {
 					want = toNetascii(want)
 				}
-				if !bytes.Equal(got, want) && !bytes.Equal(got, toNetascii(want)) {
+				if !bytes.Equal(got, want) {
 					t.Fatalf("netascii: got %q, want %q", got, want)
 				}
 			})

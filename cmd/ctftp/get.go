@@ -11,10 +11,12 @@ import (
 	"hash"
 	"io"
 	"net"
+	"net/netip"
 	"os"
+	"strconv"
 	"time"
 
-	"github.com/pin/tftp/v3"
+	"github.com/ctftp/ctftp/internal/tftpclient"
 )
 
 // runGet is a TFTP client for admins: fetch a file the way a phone would
@@ -27,6 +29,7 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	mode := fs.String("mode", "octet", "transfer mode: octet or netascii")
 	timeout := fs.Duration("timeout", 2*time.Second, "retransmit timeout")
 	retries := fs.Int("retries", 5, "retransmissions before giving up")
+	windowsize := fs.Int("windowsize", 1, "RFC 7440 window size to ask for (1 = lock-step)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return exitUsage
@@ -44,6 +47,9 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if _, _, err := net.SplitHostPort(*server); err != nil {
 		problems = append(problems, fmt.Sprintf("--server: %q: want HOST:PORT", *server))
 	}
+	if *windowsize < 1 || *windowsize > 65535 {
+		problems = append(problems, fmt.Sprintf("--windowsize: %d is outside 1..65535", *windowsize))
+	}
 	if *timeout <= 0 || *retries < 0 {
 		problems = append(problems, "--timeout must be positive and --retries not negative")
 	}
@@ -56,7 +62,11 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	name := pos[0]
 
 	start := time.Now()
-	data, tsize, err := tftpGet(ctx, *server, name, *mode, *blksize, *timeout, *retries)
+	data, res, err := tftpGet(ctx, *server, name, tftpclient.Options{
+		Mode: *mode, BlockSize: *blksize, WindowSize: *windowsize, TransferSize: true,
+		Timeout: *timeout, Retries: *retries,
+	})
+	tsize := res.TransferSize
 	if err != nil {
 		fmt.Fprintf(stderr, "ctftp get: %s from %s: %v\n", name, *server, err)
 		return exitFailure
@@ -73,7 +83,8 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *out == "-" {
 		summary = stderr // keep the file's bytes clean on stdout
 	}
-	fmt.Fprintf(summary, "file    %s\nserver  %s\nsize    %d bytes\n", name, *server, len(data))
+	fmt.Fprintf(summary, "file    %s\nserver  %s\nsize    %d bytes\nblocks  blksize %d, windowsize %d, %d retransmits\n",
+		name, *server, len(data), res.BlockSize, res.WindowSize, res.Retransmits)
 	if tsize >= 0 && tsize != int64(len(data)) {
 		fmt.Fprintf(summary, "tsize   %d (announced; differs from bytes received)\n", tsize)
 	}
@@ -89,49 +100,36 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// tftpGet fetches name and returns its bytes and the announced tsize (-1
-// when the server sent none). pin/tftp's client has no context, so a
-// cancelled ctx abandons the transfer goroutine's result; its own timeout
-// and retries bound how long that goroutine lives.
-func tftpGet(ctx context.Context, server, name, mode string, blksize int, timeout time.Duration, retries int) ([]byte, int64, error) {
-	c, err := tftp.NewClient(server)
+// tftpGet fetches name with the project's own client (context-aware,
+// RFC 7440 windowsize, typed server errors).
+func tftpGet(ctx context.Context, server, name string, o tftpclient.Options) ([]byte, tftpclient.Result, error) {
+	ap, err := resolveServer(ctx, server)
 	if err != nil {
-		return nil, -1, err
+		return nil, tftpclient.Result{}, err
 	}
-	c.SetTimeout(timeout)
-	c.SetRetries(retries)
-	if blksize != 512 {
-		c.SetBlockSize(blksize)
+	var buf bytes.Buffer
+	res, err := tftpclient.Get(ctx, ap, name, &buf, o)
+	return buf.Bytes(), res, err
+}
+
+// resolveServer accepts HOST:PORT with a literal IP or a name.
+func resolveServer(ctx context.Context, server string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(server); err == nil {
+		return ap, nil
 	}
-	c.RequestTSize(true)
-	type result struct {
-		data  []byte
-		tsize int64
-		err   error
+	host, port, err := net.SplitHostPort(server)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("server %q: %w", server, err)
 	}
-	done := make(chan result, 1)
-	go func() {
-		wt, err := c.Receive(name, mode)
-		if err != nil {
-			done <- result{nil, -1, err}
-			return
-		}
-		tsize := int64(-1)
-		if it, ok := wt.(tftp.IncomingTransfer); ok {
-			if n, ok := it.Size(); ok {
-				tsize = n
-			}
-		}
-		var buf bytes.Buffer
-		_, err = wt.WriteTo(&buf)
-		done <- result{buf.Bytes(), tsize, err}
-	}()
-	select {
-	case r := <-done:
-		return r.data, r.tsize, r.err
-	case <-ctx.Done():
-		return nil, -1, ctx.Err()
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("server %q: bad port", server)
 	}
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(addrs) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("server %q: cannot resolve %s: %v", server, host, err)
+	}
+	return netip.AddrPortFrom(addrs[0].Unmap(), uint16(p)), nil
 }
 
 func writeOut(path string, data []byte, stdout io.Writer) error {

@@ -1,0 +1,363 @@
+package tftpclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/ctftp/ctftp/internal/tftpwire"
+)
+
+// Options tune one Get. The zero value is a plain RFC 1350 octet read
+// with a 1 s timeout and 5 retries.
+type Options struct {
+	// Mode is "octet" (default) or "netascii"; netascii data is turned
+	// back into local line ends (CR LF -> LF, CR NUL -> CR).
+	Mode string
+	// BlockSize asks for RFC 2348 blksize when not 0 or 512.
+	BlockSize int
+	// WindowSize asks for RFC 7440 windowsize when > 1.
+	WindowSize int
+	// TransferSize asks for RFC 2349 tsize.
+	TransferSize bool
+	// Timeout is the retransmit timeout (default 1s).
+	Timeout time.Duration
+	// Retries is how many timeouts in a row end the transfer (default 5).
+	Retries int
+	// MaxSize, when > 0, aborts a transfer that grows past it (or
+	// announces a tsize past it) with ErrTooLarge.
+	MaxSize int64
+}
+
+// Result describes a finished transfer.
+type Result struct {
+	// Bytes written to the writer.
+	Bytes int64
+	// TransferSize is the tsize the server announced, or -1.
+	TransferSize int64
+	// BlockSize and WindowSize are what was negotiated.
+	BlockSize, WindowSize int
+	// Retransmits counts ACKs (or the request) sent again after a timeout.
+	Retransmits int
+	// Server is the transfer's server address (its TID).
+	Server netip.AddrPort
+}
+
+// Errors of Get. A server's ERROR packet comes back as *ServerError.
+var (
+	// ErrTimeout: the server stopped answering.
+	ErrTimeout = errors.New("tftp: server did not answer")
+	// ErrTooLarge: the file is larger than Options.MaxSize.
+	ErrTooLarge = errors.New("tftp: file larger than the allowed maximum")
+	// ErrProtocol: the server broke the protocol (bad OACK, bad packet).
+	ErrProtocol = errors.New("tftp: protocol violation by the server")
+)
+
+// ServerError is an ERROR packet from the server.
+type ServerError struct {
+	Code    uint16
+	Message string
+}
+
+func (e *ServerError) Error() string {
+	return fmt.Sprintf("tftp: server error %d: %s", e.Code, e.Message)
+}
+
+// NotFound reports whether the server said "file not found" (code 1).
+func (e *ServerError) NotFound() bool { return e.Code == tftpwire.CodeFileNotFound }
+
+const maxDatagram = 65536
+
+// Get reads name from server into w. ctx bounds the whole transfer.
+func Get(ctx context.Context, server netip.AddrPort, name string, w io.Writer, o Options) (Result, error) {
+	res := Result{TransferSize: -1, BlockSize: tftpwire.DefaultBlockSize, WindowSize: 1}
+	if o.Mode == "" {
+		o.Mode = "octet"
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = time.Second
+	}
+	if o.Retries <= 0 {
+		o.Retries = 5
+	}
+	server = netip.AddrPortFrom(server.Addr().Unmap(), server.Port())
+	network := "udp4"
+	if server.Addr().Is6() {
+		network = "udp6"
+	}
+	conn, err := net.ListenUDP(network, nil)
+	if err != nil {
+		return res, fmt.Errorf("tftp: socket: %w", err)
+	}
+	defer conn.Close()
+	if d, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(d)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
+
+	var opts []tftpwire.Option
+	if o.BlockSize != 0 && o.BlockSize != tftpwire.DefaultBlockSize {
+		opts = append(opts, tftpwire.Option{Name: tftpwire.OptBlockSize, Value: strconv.Itoa(o.BlockSize)})
+	}
+	if o.TransferSize {
+		opts = append(opts, tftpwire.Option{Name: tftpwire.OptTransferSize, Value: "0"})
+	}
+	if o.WindowSize > 1 {
+		opts = append(opts, tftpwire.Option{Name: tftpwire.OptWindowSize, Value: strconv.Itoa(o.WindowSize)})
+	}
+	rrq := tftpwire.AppendRequest(nil, tftpwire.OpRRQ, name, o.Mode, opts)
+
+	var out io.Writer = w
+	var na *netasciiWriter
+	if o.Mode == "netascii" {
+		na = &netasciiWriter{w: w}
+		out = na
+	}
+	t := transfer{conn: conn, ctx: ctx, o: o, res: &res, w: out}
+	err = t.run(server, rrq, len(opts) > 0)
+	if err == nil && na != nil {
+		err = na.flush()
+	}
+	return res, err
+}
+
+type transfer struct {
+	conn *net.UDPConn
+	ctx  context.Context
+	o    Options
+	res  *Result
+	w    io.Writer
+	buf  [maxDatagram]byte
+	ack  []byte
+}
+
+func (t *transfer) ctxErr(err error) error {
+	if t.ctx.Err() != nil {
+		return fmt.Errorf("tftp: %w", t.ctx.Err())
+	}
+	return err
+}
+
+// run drives the transfer: request, optional OACK, then DATA blocks,
+// acknowledging each window (every block in lock-step mode).
+func (t *transfer) run(server netip.AddrPort, rrq []byte, askedOptions bool) error {
+	var peer netip.AddrPort // the server's TID, learned from its first answer
+	last := uint16(0)       // last block received in order
+	inWindow := 0
+	var pending []byte = rrq // what a timeout sends again
+	sendTo := server
+	if _, err := t.conn.WriteToUDPAddrPort(rrq, server); err != nil {
+		return fmt.Errorf("tftp: send request: %w", err)
+	}
+	timeouts := 0
+	for {
+		t.conn.SetReadDeadline(time.Now().Add(t.o.Timeout))
+		n, from, err := t.conn.ReadFromUDPAddrPort(t.buf[:])
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && t.ctx.Err() == nil {
+				timeouts++
+				if timeouts > t.o.Retries {
+					return ErrTimeout
+				}
+				t.res.Retransmits++
+				if _, err := t.conn.WriteToUDPAddrPort(pending, sendTo); err != nil {
+					return fmt.Errorf("tftp: resend: %w", err)
+				}
+				inWindow = 0
+				continue
+			}
+			return t.ctxErr(fmt.Errorf("tftp: read: %w", err))
+		}
+		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		if from.Addr() != server.Addr() {
+			continue // not our server at all
+		}
+		if peer.IsValid() && from != peer {
+			// RFC 1350: a packet from another TID gets ERROR 5 and does
+			// not disturb the transfer.
+			t.conn.WriteToUDPAddrPort(tftpwire.AppendError(nil, tftpwire.CodeUnknownTID, "unknown transfer ID"), from)
+			continue
+		}
+		pkt := t.buf[:n]
+		op, err := tftpwire.PacketOpcode(pkt)
+		if err != nil {
+			continue
+		}
+		switch op {
+		case tftpwire.OpERROR:
+			code, msg, err := tftpwire.ParseError(pkt)
+			if err != nil {
+				return fmt.Errorf("%w: malformed ERROR packet", ErrProtocol)
+			}
+			return &ServerError{Code: code, Message: msg}
+		case tftpwire.OpOACK:
+			if peer.IsValid() {
+				continue // a duplicate OACK; our ACK 0 is on its way
+			}
+			if !askedOptions {
+				return t.abort(from, fmt.Errorf("%w: OACK to a request without options", ErrProtocol))
+			}
+			if err := t.applyOACK(pkt); err != nil {
+				return t.abort(from, err)
+			}
+			peer, sendTo = from, from
+			t.res.Server = from
+			pending = tftpwire.AppendACK(t.ack[:0], 0)
+			timeouts = 0
+			if _, err := t.conn.WriteToUDPAddrPort(pending, peer); err != nil {
+				return fmt.Errorf("tftp: send ACK: %w", err)
+			}
+		case tftpwire.OpDATA:
+			block, payload, err := tftpwire.ParseData(pkt)
+			if err != nil {
+				continue
+			}
+			if !peer.IsValid() {
+				// The server ignored our options: RFC 1350 defaults.
+				peer, sendTo = from, from
+				t.res.Server = from
+				t.res.BlockSize, t.res.WindowSize = tftpwire.DefaultBlockSize, 1
+			}
+			if len(payload) > t.res.BlockSize {
+				return t.abort(peer, fmt.Errorf("%w: DATA of %d bytes with blksize %d", ErrProtocol, len(payload), t.res.BlockSize))
+			}
+			if block != last+1 {
+				// Out of order or a duplicate: acknowledge the last block
+				// received in order so the server resends from there
+				// (RFC 7440 section 4), once per window.
+				if inWindow != 0 || block == last {
+					pending = tftpwire.AppendACK(t.ack[:0], last)
+					t.conn.WriteToUDPAddrPort(pending, peer)
+					inWindow = 0
+				}
+				continue
+			}
+			timeouts = 0
+			if t.o.MaxSize > 0 && t.res.Bytes+int64(len(payload)) > t.o.MaxSize {
+				return t.abort(peer, ErrTooLarge)
+			}
+			if _, err := t.w.Write(payload); err != nil {
+				return t.abort(peer, fmt.Errorf("tftp: write: %w", err))
+			}
+			t.res.Bytes += int64(len(payload))
+			last = block
+			inWindow++
+			final := len(payload) < t.res.BlockSize
+			if final || inWindow >= t.res.WindowSize {
+				pending = tftpwire.AppendACK(t.ack[:0], last)
+				inWindow = 0
+				if _, err := t.conn.WriteToUDPAddrPort(pending, peer); err != nil {
+					return fmt.Errorf("tftp: send ACK: %w", err)
+				}
+			}
+			if final {
+				return nil
+			}
+		default:
+			return t.abort(from, fmt.Errorf("%w: unexpected %s", ErrProtocol, op))
+		}
+	}
+}
+
+// applyOACK checks the server's answer: it may only acknowledge options
+// we asked for, with values no larger than asked.
+func (t *transfer) applyOACK(pkt []byte) error {
+	opts, err := tftpwire.ParseOACK(pkt)
+	if err != nil {
+		return fmt.Errorf("%w: malformed OACK", ErrProtocol)
+	}
+	for _, op := range opts {
+		v, err := strconv.ParseInt(op.Value, 10, 64)
+		if err != nil || v < 0 {
+			return fmt.Errorf("%w: OACK %s=%q", ErrProtocol, op.Name, op.Value)
+		}
+		switch op.Name {
+		case tftpwire.OptBlockSize:
+			if v < 8 || (t.o.BlockSize != 0 && v > int64(t.o.BlockSize)) {
+				return fmt.Errorf("%w: OACK blksize %d, asked %d", ErrProtocol, v, t.o.BlockSize)
+			}
+			t.res.BlockSize = int(v)
+		case tftpwire.OptWindowSize:
+			if v < 1 || v > int64(max(t.o.WindowSize, 1)) {
+				return fmt.Errorf("%w: OACK windowsize %d, asked %d", ErrProtocol, v, t.o.WindowSize)
+			}
+			t.res.WindowSize = int(v)
+		case tftpwire.OptTransferSize:
+			t.res.TransferSize = v
+			if t.o.MaxSize > 0 && v > t.o.MaxSize {
+				return ErrTooLarge
+			}
+		case tftpwire.OptTimeout:
+			// The server confirmed a timeout we did not ask for; harmless.
+		default:
+			return fmt.Errorf("%w: OACK has unrequested option %q", ErrProtocol, op.Name)
+		}
+	}
+	return nil
+}
+
+// abort tells the server why we stop (ERROR 8 for a bad OACK, else 0).
+func (t *transfer) abort(to netip.AddrPort, err error) error {
+	code := tftpwire.CodeNotDefined
+	msg := "transfer aborted by client"
+	if errors.Is(err, ErrProtocol) {
+		code, msg = tftpwire.CodeOptionRefused, "bad option acknowledgment"
+	}
+	if errors.Is(err, ErrTooLarge) {
+		msg = "file too large"
+	}
+	t.conn.WriteToUDPAddrPort(tftpwire.AppendError(nil, code, msg), to)
+	return err
+}
+
+// netasciiWriter undoes netascii: CR LF -> LF, CR NUL -> CR, keeping a CR
+// that ends one block until the next says what it was.
+type netasciiWriter struct {
+	w     io.Writer
+	cr    bool
+	chunk []byte
+}
+
+func (n *netasciiWriter) Write(p []byte) (int, error) {
+	n.chunk = n.chunk[:0]
+	for _, c := range p {
+		if n.cr {
+			n.cr = false
+			switch c {
+			case '\n':
+				n.chunk = append(n.chunk, '\n')
+				continue
+			case 0:
+				n.chunk = append(n.chunk, '\r')
+				continue
+			default:
+				n.chunk = append(n.chunk, '\r')
+			}
+		}
+		if c == '\r' {
+			n.cr = true
+			continue
+		}
+		n.chunk = append(n.chunk, c)
+	}
+	if _, err := n.w.Write(n.chunk); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (n *netasciiWriter) flush() error {
+	if n.cr {
+		n.cr = false
+		_, err := n.w.Write([]byte{'\r'})
+		return err
+	}
+	return nil
+}
