@@ -55,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runGet(ctx, rest, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, rest, stdout, stderr)
+	case "cache":
+		return runCache(ctx, rest, stdout, stderr)
 	case "route":
 		return runRoute(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
