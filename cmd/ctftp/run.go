@@ -57,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runDemo(ctx, rest, stdout, stderr)
 	case "cache":
 		return runCache(ctx, rest, stdout, stderr)
+	case "itl":
+		return runITL(ctx, rest, stdout, stderr)
 	case "route":
 		return runRoute(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
