@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The shipped example must load as shipped, from the repo root, where the
+// README runs it.
+func TestShippedConfigLoads(t *testing.T) {
+	wd, _ := os.Getwd()
+	if err := os.Chdir("../.."); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chdir(wd)
+	cfg, err := loadConfig("config.yaml")
+	if err != nil {
+		t.Fatalf("config.yaml: %v", err)
+	}
+	if len(cfg.Listen) == 0 || cfg.Root == "" {
+		t.Fatalf("config.yaml decoded to %+v", cfg)
+	}
+	for _, l := range cfg.Listen {
+		if !strings.Contains(l, "6969") {
+			t.Errorf("listen %q: the example must use the unprivileged port 6969", l)
+		}
+	}
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	os.Mkdir(root, 0o755)
+	p := filepath.Join(dir, "config.yaml")
+	body = strings.ReplaceAll(body, "ROOT", root)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestConfigProblemsAllReported(t *testing.T) {
+	cases := []struct {
+		name string
+		yaml string
+		want []string // each must appear on its own line
+	}{
+		{"misspelt keys with suggestions", `
+listen: ["127.0.0.1:6969"]
+root: ROOT
+cache:
+  max_byte: 1MiB
+lisen: ["x"]
+`, []string{"cache.max_byte: unknown key (did you mean cache.max_bytes?)", "lisen: unknown key (did you mean listen?)"}},
+		{"unknown key inside a list item", `
+listen: ["127.0.0.1:6969"]
+root: ROOT
+subclusters:
+  - name: east
+    version: "12.5"
+    backend: ["127.0.0.1:69"]
+`, []string{"subclusters[0].backend: unknown key (did you mean subclusters[0].backends?)"}},
+		{"several value problems at once", `
+listen: ["not-an-address"]
+root: /nonexistent/ctftp-root
+log: {level: loud, format: text}
+tftp: {max_blksize: 7}
+`, []string{"listen[0]", "root:", "log.level", "tftp.max_blksize"}},
+		{"bad size and duration", `
+listen: ["127.0.0.1:6969"]
+root: ROOT
+cache: {max_bytes: lots}
+tftp: {timeout: soon}
+`, []string{"max_bytes", "timeout"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := writeConfig(t, tc.yaml)
+			var out, errOut bytes.Buffer
+			code := run(context.Background(), []string{"validate", "--offline", "--config", p}, &out, &errOut)
+			if code != exitUsage {
+				t.Fatalf("exit %d, want %d\n%s", code, exitUsage, errOut.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(errOut.String(), w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut.String())
+				}
+			}
+		})
+	}
+}
+
+func TestEnvOverride(t *testing.T) {
+	p := writeConfig(t, "listen: [\"127.0.0.1:6969\"]\nroot: ROOT\n")
+	t.Setenv("CTFTP_CACHE_MAX_BYTES", "1GiB")
+	t.Setenv("CTFTP_LISTEN", "127.0.0.1:7000,[::1]:7000")
+	t.Setenv("CTFTP_LOG_FORMAT", "json")
+	cfg, err := loadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Cache.MaxBytes != 1<<30 {
+		t.Errorf("cache.max_bytes = %d, want 1GiB from CTFTP_CACHE_MAX_BYTES", cfg.Cache.MaxBytes)
+	}
+	if len(cfg.Listen) != 2 || cfg.Listen[1] != "[::1]:7000" {
+		t.Errorf("listen = %v, want the two addresses of CTFTP_LISTEN", cfg.Listen)
+	}
+	if cfg.Log.Format != "json" {
+		t.Errorf("log.format = %q", cfg.Log.Format)
+	}
+	t.Setenv("CTFTP_CACHE_MAX_BYTES", "huge")
+	if _, err := loadConfig(p); err == nil || !strings.Contains(err.Error(), "max_bytes") {
+		t.Errorf("bad env value: %v, want a problem naming max_bytes", err)
+	}
+}
+
+func TestUsageExitCodes(t *testing.T) {
+	cases := []struct {
+		args []string
+		code int
+	}{
+		{nil, exitUsage},
+		{[]string{"frobnicate"}, exitUsage},
+		{[]string{"version"}, exitOK},
+		{[]string{"serve", "--config", "/nonexistent/config.yaml"}, exitUsage},
+		{[]string{"get"}, exitUsage},
+		{[]string{"get", "--blksize", "7", "x"}, exitUsage},
+		{[]string{"route", "--client", "not-an-ip", "x"}, exitUsage},
+	}
+	for _, tc := range cases {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), tc.args, &out, &errOut); code != tc.code {
+			t.Errorf("ctftp %v: exit %d, want %d\n%s", tc.args, code, tc.code, errOut.String())
+		}
+	}
+}
+
+func TestRouteExplains(t *testing.T) {
+	p := writeConfig(t, `
+listen: ["127.0.0.1:6969"]
+root: ROOT
+subclusters:
+  - {name: east, version: "12.5", backends: ["127.0.0.1:10069"]}
+  - {name: west, version: "12.5", backends: ["127.0.0.1:10169"]}
+routing:
+  rules:
+    - {client: "10.1.0.0/16", subcluster: east}
+    - {mac_prefix: "00AABB", subcluster: west}
+`)
+	os.WriteFile(filepath.Join(filepath.Dir(p), "root", "ITLFile.tlv"), []byte("x"), 0o644)
+	cases := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"ITLFile.tlv"}, []string{"served locally"}},
+		{[]string{"--client", "10.1.2.3", "SEP0011215A1AE3.cnf.xml.sgn"}, []string{"mac       0011215A1AE3", "rules[0]", "east"}},
+		{[]string{"ITLSEP00AABB000001.tlv"}, []string{"rules[1]", "west", "127.0.0.1:10169"}},
+		{[]string{"SEP001122334455.cnf.xml.sgn"}, []string{"east, west (parallel)"}},
+		{[]string{"../../etc/passwd"}, []string{"access violation"}},
+	}
+	for _, tc := range cases {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), append([]string{"route", "--config", p}, tc.args...), &out, &errOut)
+		if code != exitOK {
+			t.Fatalf("route %v: exit %d\n%s", tc.args, code, errOut.String())
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("route %v: output lacks %q:\n%s", tc.args, w, out.String())
+			}
+		}
+	}
+}
