@@ -1,0 +1,286 @@
+package tests
+
+// Measurements of issue 4: what a miss costs when the phone's cluster is
+// the last of ten (parallel vs sequential fan-out), and how many backend
+// fetches repeated boots of the same phones cause (cache on; cache off
+// with learned routes). Run them with
+//
+//	go test -run '^$' -bench 'MissLastOfTen|RepeatedBoots' -benchtime 50x ./tests/
+//
+// TestRepeatedBootsFetches asserts the fetch counts the benchmark reports.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ctftp/ctftp/internal/tftpclient"
+	"github.com/ctftp/ctftp/internal/tftptest"
+)
+
+// missClusters starts k sub-clusters s01..sk, each one real tftpd-hpa
+// serving its own root, holding the per-device files of the phones
+// placed in it by owner (phone MAC -> sub-cluster).
+func missClusters(tb testing.TB, k int, owner map[string]string) (roots []string, subs []fwdSub) {
+	tb.Helper()
+	for i := range k {
+		name := fmt.Sprintf("s%02d", i+1)
+		var macs []string
+		for mac, o := range owner {
+			if o == name {
+				macs = append(macs, mac)
+			}
+		}
+		root := fwdPhonesRoot(tb, name, macs...)
+		roots = append(roots, root)
+		subs = append(subs, fwdSub{Name: name, Backends: []string{tftptest.StartTFTPD(tb, root)}})
+	}
+	return roots, subs
+}
+
+// missCTLFile is the gateway's own CTLFile.tlv, the file a phone falls
+// back to when its cluster has no CTLSEP<MAC>.tlv.
+var missCTLFile = bytes.Repeat([]byte("central CTLFile.tlv\n"), 235)
+
+// missGatewayRoot is a local root holding CTLFile.tlv.
+func missGatewayRoot(tb testing.TB) string {
+	tb.Helper()
+	return fwdRoot(tb, map[string][]byte{"CTLFile.tlv": missCTLFile})
+}
+
+// missBoot plays one phone's boot against the gateway, checking every
+// answer: CTLSEP<MAC>.tlv (no cluster has one: not found), then the
+// fallback CTLFile.tlv (the gateway's own), ITLSEP<MAC>.tlv and
+// SEP<MAC>.cnf.xml.sgn from the phone's own sub-cluster, owner.
+func missBoot(addr, mac, owner string) error {
+	_, err := fwdGet(addr, "CTLSEP"+mac+".tlv")
+	var se *tftpclient.ServerError
+	if !errors.As(err, &se) || !se.NotFound() {
+		return fmt.Errorf("CTLSEP%s.tlv: got %v, want file not found", mac, err)
+	}
+	got, err := fwdGet(addr, "CTLFile.tlv")
+	if err != nil || !bytes.Equal(got, missCTLFile) {
+		return fmt.Errorf("CTLFile.tlv: %d bytes, %v", len(got), err)
+	}
+	for _, name := range fwdPhoneFiles(mac) {
+		got, err := fwdGet(addr, name)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if want := fwdContent(owner, name); !bytes.Equal(got, want) {
+			return fmt.Errorf("%s: got %q, want %s's copy", name, fwdHead(got), owner)
+		}
+	}
+	return nil
+}
+
+// missBootAll boots every phone of owner at once, as after a power cut.
+func missBootAll(addr string, owner map[string]string) error {
+	var g errgroup.Group
+	for mac, o := range owner {
+		g.Go(func() error { return missBoot(addr, mac, o) })
+	}
+	return g.Wait()
+}
+
+// missSettle waits until no backend fetch is in flight and the fetch
+// count holds still: a parallel fan-out answers the phone as soon as the
+// winner is certain, while the losers' fills (which no phone can cancel)
+// may still be running and would otherwise be counted in the next round.
+func missSettle(tb testing.TB, gw *gateway) map[string]float64 {
+	tb.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	prev := fwdScrape(gw)
+	for {
+		time.Sleep(20 * time.Millisecond)
+		m := fwdScrape(gw)
+		busy := 0.0
+		for k, v := range m {
+			if strings.HasPrefix(k, "ctftp_backend_in_flight{") || strings.HasPrefix(k, "ctftp_backend_waiting{") {
+				busy += v
+			}
+		}
+		if busy == 0 && fwdTotalFetches(m) == fwdTotalFetches(prev) {
+			return m
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("backend fetches still running after 20s")
+		}
+		prev = m
+	}
+}
+
+// BenchmarkMissLastOfTen measures, through the gateway with our own
+// client, one request for a phone the gateway has never seen whose files
+// are only on the tenth of ten sub-clusters (each a real tftpd-hpa on
+// loopback): every iteration is a new MAC, so neither the cache, the
+// negative cache nor a learned route helps. parallel asks all ten at once;
+// sequential asks them one after another, as CUCM's alternate file
+// locations do. learned is the phone's next file once its route is
+// known: one sub-cluster asked. fetches/op counts backend attempts.
+func BenchmarkMissLastOfTen(b *testing.B) {
+	for i, mode := range []string{"parallel", "sequential", "learned"} {
+		b.Run(mode, func(b *testing.B) {
+			roots, subs := missClusters(b, 10, nil)
+			strategy := mode
+			if mode == "learned" {
+				strategy = "parallel"
+			}
+			gw := startGateway(b, fwdConfig(b, "", subs, fmt.Sprintf("routing:\n  strategy: %s\n", strategy)))
+			addr := gw.TFTP[0]
+			n, fetches := 0, 0
+			for b.Loop() {
+				b.StopTimer()
+				n++
+				mac := fwdMAC(fmt.Sprintf("00EE%02X", i+1), n)
+				itl, cnf := fwdPhoneFiles(mac)[0], fwdPhoneFiles(mac)[1]
+				want := fwdContent("s10", cnf)
+				fwdWriteFile(b, roots[9], cnf, want)
+				if mode == "learned" {
+					fwdWriteFile(b, roots[9], itl, fwdContent("s10", itl))
+					if _, err := fwdGet(addr, itl); err != nil {
+						b.Fatal(err)
+					}
+				}
+				before := missSettle(b, gw)
+				b.StartTimer()
+				got, err := fwdGet(addr, cnf)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				if !bytes.Equal(got, want) {
+					b.Fatalf("%s: got %q", cnf, fwdHead(got))
+				}
+				fetches += fwdTotalFetches(missSettle(b, gw)) - fwdTotalFetches(before)
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(fetches)/float64(n), "fetches/op")
+		})
+	}
+}
+
+// BenchmarkRepeatedBoots boots the same 20 phones (two in each of ten
+// sub-clusters) again and again, all at once; one iteration is one boot
+// of all of them (CTLSEP, CTLFile, ITLSEP, SEP.cnf.xml.sgn each). It
+// reports the backend fetches of the first boot and the average of the
+// later ones: with the cache on (defaults) and with the cache off but
+// learned routes on.
+func BenchmarkRepeatedBoots(b *testing.B) {
+	owner := map[string]string{}
+	for i := range 20 {
+		owner[fwdMAC("00EF00", i+1)] = fmt.Sprintf("s%02d", i%10+1)
+	}
+	for _, tc := range []struct{ name, extra string }{
+		{"cache", ""},
+		{"nocache-learned", "cache:\n  max_bytes: 0\n  negative_ttl: 0s\n"},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			_, subs := missClusters(b, 10, owner)
+			gw := startGateway(b, fwdConfig(b, missGatewayRoot(b), subs, tc.extra))
+			addr := gw.TFTP[0]
+			before := fwdScrape(gw)
+			var first, later, boots int
+			for b.Loop() {
+				if err := missBootAll(addr, owner); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				after := missSettle(b, gw)
+				d := fwdTotalFetches(after) - fwdTotalFetches(before)
+				if boots == 0 {
+					first = d
+				} else {
+					later += d
+				}
+				boots++
+				before = after
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(len(owner)), "phones")
+			b.ReportMetric(float64(first), "fetches/first-boot")
+			if boots > 1 {
+				b.ReportMetric(float64(later)/float64(boots-1), "fetches/later-boot")
+			}
+		})
+	}
+}
+
+// TestRepeatedBootsFetches pins the backend fetch counts of repeated
+// boots. Phones sit in the last of three sub-clusters, so a fan-out
+// answers only once every sub-cluster has, and the counts are exact for
+// both strategies. Per phone (K = 3 sub-clusters):
+//
+//	first boot: CTLSEP fans out to all K (not found), ITLSEP fans out to
+//	all K (found in the last: the route is learned), SEP goes to the
+//	learned sub-cluster: 2K+1 fetches.
+//	later boots, cache on: 0 fetches; every answer, "not found" included,
+//	is remembered per sub-cluster and file.
+//	later boots, cache off: ITLSEP and SEP go to the learned sub-cluster
+//	only (1 each), but CTLSEP, which no sub-cluster has, is asked of the
+//	learned one and then of the K-1 others, because the forwarder cannot
+//	tell "the phone moved" from "this file exists nowhere": K+2 fetches.
+func TestRepeatedBootsFetches(t *testing.T) {
+	const k, phones, boots = 3, 3, 3
+	last := fmt.Sprintf("s%02d", k)
+	owner := map[string]string{}
+	for i := range phones {
+		owner[fwdMAC("00EF10", i+1)] = last
+	}
+	_, subs := missClusters(t, k, owner)
+	root := missGatewayRoot(t)
+	cases := []struct {
+		name, config  string
+		first, later  int // fetches per phone
+		laterPerOther int // later boots: fetches per phone from each sub-cluster but the owner
+	}{
+		{"parallel/cache", "routing: {strategy: parallel, grace: 1s}\n", 2*k + 1, 0, 0},
+		{"sequential/cache", "routing: {strategy: sequential}\n", 2*k + 1, 0, 0},
+		{"parallel/nocache-learned", "routing: {strategy: parallel, grace: 1s}\ncache: {max_bytes: 0, negative_ttl: 0s}\n", 2*k + 1, k + 2, 1},
+		{"sequential/nocache-learned", "routing: {strategy: sequential}\ncache: {max_bytes: 0, negative_ttl: 0s}\n", 2*k + 1, k + 2, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			gw := startGateway(t, fwdConfig(t, root, subs, "backend: {probe_interval: 0s}\n"+tc.config))
+			addr := gw.TFTP[0]
+			before := fwdScrape(gw)
+			for boot := 1; boot <= boots; boot++ {
+				if err := missBootAll(addr, owner); err != nil {
+					t.Fatalf("boot %d: %v", boot, err)
+				}
+				after := fwdScrape(gw)
+				want := tc.later
+				if boot == 1 {
+					want = tc.first
+				}
+				got := fwdTotalFetches(after) - fwdTotalFetches(before)
+				t.Logf("boot %d of %d phones: %d backend fetches", boot, phones, got)
+				if got != want*phones {
+					t.Fatalf("boot %d: %d backend fetches, want %d (%d per phone); changes:\n%s", boot, got, want*phones, want, fwdDelta(before, after))
+				}
+				if boot > 1 {
+					for _, s := range subs {
+						w := tc.laterPerOther * phones
+						if s.Name == last && tc.later > 0 {
+							w = (tc.later - (k-1)*tc.laterPerOther) * phones
+						}
+						if d := fwdFetches(after, s.Name) - fwdFetches(before, s.Name); d != w {
+							t.Errorf("boot %d: %s made %d fetches, want %d", boot, s.Name, d, w)
+						}
+					}
+					// Every per-device request of a later boot starts from
+					// the learned route.
+					if d := fwdDecisions(after, "learned") - fwdDecisions(before, "learned"); d != 3*phones {
+						t.Errorf("boot %d: %d learned-route decisions, want %d", boot, d, 3*phones)
+					}
+				}
+				before = after
+			}
+		})
+	}
+}
