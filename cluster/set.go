@@ -250,7 +250,7 @@ func (s *Set) Names() []string {
 // each attempt's per-packet timeout is shortened so that every backend
 // still to try gets an equal share of the time left.
 func (s *Set) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error) {
-	data, b, err := s.fetch(ctx, req.Subcluster, req.Name)
+	data, b, err := s.fetch(ctx, req.Subcluster, req.Name, false)
 	if err != nil {
 		return nil, err
 	}
@@ -264,9 +264,19 @@ func (s *Set) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error) 
 }
 
 // Fetch returns the bytes of name from sub-cluster subcluster, as Open
-// does. Version probes and `ctftp validate` use it.
+// does.
 func (s *Set) Fetch(ctx context.Context, subcluster, name string) ([]byte, error) {
-	data, _, err := s.fetch(ctx, subcluster, name)
+	data, _, err := s.fetch(ctx, subcluster, name, false)
+	return data, err
+}
+
+// ProbeFetch is Fetch for the gateway's own checks (the trust guard's
+// ITLFile.tlv probe, `ctftp validate`): the same backends, order, slots
+// and health, but each attempt is counted in ctftp_backend_probes_total
+// (any answer is "alive") instead of ctftp_backend_fetches_total, so that
+// the fetch counters keep counting what phones caused.
+func (s *Set) ProbeFetch(ctx context.Context, subcluster, name string) ([]byte, error) {
+	data, _, err := s.fetch(ctx, subcluster, name, true)
 	return data, err
 }
 
@@ -278,7 +288,7 @@ func (byteBody) Close() error { return nil }
 
 func (b *backend) String() string { return b.addr.String() }
 
-func (s *Set) fetch(ctx context.Context, subName, name string) ([]byte, *backend, error) {
+func (s *Set) fetch(ctx context.Context, subName, name string, probe bool) ([]byte, *backend, error) {
 	sc, ok := s.byName[subName]
 	if !ok {
 		return nil, nil, fmt.Errorf("cluster: %q: %w", subName, ErrUnknownSubcluster)
@@ -299,7 +309,7 @@ func (s *Set) fetch(ctx context.Context, subName, name string) ([]byte, *backend
 		if i < nUp {
 			nUp--
 		}
-		data, err := s.attempt(ctx, sc, b, name, len(cands)+1)
+		data, err := s.attempt(ctx, sc, b, name, len(cands)+1, probe)
 		b.release()
 		sc.m.inFlight.Dec()
 		if err == nil {
@@ -375,30 +385,43 @@ func (sc *subcluster) acquire(ctx context.Context, cands []*backend, nUp int) (i
 // attempt fetches name from b once (with pin/tftp's retransmissions) and
 // records the outcome in b's health and the metrics. left counts the
 // backends still to try, b included, which share what is left of ctx's
-// time.
-func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name string, left int) ([]byte, error) {
+// time. A probe attempt (ProbeFetch) is counted as a probe, not a fetch.
+func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name string, left int, probe bool) ([]byte, error) {
 	a, shortened, err := fitAttempt(ctx, sc.att, left)
 	if err != nil {
 		return nil, err // no attempt was made: nothing to count
 	}
+	count := func(result string) {
+		if probe {
+			// As with Run's probes, a caller giving up says nothing
+			// about the backend.
+			if result != resultError || ctx.Err() == nil {
+				sc.m.probes[result != resultError].Inc()
+			}
+			return
+		}
+		sc.m.fetches[result].Inc()
+	}
 	start := time.Now()
 	data, err := s.fetcher.fetch(ctx, b.addr, name, a)
-	sc.m.duration.UpdateDuration(start)
+	if !probe {
+		sc.m.duration.UpdateDuration(start)
+	}
 	switch {
 	case err == nil:
-		sc.m.fetches[resultOK].Inc()
+		count(resultOK)
 		s.alive(sc, b, nil)
 	case errors.Is(err, ctftp.ErrNotFound):
-		sc.m.fetches[resultNotFound].Inc()
+		count(resultNotFound)
 		s.alive(sc, b, nil)
 	case errors.Is(err, ErrRefused):
-		sc.m.fetches[resultRefused].Inc()
+		count(resultRefused)
 		s.alive(sc, b, err)
 	case errors.Is(err, ErrTooLarge):
-		sc.m.fetches[resultError].Inc()
+		count(resultError)
 		s.alive(sc, b, err)
 	default:
-		sc.m.fetches[resultError].Inc()
+		count(resultError)
 		// The caller's hurry is not the backend's fault: a fetch cut
 		// short by ctx, or timed out under a timeout shortened to fit
 		// ctx, leaves health alone. The active probe, which always uses
