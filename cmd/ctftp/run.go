@@ -33,6 +33,8 @@ usage:
   ctftp cache purge [--admin HOST:PORT] [GLOB]
                                               drop cached files through the admin endpoint
   ctftp itl show|verify|hash|build|sign ...   read, check and write ITL/CTL/.sgn files
+  ctftp bench    --server HOST:PORT | --side-by-side [--phones N] [--concurrency C] [--json]
+                                              boot-storm load generator (ctftp bench -h)
   ctftp version
 
 exit codes: 0 ok, 1 operational failure, 2 invalid configuration or usage,
@@ -61,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runITL(ctx, rest, stdout, stderr)
 	case "route":
 		return runRoute(ctx, rest, stdout, stderr)
+	case "bench":
+		return runBench(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
