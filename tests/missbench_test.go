@@ -117,21 +117,46 @@ func missSettle(tb testing.TB, gw *gateway) map[string]float64 {
 
 // BenchmarkMissLastOfTen measures, through the gateway with our own
 // client, one request for a phone the gateway has never seen whose files
-// are only on the tenth of ten sub-clusters (each a real tftpd-hpa on
-// loopback): every iteration is a new MAC, so neither the cache, the
-// negative cache nor a learned route helps. parallel asks all ten at once;
-// sequential asks them one after another, as CUCM's alternate file
-// locations do. learned is the phone's next file once its route is
-// known: one sub-cluster asked. fetches/op counts backend attempts.
+// are only on the tenth of ten sub-clusters: every iteration is a new
+// MAC, so neither the cache, the negative cache nor a learned route
+// helps. parallel asks all ten at once; sequential asks them one after
+// another, as CUCM's alternate file locations do; the backends are real
+// tftpd-hpa on loopback. learned is the phone's next file once its route
+// is known (one sub-cluster asked). The -slow20ms variants put in-process
+// backends that wait 20 ms before each answer in place of tftpd-hpa, as a
+// remote cluster's round trip would, to show how the two strategies scale
+// with backend latency rather than with loopback fork costs. fetches/op
+// counts backend attempts per request.
 func BenchmarkMissLastOfTen(b *testing.B) {
-	for i, mode := range []string{"parallel", "sequential", "learned"} {
-		b.Run(mode, func(b *testing.B) {
-			roots, subs := missClusters(b, 10, nil)
-			strategy := mode
-			if mode == "learned" {
-				strategy = "parallel"
+	cases := []struct {
+		name     string
+		strategy string
+		slow     time.Duration // 0: tftpd-hpa backends
+		learned  bool
+	}{
+		{name: "parallel", strategy: "parallel"},
+		{name: "sequential", strategy: "sequential"},
+		{name: "learned", strategy: "parallel", learned: true},
+		{name: "parallel-slow20ms", strategy: "parallel", slow: 20 * time.Millisecond},
+		{name: "sequential-slow20ms", strategy: "sequential", slow: 20 * time.Millisecond},
+	}
+	for i, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
+			var subs []fwdSub
+			var addFile func(name string, body []byte) // on the tenth sub-cluster
+			if tc.slow == 0 {
+				var roots []string
+				roots, subs = missClusters(b, 10, nil)
+				addFile = func(name string, body []byte) { fwdWriteFile(b, roots[9], name, body) }
+			} else {
+				var last *tftptest.Server
+				for j := range 10 {
+					last = tftptest.NewServer(b, nil, tftptest.WithDelay(tc.slow))
+					subs = append(subs, fwdSub{Name: fmt.Sprintf("s%02d", j+1), Backends: []string{last.Addr()}})
+				}
+				addFile = last.SetFile
 			}
-			gw := startGateway(b, fwdConfig(b, "", subs, fmt.Sprintf("routing:\n  strategy: %s\n", strategy)))
+			gw := startGateway(b, fwdConfig(b, "", subs, fmt.Sprintf("routing:\n  strategy: %s\n", tc.strategy)))
 			addr := gw.TFTP[0]
 			n, fetches := 0, 0
 			for b.Loop() {
@@ -140,9 +165,9 @@ func BenchmarkMissLastOfTen(b *testing.B) {
 				mac := fwdMAC(fmt.Sprintf("00EE%02X", i+1), n)
 				itl, cnf := fwdPhoneFiles(mac)[0], fwdPhoneFiles(mac)[1]
 				want := fwdContent("s10", cnf)
-				fwdWriteFile(b, roots[9], cnf, want)
-				if mode == "learned" {
-					fwdWriteFile(b, roots[9], itl, fwdContent("s10", itl))
+				addFile(cnf, want)
+				if tc.learned {
+					addFile(itl, fwdContent("s10", itl))
 					if _, err := fwdGet(addr, itl); err != nil {
 						b.Fatal(err)
 					}
@@ -165,7 +190,7 @@ func BenchmarkMissLastOfTen(b *testing.B) {
 	}
 }
 
-// BenchmarkRepeatedBoots boots the same 20 phones (two in each of ten
+// BenchmarkRepeatedBoots boots the same 10 phones (one in each of ten
 // sub-clusters) again and again, all at once; one iteration is one boot
 // of all of them (CTLSEP, CTLFile, ITLSEP, SEP.cnf.xml.sgn each). It
 // reports the backend fetches of the first boot and the average of the
@@ -173,8 +198,8 @@ func BenchmarkMissLastOfTen(b *testing.B) {
 // learned routes on.
 func BenchmarkRepeatedBoots(b *testing.B) {
 	owner := map[string]string{}
-	for i := range 20 {
-		owner[fwdMAC("00EF00", i+1)] = fmt.Sprintf("s%02d", i%10+1)
+	for i := range 10 {
+		owner[fwdMAC("00EF00", i+1)] = fmt.Sprintf("s%02d", i+1)
 	}
 	for _, tc := range []struct{ name, extra string }{
 		{"cache", ""},
