@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ctftp/ctftp/internal/tftpwire"
 )
 
 // DelayLink stands between TFTP clients and one TFTP server and delays
@@ -25,8 +28,9 @@ import (
 //
 // Goroutines: one reading the listening socket, one delivering delayed
 // datagrams, and two per session; Close stops all of them and waits. A
-// session ends with Close or after Idle without traffic. DelayLink is
-// safe for concurrent use.
+// session ends with Close or after Idle without traffic; its statistics
+// (a few hundred bytes) stay for Sessions until the link is dropped.
+// DelayLink is safe for concurrent use.
 type DelayLink struct {
 	server netip.AddrPort
 	delay  time.Duration
@@ -39,6 +43,7 @@ type DelayLink struct {
 
 	mu       sync.Mutex
 	sessions map[netip.AddrPort]*linkSession
+	all      []*linkSession // every session, for Sessions
 	closed   bool
 
 	toServer, toClient, dropped atomic.Int64
@@ -50,9 +55,26 @@ type linkSession struct {
 	down   *net.UDPConn // to the client; its port is the TID the client sees
 	tid    atomic.Pointer[netip.AddrPort]
 	last   atomic.Int64 // unix nanoseconds of the last datagram
+
+	mu    sync.Mutex
+	stats LinkSession
+}
+
+// LinkSession is what one client session carried across the link.
+type LinkSession struct {
+	// Client is the client's address; File the name in its first read
+	// request ("" if its first datagram was not one).
+	Client netip.AddrPort
+	File   string
+	// ToServer and ToClient count datagrams delivered each way.
+	ToServer, ToClient int
+	// First is when the first datagram entered the link, Last when the
+	// last one left it: Last-First is the transfer as the WAN saw it.
+	First, Last time.Time
 }
 
 type delayed struct {
+	s    *linkSession
 	due  time.Time
 	conn *net.UDPConn
 	to   netip.AddrPort
@@ -107,6 +129,21 @@ func (l *DelayLink) Datagrams() (toServer, toClient, dropped int64) {
 	return l.toServer.Load(), l.toClient.Load(), l.dropped.Load()
 }
 
+// Sessions returns every session the link carried, expired ones
+// included, in the order they started.
+func (l *DelayLink) Sessions() []LinkSession {
+	l.mu.Lock()
+	all := slices.Clone(l.all)
+	l.mu.Unlock()
+	out := make([]LinkSession, len(all))
+	for i, s := range all {
+		s.mu.Lock()
+		out[i] = s.stats
+		s.mu.Unlock()
+	}
+	return out
+}
+
 // Close stops the link and waits for its goroutines.
 func (l *DelayLink) Close() error {
 	l.mu.Lock()
@@ -139,9 +176,17 @@ func (l *DelayLink) readFront() {
 		if s == nil {
 			continue
 		}
+		s.mu.Lock()
+		if s.stats.First.IsZero() {
+			s.stats.First = time.Now()
+			if req, err := tftpwire.ParseRequest(buf[:n]); err == nil && req.Opcode == tftpwire.OpRRQ {
+				s.stats.File = req.Filename
+			}
+		}
+		s.mu.Unlock()
 		// Requests (and their retransmissions) go to the server's
 		// well-known port.
-		l.enqueue(s.up, l.server, buf[:n], true)
+		l.enqueue(s, s.up, l.server, buf[:n], true)
 		s.last.Store(time.Now().UnixNano())
 	}
 }
@@ -167,8 +212,10 @@ func (l *DelayLink) session(client netip.AddrPort) *linkSession {
 		return nil
 	}
 	s := &linkSession{client: client, up: up, down: down}
+	s.stats.Client = client
 	s.last.Store(time.Now().UnixNano())
 	l.sessions[client] = s
+	l.all = append(l.all, s)
 	l.wg.Add(2)
 	go l.readUp(s)
 	go l.readDown(s)
@@ -192,7 +239,7 @@ func (l *DelayLink) readUp(s *linkSession) {
 		if s.tid.Load() == nil {
 			s.tid.Store(&from)
 		}
-		l.enqueue(s.down, s.client, buf[:n], false)
+		l.enqueue(s, s.down, s.client, buf[:n], false)
 		s.last.Store(time.Now().UnixNano())
 	}
 }
@@ -214,13 +261,13 @@ func (l *DelayLink) readDown(s *linkSession) {
 		if t := s.tid.Load(); t != nil {
 			to = *t
 		}
-		l.enqueue(s.up, to, buf[:n], true)
+		l.enqueue(s, s.up, to, buf[:n], true)
 		s.last.Store(time.Now().UnixNano())
 	}
 }
 
-func (l *DelayLink) enqueue(conn *net.UDPConn, to netip.AddrPort, pkt []byte, up bool) {
-	d := delayed{due: time.Now().Add(l.delay), conn: conn, to: to, pkt: append([]byte(nil), pkt...), up: up}
+func (l *DelayLink) enqueue(s *linkSession, conn *net.UDPConn, to netip.AddrPort, pkt []byte, up bool) {
+	d := delayed{s: s, due: time.Now().Add(l.delay), conn: conn, to: to, pkt: append([]byte(nil), pkt...), up: up}
 	select {
 	case l.queue <- d:
 	default:
@@ -258,11 +305,16 @@ func (l *DelayLink) deliver() {
 				}
 				continue
 			}
+			d.s.mu.Lock()
 			if d.up {
 				l.toServer.Add(1)
+				d.s.stats.ToServer++
 			} else {
 				l.toClient.Add(1)
+				d.s.stats.ToClient++
 			}
+			d.s.stats.Last = time.Now()
+			d.s.mu.Unlock()
 		}
 	}
 }

@@ -65,6 +65,11 @@ func TestDelayLink(t *testing.T) {
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
+			ss := link.Sessions()
+			if len(ss) != 1 || ss[0].File != "SEP0011215A1AE3.cnf.xml.sgn" || int64(ss[0].ToServer) != tc.toServer ||
+				int64(ss[0].ToClient) != tc.toClient || ss[0].Last.Sub(ss[0].First) < time.Duration(tc.toClient)*2*delay {
+				t.Fatalf("sessions %+v", ss)
+			}
 		})
 	}
 }
