@@ -567,7 +567,9 @@ func (fl *benchFleet) check(name string, body []byte) error {
 //	direct/  what tftpd-hpa serves alone: every phone's files
 //	east/    sub-cluster east: its phones' files, its ITLFile.tlv
 //	west/    the same for west
-//	root/    the gateway's own files: none, so every request is a miss
+//	root/    the gateway's own files: only its ITLFile.tlv (a central
+//	         server has one; phones with an ITLSEP file never ask for
+//	         it), so every request of the storm is a miss
 //
 // Phones alternate between east and west. Nobody has a CTLSEP<MAC>.tlv
 // (the common case, so every phone's first request is a miss);
@@ -611,7 +613,7 @@ func writeBenchFleet(ctx context.Context, dir string, macs []string) (*benchFlee
 		return nil, fmt.Errorf("CTLFile.tlv: %w", err)
 	}
 	itls := map[string][]byte{}
-	for _, sc := range benchSubclusters {
+	for _, sc := range append([]string{"central"}, benchSubclusters...) {
 		p := pkis[sc]
 		itls[sc], err = itl.Build(itl.BuildOptions{
 			Signer: p.sast,
@@ -635,7 +637,8 @@ func writeBenchFleet(ctx context.Context, dir string, macs []string) (*benchFlee
 	}
 	files := []dirFile{
 		{[]string{"direct", "east", "west"}, "CTLFile.tlv", ctl},
-		{[]string{"direct", "east"}, "ITLFile.tlv", itls["east"]},
+		{[]string{"direct", "root"}, "ITLFile.tlv", itls["central"]},
+		{[]string{"east"}, "ITLFile.tlv", itls["east"]},
 		{[]string{"west"}, "ITLFile.tlv", itls["west"]},
 	}
 	sgns := make([][]byte, len(macs))
