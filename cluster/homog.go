@@ -52,16 +52,24 @@ func (v Verdict) String() string {
 // MarshalText writes String, for /status.
 func (v Verdict) MarshalText() ([]byte, error) { return []byte(v.String()), nil }
 
-// ProblemKind sorts what Check found by who must act, which is also
-// `ctftp validate`'s exit code.
+// ProblemKind sorts what Check found by who must act and how hard the
+// gateway pushes back: `ctftp validate` maps them to its exit codes.
 type ProblemKind int
 
 // The kinds of problem.
 const (
-	// ProblemConfig: the configuration must change (mixed eras, a
-	// declared version the probe disproved, the root's own ITLFile.tlv
-	// broken). serve refuses it; validate exits 2.
-	ProblemConfig ProblemKind = iota + 1
+	// ProblemMixed: the eras are mixed and some 8.x+ side has a real ITL.
+	// serve refuses to start, a reload is refused, validate exits 2.
+	ProblemMixed ProblemKind = iota + 1
+	// ProblemRoot: the gateway's own ITLFile.tlv does not verify or
+	// cannot be read; it would be served to every phone that falls back
+	// to it. Refused like ProblemMixed.
+	ProblemRoot
+	// ProblemVersion: a declared version the probe disproved. validate
+	// exits 2 (the configuration is wrong); serve and reloads judge
+	// homogeneity on the probe, log it as an error and show it in
+	// /status, because a wrong label alone breaks no phone.
+	ProblemVersion
 	// ProblemITL: a sub-cluster serves an ITLFile.tlv that does not
 	// verify (a verification that ran and failed; validate exits 3).
 	ProblemITL
@@ -95,9 +103,9 @@ func (r Report) Homogeneous() bool {
 	return r.Verdict == VerdictAll8x || r.Verdict == VerdictAllPre80
 }
 
-// Refused reports a configuration the gateway must not serve: any
-// ProblemConfig, mixed eras among them.
-func (r Report) Refused() bool { return r.Has(ProblemConfig) }
+// Refused reports a setup the gateway must not serve: mixed eras
+// (ProblemMixed) or a broken ITL of its own (ProblemRoot).
+func (r Report) Refused() bool { return r.Has(ProblemMixed) || r.Has(ProblemRoot) }
 
 // Has reports whether some problem is of kind k.
 func (r Report) Has(k ProblemKind) bool {
@@ -162,7 +170,7 @@ func Check(central Classification, subs []Classification) Report {
 	}
 	if r.Verdict == VerdictMixed {
 		// First: it is the reason the rest matters.
-		r.Problems = append([]Problem{{ProblemConfig, fmt.Sprintf(
+		r.Problems = append([]Problem{{ProblemMixed, fmt.Sprintf(
 			"subclusters: mixed ITL eras: 8.x+ with a real ITL: %s; pre-8.0: %s; "+
 				"phones that hold one side's ITL would reject the other side's files (Trust List Verification Failed)",
 			strings.Join(real, ", "), strings.Join(pre, ", "))}}, r.Problems...)
@@ -178,7 +186,7 @@ func sideProblems(c Classification) []Problem {
 		if c.ProbedClass == ClassPre80 {
 			what = "has no ITLFile.tlv"
 		}
-		out = append(out, Problem{ProblemConfig, fmt.Sprintf("%s: %q declares %s, but %s %s (%s); fix the version or use \"auto\"",
+		out = append(out, Problem{ProblemVersion, fmt.Sprintf("%s: %q declares %s, but %s %s (%s); fix the version or use \"auto\"",
 			c.key("version"), c.Declared, c.DeclaredClass, c.label(), what, c.ProbedClass)})
 	}
 	if c.Err == nil {
@@ -188,7 +196,7 @@ func sideProblems(c Classification) []Problem {
 	case c.Index < 0:
 		// The gateway would serve its own broken or unreadable ITL to
 		// every phone that falls back to ITLFile.tlv.
-		out = append(out, Problem{ProblemConfig, fmt.Sprintf("root: %s: %v", ITLFileName, c.Err)})
+		out = append(out, Problem{ProblemRoot, fmt.Sprintf("root: %s: %v", ITLFileName, c.Err)})
 	case errors.Is(c.Err, ErrBadITL):
 		out = append(out, Problem{ProblemITL, fmt.Sprintf("%s (%s): %v", c.key("backends"), c.Name, c.Err)})
 	case !c.Stale:

@@ -240,3 +240,24 @@ func sameSigner(a, b itl.Identity) bool {
 	}
 	return new(big.Int).SetBytes(a.Serial).Cmp(new(big.Int).SetBytes(b.Serial)) == 0
 }
+
+// Declared returns one Classification per sub-cluster of cfg, in order,
+// from its declared version alone: what `ctftp validate --offline`
+// judges, no packet sent.
+func Declared(cfg Config) []Classification {
+	out := make([]Classification, len(cfg.Subclusters))
+	for i, sc := range cfg.Subclusters {
+		out[i] = newClassification(sc.Name, i, sc.Version)
+	}
+	return out
+}
+
+// Central classifies the gateway's own side from its root's ITLFile.tlv:
+// data, or the error reading it (wrapping ctftp.ErrNotFound when there is
+// none), as ClassifyITL does.
+func Central(data []byte, readErr error, at time.Time) Classification {
+	c := newClassification(CentralName, -1, "")
+	class, f, err := ClassifyITL(data, readErr)
+	c.record(class, f, err, at)
+	return c
+}

@@ -453,13 +453,18 @@ func (w *Watcher) Report() Report {
 }
 
 // Problems lists why the setup should not be trusted now, for /readyz:
-// the last round's problems, each sub-cluster whose signer changed
-// (until the watcher is replaced by a reload) and each side that turned
-// heterogeneous.
+// the last round's problems but wrong declared versions (a label, shown
+// by Status), each sub-cluster whose signer changed (until the watcher
+// is replaced by a reload) and each side that turned heterogeneous.
 func (w *Watcher) Problems() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := w.report.Messages()
+	var out []string
+	for _, p := range w.report.Problems {
+		if p.Kind != ProblemVersion {
+			out = append(out, p.Msg)
+		}
+	}
 	if w.centralSide.heterogeneous {
 		out = append(out, fmt.Sprintf("root: %s is now %s, which conflicts with the setup's era (%s)", ITLFileName, w.centralSide.cls.Class(), w.baseline))
 	}
@@ -490,13 +495,15 @@ type TrustStatus struct {
 	Baseline    Verdict      `json:"baseline"`
 	Homogeneous bool         `json:"homogeneous"`
 	Sides       []SideStatus `json:"sides"`
+	// Problems are the last round's, wrong declared versions included.
+	Problems []string `json:"problems,omitempty"`
 }
 
 // Status reports every side, the central one first.
 func (w *Watcher) Status() TrustStatus {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	st := TrustStatus{Verdict: w.report.Verdict, Baseline: w.baseline, Homogeneous: w.report.Homogeneous()}
+	st := TrustStatus{Verdict: w.report.Verdict, Baseline: w.baseline, Homogeneous: w.report.Homogeneous(), Problems: w.report.Messages()}
 	for _, s := range append([]*sideState{&w.centralSide}, w.subs...) {
 		ss := SideStatus{Classification: s.cls, SignerChange: s.signerChange, Heterogeneous: s.heterogeneous}
 		if s.cls.Err != nil {

@@ -42,30 +42,45 @@ type GatewayConfig struct {
 	Cluster cluster.Config
 	Routing routing.Config
 	Cache   cache.Config
+	// Trust is the ITL trust guard; the zero value means
+	// DefaultTrustConfig().
+	Trust TrustConfig
 	// Version is reported by /status.
 	Version string
 }
 
-// Gateway is the composition root: it owns the front ends, the chain
-// local -> route -> cache -> backends, and the admin endpoint. Start binds
-// every socket; Run serves until its context ends, then shuts down
-// gracefully. Its methods are safe for concurrent use.
+// withDefaults fills what the zero value stands for.
+func (c GatewayConfig) withDefaults() GatewayConfig {
+	if c.Trust == (TrustConfig{}) {
+		c.Trust = DefaultTrustConfig()
+	}
+	return c
+}
+
+// Gateway is the composition root: it owns the front ends, the admin
+// endpoint and the current generation of the chain
+//
+//	First(local, route -> cache -> trust guard -> backends)
+//
+// with the trust watcher beside it. Start binds every socket and builds
+// the first generation, refusing a setup whose ITL eras would break
+// phones; Run serves until its context ends; Reload swaps in a new
+// generation built from a new config (reload.go). Its methods are safe
+// for concurrent use.
 type Gateway struct {
-	cfg     GatewayConfig
+	cfg     GatewayConfig // the front ends' config; later generations keep its listeners
 	log     *slog.Logger
 	metrics *metrics.Set
-
-	local    *Local
-	clusters *cluster.Set
-	cache    *cache.Cache
-	router   *routing.Router
-	source   ctftp.Source
+	local   *Local // the root NewGateway opened, for the first generation
 
 	tftp      *Server
 	adminLn   net.Listener
 	httpLns   []net.Listener
 	started   atomic.Bool
 	startedAt time.Time
+
+	gen atomic.Pointer[generation]
+	rl  reloader
 }
 
 // NewGateway builds the gateway from cfg. It opens the local root but
@@ -77,7 +92,12 @@ func NewGateway(cfg GatewayConfig, logger *slog.Logger, set *metrics.Set) (*Gate
 	if set == nil {
 		set = metrics.NewSet()
 	}
+	cfg = cfg.withDefaults()
+	if err := cfg.Trust.Validate(); err != nil {
+		return nil, fmt.Errorf("trust: %w", err)
+	}
 	g := &Gateway{cfg: cfg, log: logger, metrics: set}
+	g.rl.init(set)
 	local, err := NewLocal(cfg.Root)
 	if err != nil {
 		return nil, fmt.Errorf("root: %w", err)
@@ -85,7 +105,7 @@ func NewGateway(cfg GatewayConfig, logger *slog.Logger, set *metrics.Set) (*Gate
 	g.local = local
 	// The front end is built before the backends so that its bound
 	// addresses are known for loop protection; it reaches the chain
-	// through g.open, which is only called once Start has finished.
+	// through g.open, which finds the generation Start builds.
 	srv, err := NewServer(cfg.TFTP, ctftp.SourceFunc(g.open), logger, set)
 	if err != nil {
 		local.Close()
@@ -95,54 +115,55 @@ func NewGateway(cfg GatewayConfig, logger *slog.Logger, set *metrics.Set) (*Gate
 	return g, nil
 }
 
+// open hands req to the current generation. A request that started on a
+// generation finishes on it, even when a reload swaps another in
+// meanwhile; the old one is torn down only once its last request is done.
 func (g *Gateway) open(ctx context.Context, req ctftp.Request) (*ctftp.File, error) {
-	return g.source.Open(ctx, req)
+	for {
+		gen := g.gen.Load()
+		if gen == nil {
+			return nil, fmt.Errorf("gateway: not started: %w", ctftp.ErrUnavailable)
+		}
+		if gen.gate.enter() {
+			defer gen.gate.leave()
+			return gen.source.Open(ctx, req)
+		}
+		// gen was retired between the Load and enter: the next Load
+		// sees its successor.
+	}
 }
 
 // Source is the whole chain, for front ends and tools that bypass TFTP.
 func (g *Gateway) Source() ctftp.Source { return ctftp.SourceFunc(g.open) }
 
-// Start binds every listener and builds the chain. A bind failure is
-// returned; nothing is left open then.
+// Start binds every listener and builds the first generation of the
+// chain, which probes every sub-cluster's ITLFile.tlv (and reads the
+// root's) before anything is served. A setup whose ITL eras would break
+// phones is refused with a *TrustError, a bind failure with its error;
+// nothing is left open then.
 func (g *Gateway) Start(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
 			g.closeListeners()
+			g.tftp.Shutdown(context.WithoutCancel(ctx))
 		}
 	}()
 	if err := g.tftp.Listen(); err != nil {
 		return fmt.Errorf("tftp: %w", err)
 	}
-	self := g.tftp.Addrs()
-	src := ctftp.Source(g.local)
-	if len(g.cfg.Cluster.Subclusters) > 0 {
-		set, err := cluster.New(g.cfg.Cluster, cluster.Options{Logger: g.log, Metrics: g.metrics, SelfAddrs: self})
-		if err != nil {
-			return err
-		}
-		if err := set.Resolve(ctx); err != nil {
-			// A DNS hiccup at start-up must not stop the gateway from
-			// serving its own files; the resolve loop keeps trying.
-			g.log.Warn("initial backend resolution incomplete", "err", err)
-		}
-		g.clusters = set
-		c, err := cache.New(set, g.cfg.Cache, cache.Options{Logger: g.log, Metrics: g.metrics})
-		if err != nil {
-			return err
-		}
-		g.cache = c
-		r, err := routing.New(g.cfg.Routing, set.Names(), routing.Options{Logger: g.log, Metrics: g.metrics})
-		if err != nil {
-			return err
-		}
-		g.router = r
-		src = ctftp.First(g.local, routing.NewForwarder(r, c, routing.Options{Logger: g.log, Metrics: g.metrics}))
+	gen, err := g.build(ctx, g.cfg, nil, g.local)
+	if err != nil {
+		g.local.Close()
+		return err
 	}
-	g.source = src
+	gen.n, gen.loaded = 1, time.Now()
+	g.gen.Store(gen)
+	g.rl.generation.Set(1)
 
 	for _, a := range g.cfg.HTTPListen {
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
+			gen.close(nil)
 			return fmt.Errorf("http_listen %s: %w", a, err)
 		}
 		g.httpLns = append(g.httpLns, ln)
@@ -150,13 +171,14 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	if g.cfg.AdminListen != "" {
 		ln, err := net.Listen("tcp", g.cfg.AdminListen)
 		if err != nil {
+			gen.close(nil)
 			return fmt.Errorf("admin_listen %s: %w", g.cfg.AdminListen, err)
 		}
 		g.adminLn = ln
 	}
 	g.startedAt = time.Now()
 	g.started.Store(true)
-	g.log.Info("listening", "tftp", addrStrings(self), "http", lnStrings(g.httpLns), "admin", lnStrings(listOf(g.adminLn)),
+	g.log.Info("listening", "tftp", addrStrings(g.tftp.Addrs()), "http", lnStrings(g.httpLns), "admin", lnStrings(listOf(g.adminLn)),
 		"root", g.cfg.Root, "subclusters", len(g.cfg.Cluster.Subclusters))
 	return nil
 }
@@ -181,18 +203,33 @@ func (g *Gateway) AdminAddr() string {
 // HTTPAddrs are the bound HTTP provisioning addresses.
 func (g *Gateway) HTTPAddrs() []string { return lnStrings(g.httpLns) }
 
-// Cache is the gateway's cache, nil when it has no sub-clusters.
-func (g *Gateway) Cache() *cache.Cache { return g.cache }
+// Cache is the current generation's cache, nil when it has no
+// sub-clusters (or before Start).
+func (g *Gateway) Cache() *cache.Cache {
+	if gen := g.gen.Load(); gen != nil {
+		return gen.cache
+	}
+	return nil
+}
 
 // Run serves until ctx ends, then stops accepting, lets transfers in
 // flight finish up to the TFTP shutdown grace, and returns nil on a clean
-// stop.
+// stop. It runs the current generation's loops (backend health and DNS,
+// the trust watcher) and those of every generation a Reload swaps in.
 func (g *Gateway) Run(ctx context.Context) error {
 	if !g.started.Load() {
 		return errors.New("gateway: Run before Start")
 	}
-	defer g.local.Close()
 	eg, ctx := errgroup.WithContext(ctx)
+	g.rl.run(ctx, g.gen.Load())
+	defer func() {
+		// Transfers have ended (or were cut off) by now: nothing can
+		// enter a generation any more.
+		g.rl.stop()
+		gen := g.gen.Load()
+		gen.stopLoops()
+		gen.close(nil)
+	}()
 	eg.Go(func() error { return g.tftp.Serve(ctx) })
 	eg.Go(func() error {
 		<-ctx.Done()
@@ -206,9 +243,6 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		return nil
 	})
-	if g.clusters != nil {
-		eg.Go(func() error { return g.clusters.Run(ctx) })
-	}
 	var servers []*http.Server
 	if g.adminLn != nil {
 		servers = append(servers, g.serveHTTP(eg, g.adminLn, g.adminHandler()))
@@ -274,7 +308,8 @@ func (g *Gateway) adminHandler() http.Handler {
 		enc.Encode(g.Status())
 	})
 	mux.HandleFunc("POST /cache/purge", func(w http.ResponseWriter, r *http.Request) {
-		if g.cache == nil {
+		c := g.Cache()
+		if c == nil {
 			http.Error(w, "no cache: the gateway has no sub-clusters", http.StatusConflict)
 			return
 		}
@@ -283,7 +318,7 @@ func (g *Gateway) adminHandler() http.Handler {
 			http.Error(w, "bad glob", http.StatusBadRequest)
 			return
 		}
-		n := g.cache.Purge(glob)
+		n := c.Purge(glob)
 		g.log.Info("cache purge", "glob", glob, "removed", n, "remote", r.RemoteAddr)
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"glob": glob, "removed": n})
@@ -292,24 +327,29 @@ func (g *Gateway) adminHandler() http.Handler {
 }
 
 // readiness lists why the gateway should not get traffic yet: a
-// sub-cluster with no backend up cannot answer its phones.
+// sub-cluster with no backend up cannot answer its phones, and the trust
+// watcher's problems (an unclassified sub-cluster, a changed signer, a
+// sub-cluster that turned heterogeneous, a broken ITL).
 func (g *Gateway) readiness() []string {
-	var problems []string
-	if g.clusters == nil {
-		return nil
+	gen := g.gen.Load()
+	if gen == nil {
+		return []string{"not started"}
 	}
-	for _, sc := range g.clusters.Status() {
-		up := 0
-		for _, b := range sc.Backends {
-			if b.Up {
-				up++
+	var problems []string
+	if gen.clusters != nil {
+		for _, sc := range gen.clusters.Status() {
+			up := 0
+			for _, b := range sc.Backends {
+				if b.Up {
+					up++
+				}
+			}
+			if up == 0 {
+				problems = append(problems, fmt.Sprintf("subcluster %q: no backend up", sc.Name))
 			}
 		}
-		if up == 0 {
-			problems = append(problems, fmt.Sprintf("subcluster %q: no backend up", sc.Name))
-		}
 	}
-	return problems
+	return append(problems, gen.watcher.Problems()...)
 }
 
 // GatewayStatus is what /status reports.
@@ -317,6 +357,8 @@ type GatewayStatus struct {
 	Version     string                     `json:"version"`
 	Started     time.Time                  `json:"started"`
 	TFTP        []string                   `json:"tftp"`
+	Config      ConfigStatus               `json:"config"`
+	Trust       cluster.TrustStatus        `json:"trust"`
 	Subclusters []cluster.SubclusterStatus `json:"subclusters"`
 	Cache       *cache.Stats               `json:"cache,omitempty"`
 	Learned     int                        `json:"learned_routes"`
@@ -326,15 +368,21 @@ type GatewayStatus struct {
 // Status reports the gateway's state.
 func (g *Gateway) Status() GatewayStatus {
 	st := GatewayStatus{Version: g.cfg.Version, Started: g.startedAt, TFTP: addrStrings(g.tftp.Addrs()), Ready: g.readiness()}
-	if g.clusters != nil {
-		st.Subclusters = g.clusters.Status()
+	gen := g.gen.Load()
+	if gen == nil {
+		return st
 	}
-	if g.cache != nil {
-		s := g.cache.Stats()
+	st.Config = g.rl.status(gen)
+	st.Trust = gen.watcher.Status()
+	if gen.clusters != nil {
+		st.Subclusters = gen.clusters.Status()
+	}
+	if gen.cache != nil {
+		s := gen.cache.Stats()
 		st.Cache = &s
 	}
-	if g.router != nil {
-		st.Learned = g.router.Learned()
+	if gen.router != nil {
+		st.Learned = gen.router.Learned()
 	}
 	return st
 }

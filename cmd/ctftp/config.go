@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
@@ -31,8 +32,22 @@ type fileConfig struct {
 	Backend     cluster.BackendConfig      `mapstructure:"backend"`
 	Routing     routing.Config             `mapstructure:"routing"`
 	Cache       cache.Config               `mapstructure:"cache"`
+	Trust       proxy.TrustConfig          `mapstructure:"trust"`
+	Reload      reloadConfig               `mapstructure:"reload"`
 	Log         logConfig                  `mapstructure:"log"`
 }
+
+// reloadConfig says when `ctftp serve` reloads its config file (it
+// always does on SIGHUP).
+type reloadConfig struct {
+	// PollInterval is how often the file is checked for a change (size,
+	// modification time, then a hash of the content); 0 = SIGHUP only.
+	PollInterval time.Duration `mapstructure:"poll_interval"`
+}
+
+// minPollInterval keeps a typo ("poll_interval: 5ms") from hashing the
+// file in a loop.
+const minPollInterval = 100 * time.Millisecond
 
 // logConfig says how the gateway logs.
 type logConfig struct {
@@ -64,6 +79,8 @@ func defaultFileConfig() fileConfig {
 		Backend:     cc.Backend,
 		Routing:     routing.DefaultConfig(),
 		Cache:       cache.DefaultConfig(),
+		Trust:       proxy.DefaultTrustConfig(),
+		Reload:      reloadConfig{PollInterval: 5 * time.Second},
 		Log:         logConfig{Level: "info", Format: "text"},
 	}
 }
@@ -192,6 +209,10 @@ func (c *fileConfig) validate() []string {
 	add("", cc.Validate())
 	add("routing.", c.Routing.Validate())
 	add("cache.", c.Cache.Validate())
+	add("trust.", c.Trust.Validate())
+	if p := c.Reload.PollInterval; p < 0 || (p > 0 && p < minPollInterval) {
+		problems = append(problems, fmt.Sprintf("reload.poll_interval: want 0 (SIGHUP only) or at least %s, got %s", minPollInterval, p))
+	}
 	if err := c.Routing.Validate(); err == nil && (len(cc.Subclusters) > 0 || len(c.Routing.Rules) > 0) {
 		if _, err := routing.New(c.Routing, cc.Names(), routing.Options{}); err != nil {
 			add("routing: ", err)

@@ -2,13 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/ctftp/ctftp/proxy"
 )
@@ -51,10 +56,16 @@ func (c *fileConfig) gatewayConfig() proxy.GatewayConfig {
 		Cluster:     c.clusterConfig(),
 		Routing:     c.Routing,
 		Cache:       c.Cache,
+		Trust:       c.Trust,
 		Version:     versionString(),
 	}
 }
 
+// runServe runs the gateway until ctx ends. Before serving, the trust
+// guard probes every sub-cluster: a setup whose ITL eras would break
+// phones exits 2 with the table. While serving, SIGHUP and (every
+// reload.poll_interval) a change of the file reload it; a config that
+// fails keeps the old one serving.
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("serve", stderr)
 	path := fs.String("config", "config.yaml", "config `FILE`")
@@ -66,33 +77,133 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "ctftp serve: unexpected argument %q\n", pos[0])
 		return exitUsage
 	}
+	// Registered first: SIGHUP's default action would kill the process
+	// while it probes at start-up; one that arrives then is a reload
+	// once serving.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	sum, _ := fileSum(*path)
 	cfg, ok := loadOrReport(*path, stderr)
 	if !ok {
 		return exitUsage
 	}
 	logger := newLogger(cfg.Log, stderr)
-	return serveGateway(ctx, cfg.gatewayConfig(), logger, stderr)
-}
-
-// serveGateway runs a gateway until ctx ends; shared by serve and demo.
-func serveGateway(ctx context.Context, gc proxy.GatewayConfig, logger *slog.Logger, stderr io.Writer) int {
-	set := metrics.NewSet()
-	gw, err := proxy.NewGateway(gc, logger, set)
+	gw, err := proxy.NewGateway(cfg.gatewayConfig(), logger, metrics.NewSet())
 	if err != nil {
 		fmt.Fprintf(stderr, "ctftp serve: %v\n", err)
 		return exitFailure
 	}
 	if err := gw.Start(ctx); err != nil {
+		var te *proxy.TrustError
+		if errors.As(err, &te) {
+			fmt.Fprintln(stderr, "ctftp serve: refusing to start: this setup would make phones distrust their own cluster's files")
+			te.Report.WriteTable(stderr)
+			return exitUsage
+		}
 		fmt.Fprintf(stderr, "ctftp serve: %v\n", err)
 		if errors.Is(err, os.ErrPermission) {
 			fmt.Fprintln(stderr, "ctftp serve: port 69 needs root or CAP_NET_BIND_SERVICE; or listen on a port above 1023")
 		}
 		return exitFailure
 	}
-	if err := gw.Run(ctx); err != nil {
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.Go(func() error { return gw.Run(ctx) })
+	eg.Go(func() error {
+		w := configWatcher{path: *path, cur: cfg, sum: sum, gw: gw, log: logger}
+		w.run(ctx, hup)
+		return nil
+	})
+	if err := eg.Wait(); err != nil {
 		fmt.Fprintf(stderr, "ctftp serve: %v\n", err)
 		return exitFailure
 	}
 	logger.Info("stopped")
 	return exitOK
+}
+
+// configWatcher reloads the gateway on SIGHUP and when the config file
+// changes. It is used by one goroutine.
+type configWatcher struct {
+	path string
+	cur  fileConfig // the settings in force that only a restart changes (log, reload)
+	sum  [sha256.Size]byte
+	stat os.FileInfo
+	gw   *proxy.Gateway
+	log  *slog.Logger
+}
+
+// run waits for SIGHUP or a file change until ctx ends. A change is a
+// new size or modification time and then a new hash of the content, so
+// a touch or an editor's rewrite of the same bytes reloads nothing; a
+// SIGHUP always reloads (and acknowledges trust alarms).
+func (w *configWatcher) run(ctx context.Context, hup <-chan os.Signal) {
+	var tick <-chan time.Time
+	if iv := w.cur.Reload.PollInterval; iv > 0 {
+		t := time.NewTicker(iv)
+		defer t.Stop()
+		tick = t.C
+	}
+	w.stat, _ = os.Stat(w.path)
+	for {
+		var reason string
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			reason = "SIGHUP"
+		case <-tick:
+			if !w.changed() {
+				continue
+			}
+			reason = "file changed"
+		}
+		w.log.Info("config reload", "reason", reason, "file", w.path)
+		w.stat, _ = os.Stat(w.path)
+		if sum, err := fileSum(w.path); err == nil {
+			w.sum = sum
+		}
+		w.gw.Reload(ctx, w.load)
+	}
+}
+
+// changed reports whether the file's content differs from the last one
+// loaded (or tried).
+func (w *configWatcher) changed() bool {
+	st, err := os.Stat(w.path)
+	if err != nil {
+		return false // a file being replaced; the next poll sees the new one
+	}
+	if w.stat != nil && st.Size() == w.stat.Size() && st.ModTime().Equal(w.stat.ModTime()) {
+		return false
+	}
+	w.stat = st
+	sum, err := fileSum(w.path)
+	return err == nil && sum != w.sum
+}
+
+// load reads the config for a reload. Keys the gateway does not own
+// (log, reload) are reported here when they changed; they keep their
+// values until a restart.
+func (w *configWatcher) load() (proxy.GatewayConfig, error) {
+	next, err := loadConfig(w.path)
+	if err != nil {
+		return proxy.GatewayConfig{}, err
+	}
+	if next.Log != w.cur.Log {
+		w.log.Warn("config reload: log changed; restart needed for it to take effect, the old value stays", "key", "log")
+	}
+	if next.Reload != w.cur.Reload {
+		w.log.Warn("config reload: reload.poll_interval changed; restart needed for it to take effect, the old value stays", "key", "reload.poll_interval")
+	}
+	return next.gatewayConfig(), nil
+}
+
+func fileSum(path string) ([sha256.Size]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return [sha256.Size]byte{}, err
+	}
+	return sha256.Sum256(b), nil
 }

@@ -7,15 +7,27 @@ import (
 	"log/slog"
 	"net/netip"
 	"text/tabwriter"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/ctftp/ctftp"
 	"github.com/ctftp/ctftp/cluster"
+	"github.com/ctftp/ctftp/proxy"
 )
 
-// runValidate checks a config without serving: every static problem at
-// once (exit 2), then, unless --offline, one probe of every backend (exit
-// 1 when a sub-cluster has no backend that answers).
+// runValidate checks a config without serving, in the order a rollout
+// needs: every static problem at once (exit 2); the root's own
+// ITLFile.tlv; then, unless --offline, one probe of every backend and the
+// trust guard's probe of every sub-cluster's ITLFile.tlv, with progress
+// on stderr and the summary tables on stdout. Exit codes, the most
+// serious first: 2 the configuration must change (static problems, mixed
+// ITL eras, a declared version the probe disproved, a broken root ITL);
+// 3 a sub-cluster's ITL does not verify; 1 something could not be
+// checked (a sub-cluster with no backend that answers, an ITL that could
+// not be fetched); 0 all good. --offline judges the declared versions
+// and the root's ITL only: a mixed setup that only a probe can clear is
+// a note, not a failure.
 func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("validate", stderr)
 	path := fs.String("config", "config.yaml", "config `FILE`")
@@ -34,8 +46,30 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	cc := cfg.clusterConfig()
 	fmt.Fprintf(stdout, "%s: static checks passed (%d sub-clusters, %d TFTP listen addresses)\n", *path, len(cc.Subclusters), len(cfg.Listen))
+	local, err := proxy.NewLocal(cfg.Root)
+	if err != nil {
+		fmt.Fprintf(stderr, "config: root: %v\n", err)
+		return exitUsage
+	}
+	defer local.Close()
+	central := func(ctx context.Context) ([]byte, error) {
+		f, err := local.Open(ctx, ctftp.Request{Name: cluster.ITLFileName, Mode: "octet"})
+		if err != nil {
+			return nil, err
+		}
+		defer f.Body.Close()
+		return io.ReadAll(io.LimitReader(f.Body, 4<<20))
+	}
+
 	if *offline || len(cc.Subclusters) == 0 {
-		return exitOK
+		data, err := central(ctx)
+		rep := cluster.Check(cluster.Central(data, err, time.Now()), cluster.Declared(cc))
+		fmt.Fprintln(stdout)
+		if *offline && len(cc.Subclusters) > 0 {
+			fmt.Fprintln(stdout, "ITL homogeneity from the declared versions and the root's ITLFile.tlv (--offline: nothing probed):")
+		}
+		rep.WriteTable(stdout)
+		return validateSummary(stdout, rep, exitOK)
 	}
 
 	set, err := cluster.New(cc, cluster.Options{Logger: slog.New(slog.DiscardHandler), Metrics: metrics.NewSet(), SelfAddrs: selfAddrs(cfg.Listen)})
@@ -69,6 +103,47 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			fmt.Fprintf(stderr, "subcluster %q: no backend answered\n", sc.Name)
 			code = exitFailure
 		}
+	}
+
+	fmt.Fprintf(stderr, "probing %s of %d sub-clusters and reading the root's (timeout %s each) ...\n",
+		cluster.ITLFileName, len(cc.Subclusters), cfg.Trust.ProbeTimeout)
+	w := cluster.NewWatcher(set, cluster.WatchOptions{
+		Timeout: cfg.Trust.ProbeTimeout,
+		Central: central,
+		Progress: func(c cluster.Classification) {
+			what := c.Class().String()
+			if c.Err != nil {
+				what = "failed: " + c.Err.Error()
+			}
+			fmt.Fprintf(stderr, "  %s: %s\n", c.Name, what)
+		},
+	})
+	rep := w.Probe(ctx)
+	fmt.Fprintln(stdout)
+	rep.WriteTable(stdout)
+	return validateSummary(stdout, rep, code)
+}
+
+// validateSummary prints the last line and returns the exit code: the
+// most serious of code and the report's problems.
+func validateSummary(w io.Writer, rep cluster.Report, code int) int {
+	switch {
+	case rep.Has(cluster.ProblemMixed), rep.Has(cluster.ProblemRoot), rep.Has(cluster.ProblemVersion):
+		code = exitUsage
+	case rep.Has(cluster.ProblemITL):
+		code = exitVerified
+	case rep.Has(cluster.ProblemUnreachable):
+		code = max(code, exitFailure)
+	}
+	switch code {
+	case exitOK:
+		fmt.Fprintf(w, "validate: ok (%s)\n", rep.Verdict)
+	case exitUsage:
+		fmt.Fprintln(w, "validate: the configuration must change (exit 2)")
+	case exitVerified:
+		fmt.Fprintln(w, "validate: a sub-cluster's ITL does not verify (exit 3)")
+	default:
+		fmt.Fprintln(w, "validate: some checks could not run (exit 1)")
 	}
 	return code
 }
