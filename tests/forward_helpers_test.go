@@ -434,3 +434,76 @@ func fwdWaitTransferLine(g *gateway, file string, n int) map[string]any {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// fwdHangingBackend is a TFTP backend on 127.0.0.1 that answers every
+// read request with "file not found" until Hang, and from then on reads
+// requests (counting them) but never answers: a backend that was alive
+// when the gateway started and checked it, then hung. It is safe for
+// concurrent use; Close (registered with t.Cleanup) stops it.
+type fwdHangingBackend struct {
+	conn *net.UDPConn
+	done chan struct{}
+
+	mu       sync.Mutex
+	hung     bool
+	requests map[string]int
+}
+
+func fwdStartHangingBackend(t testing.TB) *fwdHangingBackend {
+	t.Helper()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &fwdHangingBackend{conn: conn, done: make(chan struct{}), requests: map[string]int{}}
+	go h.serve()
+	t.Cleanup(func() {
+		conn.Close()
+		<-h.done
+	})
+	return h
+}
+
+func (h *fwdHangingBackend) Addr() string { return h.conn.LocalAddr().String() }
+
+// Hang stops all answers from now on.
+func (h *fwdHangingBackend) Hang() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.hung = true
+}
+
+// Requests counts the read requests for name received after Hang.
+func (h *fwdHangingBackend) Requests(name string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.requests[name]
+}
+
+func (h *fwdHangingBackend) serve() {
+	defer close(h.done)
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := h.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return // closed
+		}
+		if n < 4 || binary.BigEndian.Uint16(buf) != 1 {
+			continue // not an RRQ
+		}
+		name, _, _ := bytes.Cut(buf[2:n], []byte{0})
+		h.mu.Lock()
+		hung := h.hung
+		if hung {
+			h.requests[string(name)]++
+		}
+		h.mu.Unlock()
+		if hung {
+			continue
+		}
+		p := binary.BigEndian.AppendUint16(nil, 5) // ERROR
+		p = binary.BigEndian.AppendUint16(p, 1)    // file not found
+		p = append(append(p, "File not found"...), 0)
+		h.conn.WriteToUDPAddrPort(p, from)
+	}
+}

@@ -279,18 +279,47 @@ cache:
 
 // TestForwardSilentBackend puts a backend that takes requests and never
 // answers before a healthy sibling: the phone's file comes from the
-// sibling after one backend.timeout, the silent one is marked down
-// (max_fails 1), and later requests skip it.
+// sibling after at most one backend.timeout, the silent one is marked
+// down (max_fails 1), and later requests skip it. Two ways to be silent:
+// from the start (tftptest's Silent server), which the gateway's own
+// start-up checks may already catch, and hung after the gateway started,
+// which the phone's first request must pay for with exactly one timeout.
 func TestForwardSilentBackend(t *testing.T) {
-	mac := fwdMAC("00CC01", 1)
-	itl, cnf := fwdPhoneFiles(mac)[0], fwdPhoneFiles(mac)[1]
-	silent := tftptest.NewServer(t, nil, tftptest.Silent())
-	healthy := tftptest.StartTFTPD(t, fwdPhonesRoot(t, "east", mac))
-	west := tftptest.StartTFTPD(t, fwdPhonesRoot(t, "west", fwdMAC("00CC02", 1)))
-	gw := startGateway(t, fwdConfig(t, "", []fwdSub{
-		{Name: "east", Backends: []string{silent.Addr(), healthy}},
-		{Name: "west", Backends: []string{west}},
-	}, `
+	cases := []struct {
+		name string
+		// start returns the backend's address, a function to make it
+		// silent once the gateway is up, and its request count for a name.
+		start func(t *testing.T) (addr string, hang func(), requests func(string) int)
+		// mayBeDownAlready: the gateway may have caught it before any phone asked.
+		mayBeDownAlready bool
+	}{
+		{
+			name: "silent from the start",
+			start: func(t *testing.T) (string, func(), func(string) int) {
+				s := tftptest.NewServer(t, nil, tftptest.Silent())
+				return s.Addr(), func() {}, s.Requests
+			},
+			mayBeDownAlready: true,
+		},
+		{
+			name: "hung after start",
+			start: func(t *testing.T) (string, func(), func(string) int) {
+				h := fwdStartHangingBackend(t)
+				return h.Addr(), h.Hang, h.Requests
+			},
+		},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			mac := fwdMAC(fmt.Sprintf("00CC%02X", i+1), 1)
+			itl, cnf := fwdPhoneFiles(mac)[0], fwdPhoneFiles(mac)[1]
+			silent, hang, requests := tc.start(t)
+			healthy := tftptest.StartTFTPD(t, fwdPhonesRoot(t, "east", mac))
+			west := tftptest.StartTFTPD(t, fwdPhonesRoot(t, "west", fwdMAC("00CCFF", i+1)))
+			gw := startGateway(t, fwdConfig(t, "", []fwdSub{
+				{Name: "east", Backends: []string{silent, healthy}},
+				{Name: "west", Backends: []string{west}},
+			}, `
 backend:
   timeout: 500ms
   retries: 0
@@ -300,45 +329,58 @@ cache:
   max_bytes: 0
   negative_ttl: 0s
 `))
-	addr := gw.TFTP[0]
-	upSilent := fmt.Sprintf(`ctftp_backend_up{subcluster="east",backend=%q}`, silent.Addr())
+			hang()
+			addr := gw.TFTP[0]
+			upSilent := fmt.Sprintf(`ctftp_backend_up{subcluster="east",backend=%q}`, silent)
 
-	before := fwdScrape(gw)
-	start := time.Now()
-	fwdMustGet(t, addr, itl, fwdContent("east", itl))
-	t.Logf("first request with a silent first backend (timeout 500ms, retries 0): %s", time.Since(start))
-	after := fwdWaitFetches(t, gw, before, map[string]int{"east": 2, "west": 1})
-	for _, c := range []struct {
-		series string
-		want   float64
-	}{
-		{fwdFetchSeries("east", "error"), 1}, // the one timeout
-		{fwdFetchSeries("east", "ok"), 1},
-		{fwdFetchSeries("west", "not_found"), 1},
-	} {
-		if d := after[c.series] - before[c.series]; d != c.want {
-			t.Errorf("%s: %+g, want %+g; changes:\n%s", c.series, d, c.want, fwdDelta(before, after))
-		}
-	}
-	if after[upSilent] != 0 {
-		t.Errorf("%s = %g, want 0 (marked down)", upSilent, after[upSilent])
-	}
-	gw.waitLine("cluster: backend down", func(l map[string]any) bool { return l["backend"] == silent.Addr() })
-	if n := silent.Requests(itl); n != 1 {
-		t.Errorf("silent backend got %d requests for %s, want 1 (retries 0)", n, itl)
-	}
-	if line := fwdWaitTransferLine(gw, itl, 1); line["backend"] != healthy {
-		t.Errorf("served by %v, want %s", line["backend"], healthy)
-	}
+			before := fwdScrape(gw)
+			wantErrors := 1
+			if before[upSilent] != 1 {
+				if !tc.mayBeDownAlready {
+					t.Fatalf("%s = %g before any phone asked, want 1", upSilent, before[upSilent])
+				}
+				// Caught by the gateway's own start-up checks (an
+				// ITLFile.tlv probe of every sub-cluster): no phone pays.
+				t.Logf("the silent backend was marked down before any phone asked")
+				wantErrors = 0
+			}
+			start := time.Now()
+			fwdMustGet(t, addr, itl, fwdContent("east", itl))
+			t.Logf("first request with a silent first backend (timeout 500ms, retries 0): %s", time.Since(start))
+			after := fwdWaitFetches(t, gw, before, map[string]int{"east": 1 + wantErrors, "west": 1})
+			for _, c := range []struct {
+				series string
+				want   int
+			}{
+				{fwdFetchSeries("east", "error"), wantErrors}, // the one timeout
+				{fwdFetchSeries("east", "ok"), 1},
+				{fwdFetchSeries("west", "not_found"), 1},
+			} {
+				if d := after[c.series] - before[c.series]; d != float64(c.want) {
+					t.Errorf("%s: %+g, want %+d; changes:\n%s", c.series, d, c.want, fwdDelta(before, after))
+				}
+			}
+			if after[upSilent] != 0 {
+				t.Errorf("%s = %g, want 0 (marked down)", upSilent, after[upSilent])
+			}
+			gw.waitLine("cluster: backend down", func(l map[string]any) bool { return l["backend"] == silent })
+			if n := requests(itl); n != wantErrors {
+				t.Errorf("silent backend got %d requests for %s, want %d (retries 0)", n, itl, wantErrors)
+			}
+			if line := fwdWaitTransferLine(gw, itl, 1); line["backend"] != healthy {
+				t.Errorf("served by %v, want %s", line["backend"], healthy)
+			}
 
-	// Down, the silent backend is no longer asked first.
-	before = fwdScrape(gw)
-	fwdMustGet(t, addr, cnf, fwdContent("east", cnf))
-	after = fwdWaitFetches(t, gw, before, map[string]int{"east": 1, "west": 0})
-	if d := after[fwdFetchSeries("east", "error")] - before[fwdFetchSeries("east", "error")]; d != 0 {
-		t.Errorf("second request: %g failed attempts, want 0", d)
-	}
-	if n := silent.TotalRequests(); n != 1 {
-		t.Errorf("silent backend got %d requests in all, want 1", n)
+			// Down, the silent backend is no longer asked first.
+			before = fwdScrape(gw)
+			fwdMustGet(t, addr, cnf, fwdContent("east", cnf))
+			after = fwdWaitFetches(t, gw, before, map[string]int{"east": 1, "west": 0})
+			if d := after[fwdFetchSeries("east", "error")] - before[fwdFetchSeries("east", "error")]; d != 0 {
+				t.Errorf("second request: %g failed attempts, want 0", d)
+			}
+			if n := requests(cnf); n != 0 {
+				t.Errorf("silent backend got %d requests for %s, want 0", n, cnf)
+			}
+		})
 	}
 }
