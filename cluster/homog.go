@@ -261,18 +261,32 @@ func (r Report) WriteTable(w io.Writer) error {
 
 // writeWaysOut says what makes a mixed setup homogeneous, side by side.
 func (r Report) writeWaysOut(w io.Writer) {
-	var up, back []string
+	var pre, real []string
+	centralPre, centralReal := false, false
 	for _, c := range r.Sides() {
 		switch {
 		case c.Class() == ClassPre80 && c.Index < 0:
-			up = append(up, "put the 8.x+ clusters' ITLFile.tlv (or the one they trust) in the gateway's root")
+			centralPre = true
 		case c.Class() == ClassPre80:
-			up = append(up, fmt.Sprintf("upgrade %s to CUCM 8.0 or later", c.Name))
+			pre = append(pre, c.Name)
 		case c.Class() == ClassSBD && c.Index < 0:
-			back = append(back, "replace the root's ITLFile.tlv with a blank one (ctftp itl build --blank)")
+			centralReal = true
 		case c.Class() == ClassSBD:
-			back = append(back, fmt.Sprintf("on %s set the enterprise parameter \"Prepare Cluster for Rollback to pre 8.0\" to True", c.Name))
+			real = append(real, c.Name)
 		}
+	}
+	var up, back []string
+	if len(pre) > 0 {
+		up = append(up, "upgrade "+strings.Join(pre, ", ")+" to CUCM 8.0 or later")
+	}
+	if centralPre {
+		up = append(up, "put in the gateway's root the ITLFile.tlv the 8.x+ clusters' phones trust")
+	}
+	if len(real) > 0 {
+		back = append(back, "on "+strings.Join(real, ", ")+` set the enterprise parameter "Prepare Cluster for Rollback to pre 8.0" to True`)
+	}
+	if centralReal {
+		back = append(back, "replace the root's ITLFile.tlv with a blank one (ctftp itl build --blank)")
 	}
 	if len(up) == 0 && len(back) == 0 {
 		return
