@@ -1,0 +1,118 @@
+package tests
+
+// Helpers of the storm and perf tests (storm_test.go, perf_*_test.go).
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// perfWriteRoot writes files (name -> bytes, world-readable, as tftpd-hpa
+// requires) under a new temp dir and returns it.
+func perfWriteRoot(t testing.TB, files map[string][]byte) string {
+	t.Helper()
+	root := t.TempDir()
+	// t.TempDir is 0700; tftpd-hpa drops nothing (it runs as root here)
+	// but the chroot must be traversable like any served tree.
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(root, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+// perfSeries sums every sample of each metric name in the gateway's
+// /metrics, whatever the labels: perfSeries(g)["ctftp_backend_fetches_total"]
+// is the total over sub-clusters and results.
+func perfSeries(g *gateway) map[string]float64 {
+	g.t.Helper()
+	return perfParse(g.adminGet("/metrics"))
+}
+
+func perfParse(exposition string) map[string]float64 {
+	out := map[string]float64{}
+	for _, line := range strings.Split(exposition, "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		name := line[:i]
+		if j := strings.IndexByte(name, '{'); j >= 0 {
+			name = name[:j]
+		}
+		out[name] += v
+	}
+	return out
+}
+
+// perfWaitSeries polls /metrics until ok accepts it, failing after d.
+func perfWaitSeries(t testing.TB, g *gateway, d time.Duration, what string, ok func(map[string]float64) bool) map[string]float64 {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		m := perfSeries(g)
+		if ok(m) {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s; last /metrics: %v", what, perfPick(m))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// perfPick keeps the series the perf tests talk about, for messages.
+func perfPick(m map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range m {
+		if strings.HasPrefix(k, "ctftp_active") || strings.HasPrefix(k, "ctftp_backend_fetches") || strings.HasPrefix(k, "ctftp_cache") ||
+			k == "go_goroutines" || k == "process_open_fds" || k == "process_resident_memory_bytes" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// perfRaiseNoFile raises this process's RLIMIT_NOFILE to at least n (the
+// gateway it starts inherits it), or skips the test saying why.
+func perfRaiseNoFile(t testing.TB, n uint64) {
+	t.Helper()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skipf("getrlimit: %v", err)
+	}
+	if lim.Cur >= n {
+		return
+	}
+	want := lim
+	want.Cur = n
+	if want.Max < n {
+		want.Max = n // only root may raise the hard limit
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
+		t.Skipf("this test needs %d open files; RLIMIT_NOFILE is %d (hard %d) and cannot be raised: %v (ulimit -n %d)", n, lim.Cur, lim.Max, err, n)
+	}
+}
+
+// perfBytes returns n bytes of a repeated, name-specific pattern, so a
+// file served under another's name is noticed.
+func perfBytes(name string, n int) []byte {
+	return bytes.Repeat([]byte(name+"\n"), n/(len(name)+1)+1)[:n]
+}

@@ -1,0 +1,165 @@
+package tests
+
+// The boot storm of issue 5, end to end: 500 phones booting at once, 100
+// at a time, against the real gateway binary in front of two real
+// tftpd-hpa backends. Every phone must boot with byte-exact files, and
+// the backends must see each (sub-cluster, file) once: the cache
+// collapses the storm. The same storm at 2,000 phones, timed, is
+// `ctftp bench --side-by-side` (see perf_results.md).
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ctftp/ctftp/internal/loadgen"
+	"github.com/ctftp/ctftp/internal/tftptest"
+)
+
+// stormFleet is the files of phones spread over sub-clusters east and
+// west (alternately): what each backend serves, what the gateway's root
+// holds, and what each phone must receive.
+type stormFleet struct {
+	macs  []string
+	roots map[string]string // sub-cluster (or "gateway") -> directory
+	want  map[string][]byte // file name -> bytes a phone must receive
+}
+
+// newStormFleet lays out n phones. No phone has a CTLSEP file (its first
+// request is a miss everywhere); CTLFile.tlv is on both backends, with
+// the same bytes, so it is a miss shared by every phone; each phone's
+// ITLSEP and signed config live on its own sub-cluster only. The gateway
+// root holds only ITLFile.tlv (a real one: the gateway reads it), which
+// no phone asks for, so every request of the storm goes past the root.
+// Sizes are those of the phone logs in the domain notes (4.7, 5.4, 7.6 KB).
+func newStormFleet(t testing.TB, n int) *stormFleet {
+	t.Helper()
+	macs, err := loadgen.MACs("00AA55", 0, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	itl := mustRead(t, "testdata/ITLFile-certutils.tlv")
+	ctl := perfBytes("CTLFile.tlv", 4700)
+	f := &stormFleet{macs: macs, roots: map[string]string{}, want: map[string][]byte{"CTLFile.tlv": ctl}}
+	per := map[string]map[string][]byte{
+		"east": {"CTLFile.tlv": ctl, "ITLFile.tlv": itl},
+		"west": {"CTLFile.tlv": ctl, "ITLFile.tlv": itl},
+	}
+	for i, mac := range macs {
+		sc := []string{"east", "west"}[i%2]
+		itlName, cnf := "ITLSEP"+mac+".tlv", "SEP"+mac+".cnf.xml.sgn"
+		cnfBytes := perfBytes(sc+"/"+cnf, 7600)
+		per[sc][itlName], per[sc][cnf] = itl, cnfBytes
+		f.want[itlName], f.want[cnf] = itl, cnfBytes
+	}
+	for sc, files := range per {
+		f.roots[sc] = perfWriteRoot(t, files)
+	}
+	f.roots["gateway"] = perfWriteRoot(t, map[string][]byte{"ITLFile.tlv": itl})
+	return f
+}
+
+func (f *stormFleet) check(name string, body []byte) error {
+	want, ok := f.want[name]
+	switch {
+	case !ok:
+		return fmt.Errorf("no such file was published")
+	case string(body) != string(want):
+		return fmt.Errorf("got %d bytes, published %d (content differs)", len(body), len(want))
+	}
+	return nil
+}
+
+// stormConfig is the gateway's config: defaults except that "not found"
+// answers are remembered for 10 minutes instead of 30 s, so that a slow
+// (race-instrumented) storm cannot outlive them and the cache's entry
+// count stays the number of distinct answers fetched. Backends keep the
+// default cap of 5 fetches at once (CUCM's), so 100 phones fanning out
+// to two sub-clusters queue for slots, as in a real storm.
+func stormConfig(root, east, west string) string {
+	return fmt.Sprintf(`
+listen: ["127.0.0.1:0"]
+admin_listen: "127.0.0.1:0"
+root: %q
+subclusters:
+  - {name: east, version: "14", backends: [%q]}
+  - {name: west, version: "14", backends: [%q]}
+cache:
+  negative_ttl: 10m
+`, root, east, west)
+}
+
+func TestBootStorm(t *testing.T) {
+	const phones, concurrency = 500, 100
+	f := newStormFleet(t, phones)
+	east := tftptest.StartTFTPD(t, f.roots["east"])
+	west := tftptest.StartTFTPD(t, f.roots["west"])
+	gw := startGateway(t, stormConfig(f.roots["gateway"], east, west))
+	addr := netip.MustParseAddrPort(gw.TFTP[0])
+
+	cfg := loadgen.DefaultConfig()
+	cfg.Concurrency = concurrency
+	// Phones retransmit after 1 s and give up after 5 more; a storm on a
+	// loaded CI machine must not fail for want of patience.
+	cfg.Retries = 10
+	cfg.BootTimeout = 3 * time.Minute
+	rep, err := loadgen.Run(context.Background(), cfg, addr, loadgen.Options{Label: "storm", MACs: f.macs, Check: f.check})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	rep.WriteText(&text)
+	t.Logf("\n%s", text.String())
+	if rep.Booted != phones || rep.Failed != 0 {
+		t.Fatalf("%d of %d phones booted, errors: %s", rep.Booted, phones, rep.ErrorSummary())
+	}
+	// Per phone: CTLSEP (miss), CTLFile.tlv, ITLSEP, config.
+	if rep.Files != 3*phones || rep.Misses != phones {
+		t.Fatalf("%d files and %d misses, want %d and %d", rep.Files, rep.Misses, 3*phones, phones)
+	}
+
+	// Every (sub-cluster, file) the gateway asked a backend for was
+	// asked once: backend fetches equal the distinct answers the cache
+	// holds (files and "not found"s). Each phone has three names of its
+	// own, asked of at least its own sub-cluster and at most both; plus
+	// CTLFile.tlv of one or both.
+	m := perfWaitSeries(t, gw, 20*time.Second, "all transfers to end", func(m map[string]float64) bool {
+		return m["ctftp_active_transfers"] == 0
+	})
+	fetches := m["ctftp_backend_fetches_total"]
+	distinct := m["ctftp_cache_entries"] + m["ctftp_cache_negative_entries"]
+	t.Logf("backend fetches %v, distinct answers cached %v (%v files, %v not found), fills %v, fills shared %v, evictions %v",
+		fetches, distinct, m["ctftp_cache_entries"], m["ctftp_cache_negative_entries"], m["ctftp_cache_fills_total"],
+		m["ctftp_cache_fill_shared_total"], m["ctftp_cache_evictions_total"])
+	if fetches != distinct {
+		t.Errorf("%v backend fetches for %v distinct answers: some file was fetched more than once", fetches, distinct)
+	}
+	if lo, hi := float64(3*phones+1), float64(2*3*phones+2); distinct < lo || distinct > hi {
+		t.Errorf("%v distinct answers; %d phones need between %v and %v", distinct, phones, lo, hi)
+	}
+	if m["ctftp_cache_evictions_total"] != 0 {
+		t.Errorf("%v evictions: the count above is not the number of distinct answers", m["ctftp_cache_evictions_total"])
+	}
+	// CTLFile.tlv was asked by every phone but fetched at most once per
+	// sub-cluster: 500 requests, at most 2 fetches. The other 498+ are
+	// cache hits or joined the fill in flight.
+	if hits := m["ctftp_cache_hits_total"] + m["ctftp_cache_fill_shared_total"]; hits < phones-2 {
+		t.Errorf("only %v requests were hits or shared a fill; CTLFile.tlv alone should give %d", hits, phones-2)
+	}
+
+	// A second storm of the same phones: everything is cached now.
+	rep2, err := loadgen.Run(context.Background(), cfg, addr, loadgen.Options{Label: "storm again", MACs: f.macs, Check: f.check})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep2.Booted != phones {
+		t.Fatalf("second storm: %d of %d booted: %s", rep2.Booted, phones, rep2.ErrorSummary())
+	}
+	m2 := perfSeries(gw)
+	if m2["ctftp_backend_fetches_total"] != fetches {
+		t.Errorf("the second storm fetched %v files from backends; everything was cached", m2["ctftp_backend_fetches_total"]-fetches)
+	}
+}
