@@ -32,6 +32,13 @@ type Options struct {
 	// MaxSize, when > 0, aborts a transfer that grows past it (or
 	// announces a tsize past it) with ErrTooLarge.
 	MaxSize int64
+	// LocalAddr, when valid, is the address the client's socket binds
+	// (port chosen by the OS). A load generator gives each simulated
+	// phone its own loopback address (127.x.y.z), as real phones have
+	// their own: otherwise every phone shares one address's ports, and a
+	// late answer to a phone's retransmitted request can reach another
+	// phone's new socket on a reused port and be taken for its answer.
+	LocalAddr netip.Addr
 }
 
 // Result describes a finished transfer.
@@ -90,7 +97,11 @@ func Get(ctx context.Context, server netip.AddrPort, name string, w io.Writer, o
 	if server.Addr().Is6() {
 		network = "udp6"
 	}
-	conn, err := net.ListenUDP(network, nil)
+	var laddr *net.UDPAddr
+	if o.LocalAddr.IsValid() {
+		laddr = &net.UDPAddr{IP: o.LocalAddr.Unmap().AsSlice()}
+	}
+	conn, err := net.ListenUDP(network, laddr)
 	if err != nil {
 		return res, fmt.Errorf("tftp: socket: %w", err)
 	}
