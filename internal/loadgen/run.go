@@ -41,6 +41,13 @@ type Options struct {
 	ProgressInterval time.Duration
 	// Logger gets one debug line per failed transfer; nil discards.
 	Logger *slog.Logger
+	// PhoneAddr gives phone i (its index in MACs) the local address its
+	// requests leave from. nil means: against an IPv4 loopback server,
+	// phone i uses 127.1.0.0 + i, an address of its own as a real phone
+	// has, so that phones do not share one address's ports (a late
+	// answer to one phone's retransmitted request could otherwise reach
+	// another phone's socket on a reused port); otherwise the OS picks.
+	PhoneAddr func(i int) netip.Addr
 	// Get reads a file; nil means tftpclient.Get.
 	Get GetFunc
 	// Now is the clock latencies are measured with; nil means time.Now.
@@ -86,6 +93,12 @@ func Run(ctx context.Context, cfg Config, server netip.AddrPort, opts Options) (
 	}
 	if r.opts.Get == nil {
 		r.opts.Get = tftpclient.Get
+	}
+	if r.opts.PhoneAddr == nil {
+		r.opts.PhoneAddr = func(int) netip.Addr { return netip.Addr{} }
+		if a := server.Addr().Unmap(); a.Is4() && a.IsLoopback() {
+			r.opts.PhoneAddr = loopbackPhone
+		}
 	}
 	if r.opts.Sequence == nil {
 		r.opts.Sequence = BootSequence
@@ -136,6 +149,7 @@ type runner struct {
 // it until Run merges the workers.
 type worker struct {
 	r         *runner
+	topts     tftpclient.Options // the current phone's
 	buf       bytes.Buffer
 	transfers []time.Duration // answered transfers (file or not found)
 	boots     []time.Duration // booted phones
@@ -156,14 +170,23 @@ func (w *worker) loop(ctx context.Context) {
 		if i >= int64(len(w.r.macs)) {
 			return
 		}
-		w.boot(ctx, w.r.macs[i])
+		w.boot(ctx, int(i), w.r.macs[i])
 	}
+}
+
+// loopbackPhone is phone i's own address in 127.0.0.0/8 (Linux routes
+// the whole block to lo): 127.1.0.0 + i, room for MaxPhones and more.
+func loopbackPhone(i int) netip.Addr {
+	n := 1<<16 + uint32(i)
+	return netip.AddrFrom4([4]byte{127, byte(n >> 16), byte(n >> 8), byte(n)})
 }
 
 // boot runs one phone's sequence. A phone stops at its first failure, as
 // a real one would go back to the start of its boot.
-func (w *worker) boot(parent context.Context, mac string) {
+func (w *worker) boot(parent context.Context, i int, mac string) {
 	w.phones++
+	w.topts = w.r.topts
+	w.topts.LocalAddr = w.r.opts.PhoneAddr(i)
 	ctx, cancel := context.WithTimeout(parent, w.r.cfg.BootTimeout)
 	defer cancel()
 	start := w.r.opts.Now()
@@ -197,7 +220,7 @@ func (w *worker) get(ctx context.Context, name string) error {
 		dst = &w.buf
 	}
 	start := w.r.opts.Now()
-	res, err := w.r.opts.Get(ctx, w.r.server, name, dst, w.r.topts)
+	res, err := w.r.opts.Get(ctx, w.r.server, name, dst, w.topts)
 	d := w.r.opts.Now().Sub(start)
 	w.resends += res.Retransmits
 	if err == nil && w.r.opts.Check != nil {

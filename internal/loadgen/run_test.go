@@ -31,18 +31,20 @@ type fake struct {
 
 	mu       sync.Mutex
 	asked    map[string]int
+	from     map[string]netip.Addr // name -> local address asked from
 	cur, max int
 	calls    atomic.Int64
 }
 
 func newFake(files map[string][]byte) *fake {
-	return &fake{files: files, fail: map[string]error{}, asked: map[string]int{}}
+	return &fake{files: files, fail: map[string]error{}, asked: map[string]int{}, from: map[string]netip.Addr{}}
 }
 
 func (f *fake) get(ctx context.Context, server netip.AddrPort, name string, w io.Writer, o tftpclient.Options) (tftpclient.Result, error) {
 	f.calls.Add(1)
 	f.mu.Lock()
 	f.asked[name]++
+	f.from[name] = o.LocalAddr
 	f.cur++
 	f.max = max(f.max, f.cur)
 	f.mu.Unlock()
@@ -383,5 +385,42 @@ func TestRunAgainstARealServer(t *testing.T) {
 	}
 	if n := srv.Requests("CTLSEP00AB00000007.tlv"); n != 2 {
 		t.Fatalf("CTLSEP asked %d times over two runs", n)
+	}
+}
+
+func TestPhoneAddresses(t *testing.T) {
+	macs, _ := MACs("00AB", 0, 300)
+	tests := []struct {
+		name   string
+		server netip.AddrPort
+		addr   func(i int) netip.Addr // nil: Options.PhoneAddr unset
+		want   func(i int) netip.Addr
+	}{
+		{"loopback server: a 127/8 address per phone", fakeServer, nil, func(i int) netip.Addr {
+			return netip.AddrFrom4([4]byte{127, 1, byte(i >> 8), byte(i)})
+		}},
+		{"other server: the OS picks", netip.MustParseAddrPort("192.0.2.1:69"), nil, func(int) netip.Addr { return netip.Addr{} }},
+		{"IPv6 loopback: the OS picks", netip.MustParseAddrPort("[::1]:69"), nil, func(int) netip.Addr { return netip.Addr{} }},
+		{"chosen by the caller", fakeServer, func(i int) netip.Addr { return netip.MustParseAddr("10.9.9.9") },
+			func(int) netip.Addr { return netip.MustParseAddr("10.9.9.9") }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake(fleet(macs))
+			cfg := DefaultConfig()
+			cfg.Concurrency = 13
+			rep, err := Run(context.Background(), cfg, tc.server, Options{MACs: macs, Get: f.get, PhoneAddr: tc.addr})
+			if err != nil || rep.Booted != len(macs) {
+				t.Fatal(err, rep)
+			}
+			for i, m := range macs {
+				if got := f.from["SEP"+m+".cnf.xml.sgn"]; got != tc.want(i) {
+					t.Fatalf("phone %d asked from %v, want %v", i, got, tc.want(i))
+				}
+			}
+		})
+	}
+	if got := loopbackPhone(MaxPhones - 1); !got.IsLoopback() {
+		t.Fatalf("the last phone's address %v is not loopback", got)
 	}
 }
