@@ -143,7 +143,7 @@ func TestReloadKeepsServingAndSwitchesAtomically(t *testing.T) {
 		t.Errorf("/status after SIGHUP: %v", cfg)
 	}
 	for series, want := range map[string]float64{
-		"ctftp_config_generation":                      3,
+		"ctftp_config_generation":                     3,
 		`ctftp_config_reloads_total{result="ok"}`:     2,
 		`ctftp_config_reloads_total{result="failed"}`: 2,
 	} {
