@@ -217,7 +217,7 @@ func TestGatewayReload(t *testing.T) {
 		t.Error("the cache was rebuilt although its config did not change")
 	}
 	for series, want := range map[string]string{
-		"ctftp_config_generation":                      "2",
+		"ctftp_config_generation":                     "2",
 		`ctftp_config_reloads_total{result="ok"}`:     "1",
 		`ctftp_config_reloads_total{result="failed"}`: "2",
 	} {
