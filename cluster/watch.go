@@ -24,6 +24,11 @@ type WatchOptions struct {
 	// Interval is the time between Run's probe rounds; 0 means Run only
 	// waits for its context (rounds happen when Probe is called).
 	Interval time.Duration
+	// Retry, when shorter than Interval (or Interval is 0), is the time
+	// between rounds while some side has never been classified (no
+	// answer yet), so a sub-cluster that was down at start is classified
+	// soon after it comes up. 0 means Interval.
+	Retry time.Duration
 	// Timeout bounds one side's probe in a round; 0 leaves only the
 	// caller's context.
 	Timeout time.Duration
@@ -407,24 +412,41 @@ func alarm(st *sideState) string {
 	return ""
 }
 
-// Run probes every Interval until ctx is done, then returns nil. It does
-// not probe at once: the caller's first Probe is the start-up guard.
-// Each round's fetches end with ctx.
+// Run probes every Interval (every Retry while a side is unclassified)
+// until ctx is done, then returns nil. It does not probe at once: the
+// caller's first Probe is the start-up guard. Each round's fetches end
+// with ctx.
 func (w *Watcher) Run(ctx context.Context) error {
-	if w.opts.Interval <= 0 {
-		<-ctx.Done()
-		return nil
-	}
-	t := time.NewTicker(w.opts.Interval)
-	defer t.Stop()
 	for {
+		d := w.opts.Interval
+		if r := w.opts.Retry; r > 0 && (d <= 0 || r < d) && w.unclassified() {
+			d = r
+		}
+		if d <= 0 {
+			<-ctx.Done()
+			return nil
+		}
+		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil
 		case <-t.C:
 			w.Probe(ctx)
 		}
 	}
+}
+
+// unclassified reports a side no probe has classified yet.
+func (w *Watcher) unclassified() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, st := range append([]*sideState{&w.centralSide}, w.subs...) {
+		if !st.cls.Probed {
+			return true
+		}
+	}
+	return false
 }
 
 // Activate makes this watcher the one that sets ctftp_homogeneous (from

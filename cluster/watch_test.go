@@ -302,3 +302,31 @@ func TestWatcherRun(t *testing.T) {
 		t.Error("Run's rounds did not see the signer change")
 	}
 }
+
+func TestWatcherRetriesWhileUnclassified(t *testing.T) {
+	c, e, wst := newPKI(t, "central"), newPKI(t, "east"), newPKI(t, "west")
+	world := newWatchWorld(t, e.itlOf(t, false), nil, c.itlOf(t, false))
+	addr := world.west.AddrPort()
+	world.west.Close() // west is down at start
+	w := NewWatcher(world.set, WatchOptions{Interval: time.Hour, Retry: 20 * time.Millisecond, Timeout: 5 * time.Second, Metrics: world.metrics,
+		Central: func(context.Context) ([]byte, error) { return c.itlOf(t, false), nil }})
+	if r := probe(t, w); !r.Has(ProblemUnreachable) || w.Sub("west").Known {
+		t.Fatalf("west at start: %q", r.Messages())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	tftptest.NewServer(t, map[string][]byte{ITLFileName: wst.itlOf(t, false)}, tftptest.ListenOn(addr)) // west comes up
+	deadline := time.Now().Add(20 * time.Second)
+	for !w.Sub("west").Known && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if st := w.Sub("west"); !st.Known || st.Class != ClassSBD {
+		t.Errorf("west after it came up: %+v (an hourly interval must not delay its first classification)", st)
+	}
+	if p := w.Problems(); len(p) != 0 {
+		t.Errorf("problems left: %q", p)
+	}
+}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -211,6 +212,7 @@ func (g *Gateway) build(ctx context.Context, cfg GatewayConfig, prev *generation
 	}
 	wopts := cluster.WatchOptions{
 		Interval: cfg.Trust.ProbeInterval,
+		Retry:    cmp.Or(cfg.Cluster.Backend.ProbeInterval, unclassifiedRetry),
 		Timeout:  cfg.Trust.ProbeTimeout,
 		Central:  centralITL(gen.local),
 		Logger:   g.log,
@@ -260,6 +262,11 @@ func (g *Gateway) build(ctx context.Context, cfg GatewayConfig, prev *generation
 	gen.source = ctftp.First(gen.local, routing.NewForwarder(r, gen.cache, routing.Options{Logger: g.log, Metrics: g.metrics}))
 	return gen, nil
 }
+
+// unclassifiedRetry is how often a sub-cluster no probe has classified
+// yet is probed again when backend health probing is off: soon enough
+// that one down at start is classified soon after it comes up.
+const unclassifiedRetry = 30 * time.Second
 
 // unregisterCacheMetrics drops every ctftp_cache_* series from set.
 func unregisterCacheMetrics(set *metrics.Set) {
