@@ -1,0 +1,308 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/ctftp/ctftp/internal/loadgen"
+	"github.com/ctftp/ctftp/internal/tftptest"
+	"github.com/ctftp/ctftp/itl"
+)
+
+func runBenchTest(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), append([]string{"bench"}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// benchNoLeaks checks, after the test and its other cleanups, that
+// nothing it started is still running. (The package has no TestMain: its
+// other tests start nothing.)
+func benchNoLeaks(t *testing.T) {
+	opt := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
+}
+
+func TestBenchUsage(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want []string // lines stderr must contain, each "ctftp bench: " + want
+	}{
+		{"nothing to storm", nil, []string{"--server HOST:PORT or --side-by-side is required"}},
+		{"both modes", []string{"--server", "127.0.0.1:69", "--side-by-side"}, []string{"--server and --side-by-side exclude each other"}},
+		{"bad server", []string{"--server", "nohostport"}, []string{`--server: "nohostport": want HOST:PORT`}},
+		{"every storm problem at once", []string{"--server", "127.0.0.1:69", "--phones", "0", "--concurrency", "-1", "--blksize", "7", "--boot-timeout", "0s"},
+			[]string{"--phones: must be between", "--concurrency: must be between", "--blksize: must be 0", "--boot-timeout: must be positive"}},
+		{"macs and phones", []string{"--server", "127.0.0.1:69", "--macs", "x", "--phones", "3"}, []string{"--macs and --phones exclude each other"}},
+		{"side-by-side flags without it", []string{"--server", "127.0.0.1:69", "--backend-delay", "25ms", "--dir", "/tmp/x"},
+			[]string{"--backend-delay only applies to --side-by-side", "--dir only applies to --side-by-side"}},
+		{"hold without a file", []string{"--server", "127.0.0.1:69", "--hold", "10"}, []string{"--hold needs --file NAME"}},
+		{"hold side by side", []string{"--side-by-side", "--hold", "10", "--file", "x"}, []string{"--hold needs --server"}},
+		{"hold flags alone", []string{"--server", "127.0.0.1:69", "--admin", "127.0.0.1:9069"}, []string{"--file, --hold-for and --admin only apply to --hold"}},
+		{"positional", []string{"--server", "127.0.0.1:69", "extra"}, []string{`unexpected argument "extra"`}},
+		{"bad backend blksize", []string{"--side-by-side", "--backend-blksize", "100"}, []string{"--backend-blksize: must be between 512 and 65464"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := runBenchTest(t, tc.args...)
+			if code != exitUsage {
+				t.Fatalf("exit %d, want %d; stderr:\n%s", code, exitUsage, stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, "ctftp bench: "+w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
+}
+
+func TestFlagName(t *testing.T) {
+	tests := map[string]string{
+		"boot_timeout: must be positive, got 0s": "--boot-timeout: must be positive, got 0s",
+		"phones: must be between 1 and 1000000":  "--phones: must be between 1 and 1000000",
+		"no key here":                            "no key here",
+	}
+	for in, want := range tests {
+		if got := flagName(in); got != want {
+			t.Errorf("flagName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// benchFiles is what a server holds for phones: CTLFile.tlv, and an
+// ITLSEP and a config per phone (no CTLSEP: every boot starts with a miss).
+func benchFiles(macs []string) map[string][]byte {
+	files := map[string][]byte{"CTLFile.tlv": bytes.Repeat([]byte("ctl"), 1500)}
+	for _, m := range macs {
+		files["ITLSEP"+m+".tlv"] = bytes.Repeat([]byte("itl"), 1800)
+		files["SEP"+m+".cnf.xml.sgn"] = bytes.Repeat([]byte(m), 600)
+	}
+	return files
+}
+
+func TestBenchAgainstServer(t *testing.T) {
+	benchNoLeaks(t)
+	macs, _ := loadgen.MACs("00AB", 0, 20)
+	srv := tftptest.NewServer(t, benchFiles(macs))
+
+	t.Run("text", func(t *testing.T) {
+		code, stdout, stderr := runBenchTest(t, "--server", srv.Addr(), "--phones", "20", "--concurrency", "4", "--mac-prefix", "00ab")
+		if code != exitOK {
+			t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+		}
+		for _, want := range []string{"20 booted, 0 failed of 20", "80 answered (60 files, 20 expected misses)", "errors     none"} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("stdout lacks %q:\n%s", want, stdout)
+			}
+		}
+		// Not a terminal: progress comes as plain lines, ending with the
+		// final count.
+		if !strings.Contains(stderr, ": 20/20 phones, 0 failed, 80 transfers,") || strings.Contains(stderr, "\r") {
+			t.Errorf("progress on stderr:\n%q", stderr)
+		}
+	})
+	t.Run("json and a MAC file", func(t *testing.T) {
+		list := filepath.Join(t.TempDir(), "macs.txt")
+		os.WriteFile(list, []byte("# two desks\n00:ab:00:00:00:03\n00AB.0000.0007\n"), 0o644)
+		code, stdout, stderr := runBenchTest(t, "--server", srv.Addr(), "--macs", list, "--json", "--quiet", "--blksize", "1428")
+		if code != exitOK || stderr != "" {
+			t.Fatalf("exit %d, stderr %q", code, stderr)
+		}
+		var rep loadgen.Report
+		if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+			t.Fatalf("%v\n%s", err, stdout)
+		}
+		if rep.Phones != 2 || rep.Booted != 2 || rep.Files != 6 || rep.BlockSize != 1428 || rep.Transfer.Count != 8 || rep.Bytes == 0 {
+			t.Fatalf("report %+v", rep)
+		}
+		if srv.Requests("SEP00AB00000007.cnf.xml.sgn") == 0 {
+			t.Fatal("the MAC file's phones were not the ones that booted")
+		}
+	})
+	t.Run("phones that fail", func(t *testing.T) {
+		code, stdout, _ := runBenchTest(t, "--server", srv.Addr(), "--phones", "3", "--mac-prefix", "00CD", "--quiet")
+		if code != exitFailure {
+			t.Fatalf("exit %d, want %d", code, exitFailure)
+		}
+		if !strings.Contains(stdout, "0 booted, 3 failed of 3") || !strings.Contains(stdout, "errors     not_found 3") {
+			t.Fatalf("stdout:\n%s", stdout)
+		}
+	})
+	t.Run("bad MAC file", func(t *testing.T) {
+		list := filepath.Join(t.TempDir(), "macs.txt")
+		os.WriteFile(list, []byte("00AB00000001\nbogus\n"), 0o644)
+		code, _, stderr := runBenchTest(t, "--server", srv.Addr(), "--macs", list)
+		if code != exitUsage || !strings.Contains(stderr, "line 2:") {
+			t.Fatalf("exit %d, stderr %q", code, stderr)
+		}
+	})
+}
+
+func TestSumSeries(t *testing.T) {
+	exp := `# HELP ignored
+ctftp_backend_fetches_total{subcluster="east",result="ok"} 10
+ctftp_backend_fetches_total{subcluster="west",result="not_found"} 5
+ctftp_backend_fetches_total_extra 100
+ctftp_backend_fetches_totalx{a="b"} 100
+go_goroutines 42
+process_resident_memory_bytes 1.5e+07
+`
+	tests := []struct {
+		name string
+		want float64
+	}{
+		{"ctftp_backend_fetches_total", 15},
+		{"go_goroutines", 42},
+		{"process_resident_memory_bytes", 1.5e7},
+		{"absent", 0},
+	}
+	for _, tc := range tests {
+		if got := sumSeries(exp, tc.name); got != tc.want {
+			t.Errorf("sumSeries(%s) = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestBenchHold(t *testing.T) {
+	benchNoLeaks(t)
+	// A file of several blocks: pin/tftp's server (no options: it answers
+	// DATA 1) keeps the transfer until it gives up on the ACK.
+	srv := tftptest.NewServer(t, map[string][]byte{"big.bin": bytes.Repeat([]byte("x"), 5000)})
+	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "ctftp_active_transfers 0\ngo_goroutines 12\nprocess_resident_memory_bytes 1048576\ngo_memstats_heap_inuse_bytes 524288\n")
+	}))
+	defer admin.Close()
+	code, stdout, stderr := runBenchTest(t, "--server", srv.Addr(), "--hold", "5", "--file", "big.bin", "--hold-for", "0s",
+		"--admin", strings.TrimPrefix(admin.URL, "http://"))
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "held 5 transfers of big.bin") || !strings.Contains(stdout, "12 goroutines       1.0 MiB RSS") {
+		t.Fatalf("stdout:\n%s", stdout)
+	}
+	if srv.MaxConcurrent() != 5 {
+		t.Fatalf("the server had at most %d transfers at once, want 5", srv.MaxConcurrent())
+	}
+	code, _, stderr = runBenchTest(t, "--server", srv.Addr(), "--hold", "2", "--file", "nope.bin")
+	if code != exitFailure || !strings.Contains(stderr, "0 of 2 transfers opened") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestBenchFleet checks the side-by-side's generated world: where each
+// file is, that it is what phones get (check), and that the files are
+// real: ITLs and the CTL parse, configs carry a signature by their
+// sub-cluster's CallManager key, sizes near the domain notes' phone logs.
+func TestBenchFleet(t *testing.T) {
+	dir := t.TempDir()
+	macs := []string{"0011215A1AE3", "00AABB000001", "00AABB000002"}
+	fl, err := writeBenchFleet(context.Background(), dir, macs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	where := map[string][]string{
+		"CTLFile.tlv":                     {"direct", "east", "west"},
+		"ITLFile.tlv":                     {"direct", "root", "east", "west"},
+		"ITLSEP0011215A1AE3.tlv":          {"direct", "east"},
+		"SEP0011215A1AE3.cnf.xml.sgn":     {"direct", "east"},
+		"ITLSEP00AABB000001.tlv":          {"direct", "west"},
+		"SEP00AABB000001.cnf.xml.sgn":     {"direct", "west"},
+		"SEP00AABB000002.cnf.xml.sgn":     {"direct", "east"},
+		"CTLSEP0011215A1AE3.tlv":          nil,
+		"SEP00AABB000002.cnf.xml.sgn.bak": nil,
+	}
+	for name, dirs := range where {
+		for _, d := range []string{"direct", "root", "east", "west"} {
+			b, err := os.ReadFile(filepath.Join(dir, d, name))
+			want := strings.Contains(strings.Join(dirs, " "), d)
+			if want != (err == nil) {
+				t.Errorf("%s/%s: present %v, want %v", d, name, err == nil, want)
+			}
+			if err == nil && name != "ITLFile.tlv" {
+				if cerr := fl.check(name, b); cerr != nil {
+					t.Errorf("%s/%s: %v", d, name, cerr)
+				}
+			}
+		}
+	}
+	sizes := map[string][2]int{
+		"CTLFile.tlv":                 {3000, 7000},
+		"ITLSEP0011215A1AE3.tlv":      {3500, 8000},
+		"SEP0011215A1AE3.cnf.xml.sgn": {6500, 9000},
+	}
+	for name, r := range sizes {
+		if n := len(fl.files[name]); n < r[0] || n > r[1] {
+			t.Errorf("%s is %d bytes, want %d..%d", name, n, r[0], r[1])
+		}
+	}
+	for _, name := range []string{"CTLFile.tlv", "ITLSEP0011215A1AE3.tlv", "SEP0011215A1AE3.cnf.xml.sgn"} {
+		f, err := itl.ParseNamed(name, fl.files[name])
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if name == "SEP0011215A1AE3.cnf.xml.sgn" && !strings.Contains(f.Header.Signer.Subject, "cucm-east.example.com") {
+			t.Errorf("%s signed by %q, want east CallManager", name, f.Header.Signer.Subject)
+		}
+	}
+	if err := fl.check("SEP0011215A1AE3.cnf.xml.sgn", fl.files["SEP00AABB000001.cnf.xml.sgn"]); err == nil {
+		t.Error("check accepted another phone's config")
+	}
+}
+
+// TestBenchSideBySide runs the whole comparison small: it needs
+// tftpd-hpa's in.tftpd and root, like the storm tests in tests/.
+func TestBenchSideBySide(t *testing.T) {
+	if _, err := findTFTPD(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	benchNoLeaks(t)
+	code, stdout, stderr := runBenchTest(t, "--side-by-side", "--phones", "12", "--concurrency", "3", "--json", "--quiet")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	var out sideBySide
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	if len(out.Runs) != 3 {
+		t.Fatalf("%d runs", len(out.Runs))
+	}
+	for _, r := range out.Runs {
+		if r.Booted != 12 || r.Failed != 0 || r.Files != 36 || r.Misses != 12 {
+			t.Errorf("%s: %+v", r.Label, r)
+		}
+	}
+	b := out.Backend
+	// Per phone: CTLSEP and ITLSEP asked of both sub-clusters (the
+	// phone is unknown, then not learned from a miss), its config of its
+	// own; CTLFile.tlv of one or both.
+	if b.ColdFetches != b.DistinctFiles || b.PerFile != 1 || b.DistinctFiles < 5*12+1 || b.DistinctFiles > 5*12+2 || b.WarmFetches != 0 {
+		t.Errorf("backend %+v", b)
+	}
+	if out.WarmOverDirect <= 0 || out.ColdOverDirect <= 0 {
+		t.Errorf("ratios %v %v", out.WarmOverDirect, out.ColdOverDirect)
+	}
+	// The text form carries the same table.
+	code, stdout, _ = runBenchTest(t, "--side-by-side", "--phones", "2", "--concurrency", "1", "--quiet", "--backend-blksize", "65464")
+	for _, want := range []string{"direct tftpd-hpa", "gateway cold", "gateway warm", "warm/direct", "backend blksize 65464", "= 1.00 per file"} {
+		if code != exitOK || !strings.Contains(stdout, want) {
+			t.Errorf("exit %d; stdout lacks %q:\n%s", code, want, stdout)
+		}
+	}
+}
