@@ -17,6 +17,7 @@ import (
 
 	"github.com/ctftp/ctftp/internal/loadgen"
 	"github.com/ctftp/ctftp/internal/tftptest"
+	"github.com/ctftp/ctftp/itl"
 )
 
 // stormFleet is the files of phones spread over sub-clusters east and
@@ -32,33 +33,56 @@ type stormFleet struct {
 // request is a miss everywhere); CTLFile.tlv is on both backends, with
 // the same bytes, so it is a miss shared by every phone; each phone's
 // ITLSEP and signed config live on its own sub-cluster only. The gateway
-// root holds only ITLFile.tlv (a real one: the gateway reads it), which
-// no phone asks for, so every request of the storm goes past the root.
-// Sizes are those of the phone logs in the domain notes (4.7, 5.4, 7.6 KB).
+// root holds only ITLFile.tlv, which no phone asks for, so every request
+// of the storm goes past the root.
+//
+// The files are real: each sub-cluster's ITL lists its own CallManager
+// (CCM+TFTP) certificate and is signed by a SAST key the sub-clusters
+// share, which also signs the CTL; configs are signed by their
+// sub-cluster's CallManager key. So the gateway's trust guard, which
+// checks every forwarded .tlv and .sgn the way a phone would, passes them
+// all, and does its real work on the miss path. Sizes are about those
+// of the phone logs in the domain notes (CTL 4.7, ITL 5.4, config
+// 7.6 KB); 1024-bit keys keep signing quick under the race detector.
 func newStormFleet(t testing.TB, n int) *stormFleet {
 	t.Helper()
 	macs, err := loadgen.MACs("00AA55", 0, n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	itl := mustRead(t, "testdata/ITLFile-certutils.tlv")
-	ctl := perfBytes("CTLFile.tlv", 4700)
+	sast := perfSigner(t, "ITLRecovery_storm")
+	ccm := map[string]*itl.Signer{"east": perfSigner(t, "cucm-east.example.com"), "west": perfSigner(t, "cucm-west.example.com")}
+	itls := map[string][]byte{}
+	for sc, c := range ccm {
+		itls[sc] = perfBuild(t, itl.BuildOptions{Signer: sast, Records: []itl.RecordSpec{
+			{Role: itl.RoleCCMTFTP, Cert: c.Cert, DNSName: c.Cert.Subject.CommonName},
+			{Role: itl.RoleTVS, Cert: c.Cert, DNSName: "tvs-" + sc + ".example.com"},
+			{Role: itl.RoleCAPF, Cert: sast.Cert, HashOnly: true},
+		}})
+	}
+	ctl := perfBuild(t, itl.BuildOptions{Kind: itl.KindCTL, Signer: sast, Records: []itl.RecordSpec{
+		{Role: itl.RoleCCMTFTP, Cert: ccm["east"].Cert}, {Role: itl.RoleCCMTFTP, Cert: ccm["west"].Cert},
+		{Role: itl.RoleCAPF, Cert: sast.Cert},
+	}})
 	f := &stormFleet{macs: macs, roots: map[string]string{}, want: map[string][]byte{"CTLFile.tlv": ctl}}
 	per := map[string]map[string][]byte{
-		"east": {"CTLFile.tlv": ctl, "ITLFile.tlv": itl},
-		"west": {"CTLFile.tlv": ctl, "ITLFile.tlv": itl},
+		"east": {"CTLFile.tlv": ctl, "ITLFile.tlv": itls["east"]},
+		"west": {"CTLFile.tlv": ctl, "ITLFile.tlv": itls["west"]},
 	}
 	for i, mac := range macs {
 		sc := []string{"east", "west"}[i%2]
 		itlName, cnf := "ITLSEP"+mac+".tlv", "SEP"+mac+".cnf.xml.sgn"
-		cnfBytes := perfBytes(sc+"/"+cnf, 7600)
-		per[sc][itlName], per[sc][cnf] = itl, cnfBytes
-		f.want[itlName], f.want[cnf] = itl, cnfBytes
+		signed, err := itl.Sign(cnf, perfBytes(sc+"/"+cnf, 7000), ccm[sc], itl.SHA1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		per[sc][itlName], per[sc][cnf] = itls[sc], signed
+		f.want[itlName], f.want[cnf] = itls[sc], signed
 	}
 	for sc, files := range per {
 		f.roots[sc] = perfWriteRoot(t, files)
 	}
-	f.roots["gateway"] = perfWriteRoot(t, map[string][]byte{"ITLFile.tlv": itl})
+	f.roots["gateway"] = perfWriteRoot(t, map[string][]byte{"ITLFile.tlv": itls["east"]})
 	return f
 }
 
@@ -114,7 +138,11 @@ func TestBootStorm(t *testing.T) {
 	rep.WriteText(&text)
 	t.Logf("\n%s", text.String())
 	if rep.Booted != phones || rep.Failed != 0 {
+		stormExplain(t, gw, rep)
 		t.Fatalf("%d of %d phones booted, errors: %s", rep.Booted, phones, rep.ErrorSummary())
+	}
+	for _, l := range gw.Lines("trust: forwarded file a phone would reject (Trust List Verification Failed)") {
+		t.Fatalf("the storm's files are not what a phone accepts: %v", l)
 	}
 	// Per phone: CTLSEP (miss), CTLFile.tlv, ITLSEP, config.
 	if rep.Files != 3*phones || rep.Misses != phones {
@@ -161,5 +189,23 @@ func TestBootStorm(t *testing.T) {
 	m2 := perfSeries(gw)
 	if m2["ctftp_backend_fetches_total"] != fetches {
 		t.Errorf("the second storm fetched %v files from backends; everything was cached", m2["ctftp_backend_fetches_total"]-fetches)
+	}
+}
+
+// stormExplain logs what the gateway logged about the phones of the
+// report's examples of failure.
+func stormExplain(t testing.TB, gw *gateway, rep *loadgen.Report) {
+	t.Helper()
+	for _, e := range rep.Examples {
+		_, rest, ok := strings.Cut(e, "phone ")
+		if !ok || len(rest) < 12 {
+			continue
+		}
+		mac := rest[:12]
+		for _, line := range strings.Split(gw.Log(), "\n") {
+			if strings.Contains(line, mac) {
+				t.Logf("gateway: %s", line)
+			}
+		}
 	}
 }
