@@ -100,7 +100,10 @@ type trSub struct{ name, version, backend string }
 func trConfig(root string, subs []trSub, extra string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: [\"127.0.0.1:0\"]\nadmin_listen: \"127.0.0.1:0\"\nroot: %q\n", root)
-	b.WriteString("backend: {timeout: 1s, retries: 1, probe_interval: 0s}\nsubclusters:\n")
+	b.WriteString("backend: {timeout: 1s, retries: 1, probe_interval: 0s}\n")
+	if len(subs) > 0 {
+		b.WriteString("subclusters:\n")
+	}
 	for _, s := range subs {
 		fmt.Fprintf(&b, "  - {name: %s, version: %q, backends: [%q]}\n", s.name, s.version, s.backend)
 	}
@@ -330,5 +333,57 @@ func TestTrustWatchAndForwardedChecks(t *testing.T) {
 	// on_change warn (the default): still forwarded, now checked against the new ITL.
 	if b, err := trGet(t, gw, good); err != nil || !bytes.Equal(b, goodBytes) {
 		t.Errorf("after the change: %d bytes, %v", len(b), err)
+	}
+}
+
+func TestTrustValidateOfflineAndKeys(t *testing.T) {
+	central := trNewPKI(t, "central")
+	withITL := trRoot(t, map[string][]byte{"ITLFile.tlv": central.itl(t, false)})
+	without := trRoot(t, nil)
+	// 127.0.0.1:9 (discard): --offline must not send it anything, and
+	// nothing answers there anyway.
+	tests := []struct {
+		name   string
+		cfg    string
+		args   []string
+		code   int
+		stdout []string
+		stderr []string
+	}{
+		{
+			name: "a real root ITL with a declared pre-8.0 cluster is mixed without probing",
+			cfg:  trConfig(withITL, []trSub{{"west", "7.1", "127.0.0.1:9"}}, ""),
+			args: []string{"--offline"}, code: 2,
+			stdout: []string{"--offline: nothing probed", "verdict: mixed", "(central)  (root)    8.x+", "west       7.1       -"},
+		},
+		{
+			name: "declared eras mixed: only a probe can tell",
+			cfg:  trConfig(without, []trSub{{"east", "12.5", "127.0.0.1:9"}, {"west", "7.1", "127.0.0.1:9"}}, ""),
+			args: []string{"--offline"}, code: 0,
+			stdout: []string{"verdict: undecided", "note: pre-8.0 and 8.x+ clusters are mixed; it can only run if east", "validate: ok"},
+		},
+		{
+			name:   "a root ITL that does not verify",
+			cfg:    trConfig(trRoot(t, map[string][]byte{"ITLFile.tlv": []byte("garbage")}), nil, "subclusters: []\n"),
+			code:   2,
+			stdout: []string{"problem: root: ITLFile.tlv: ITLFile.tlv does not parse or verify"},
+		},
+		{
+			name: "trust and reload keys are checked with the rest",
+			cfg:  trConfig(without, nil, "subclusters: []\ntrust: {on_change: block, probe_timeout: 0s, forwarded_policy: drop}\nreload: {poll_interval: 10ms}\n"),
+			code: 2,
+			stderr: []string{`config: trust.probe_timeout: must be positive`, `config: trust.on_change: "block": want "warn" or "refuse"`,
+				`config: trust.forwarded_policy: "drop": want "serve" or "refuse"`, "config: reload.poll_interval: want 0 (SIGHUP only) or at least 100ms, got 10ms"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			stdout, stderr, code := trRun(t, append([]string{"validate", "--config", trConfigFile(t, tc.cfg)}, tc.args...)...)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d\n%s%s", code, tc.code, stdout, stderr)
+			}
+			trWant(t, "stdout", stdout, tc.stdout...)
+			trWant(t, "stderr", stderr, tc.stderr...)
+		})
 	}
 }
