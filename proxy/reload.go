@@ -245,12 +245,11 @@ func (g *Gateway) build(ctx context.Context, cfg GatewayConfig, prev *generation
 	gen.router = r
 	gen.guard = newTrustGuard(gen.clusters, cfg.Trust, gen.watcher, gen.clusters.Names(), g.log, g.metrics)
 	if gen.cache == nil {
-		if prev != nil && prev.cache != nil {
-			// The old cache's series make way: a Set refuses a second
-			// registration, and the old cache stops counting anyway once
-			// its last request is done.
-			unregisterCacheMetrics(g.metrics)
-		}
+		// A cache of an earlier generation (the one replaced, or one
+		// before a generation without sub-clusters) makes way: a Set
+		// refuses a second registration, and the old cache stops
+		// counting anyway once its last request is done.
+		unregisterCacheMetrics(g.metrics)
 		gen.upstream = new(switchSource)
 		gen.upstream.set(gen.guard)
 		c, err := cache.New(gen.upstream, cfg.Cache, cache.Options{Logger: g.log, Metrics: g.metrics})

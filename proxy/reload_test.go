@@ -308,3 +308,32 @@ func TestGatewaySignerChange(t *testing.T) {
 		t.Errorf("after the reload: %v %v", f, err)
 	}
 }
+
+func TestGatewayReloadDropsAndRestoresSubclusters(t *testing.T) {
+	central, east := newTrustPKI(t, "central"), newTrustPKI(t, "east")
+	const name = "SEP001122334455.cnf.xml"
+	e := tftptest.NewServer(t, map[string][]byte{cluster.ITLFileName: east.itl(t, false), name: []byte("east")})
+	root := gatewayRoot(t, central.itl(t, false))
+	cfg := testGatewayConfig(root, sub("east", e))
+	tg := startGateway(t, cfg)
+	ctx := context.Background()
+
+	if res := tg.Reload(ctx, func() (GatewayConfig, error) { return testGatewayConfig(root), nil }); !res.OK {
+		t.Fatalf("reload to no sub-clusters: %+v", res)
+	}
+	if tg.Cache() != nil {
+		t.Error("a cache without sub-clusters")
+	}
+	if _, _, err := tg.get(t, name); !errors.Is(err, ctftp.ErrNotFound) {
+		t.Errorf("only the root serves now: %v", err)
+	}
+	if res := tg.Reload(ctx, func() (GatewayConfig, error) { return cfg, nil }); !res.OK {
+		t.Fatalf("reload back to east: %+v", res)
+	}
+	if _, got, err := tg.get(t, name); err != nil || string(got) != "east" {
+		t.Errorf("east again: %q %v", got, err)
+	}
+	if got := tg.metric(t, "ctftp_cache_misses_total"); got != "1" {
+		t.Errorf("the third cache's misses: %q", got)
+	}
+}
