@@ -94,6 +94,7 @@ dns:
   min_ttl: 100ms
   max_ttl: 1m
 backend:
+  timeout: 5s
   probe_interval: 0s
 cache:
   max_bytes: 0
