@@ -402,17 +402,6 @@ func fwdHead(b []byte) string {
 	return string(b)
 }
 
-// fwdTransferLine is the last "transfer" log line for file.
-func fwdTransferLine(g *gateway, file string) map[string]any {
-	var last map[string]any
-	for _, m := range g.Lines("transfer") {
-		if m["file"] == file {
-			last = m
-		}
-	}
-	return last
-}
-
 // fwdWaitTransferLine waits for the n-th "transfer" log line for file
 // (the gateway logs it after the client's last ACK, which the client
 // does not wait for) and returns it.
