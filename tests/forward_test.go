@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,7 +79,9 @@ func fwdDecisions(m map[string]float64, kind string) int {
 
 // TestForwardThreeClusters is issue 4's main scenario: three real
 // tftpd-hpa backends, one per sub-cluster, each holding its own phones'
-// ITLSEP/SEP files, behind the gateway.
+// ITLSEP/SEP files, behind the gateway. A fourth sub-cluster with no
+// phones, served by an in-process server that counts what it is asked,
+// witnesses fan-outs independently of the gateway's own metrics.
 func TestForwardThreeClusters(t *testing.T) {
 	clusters := []string{"east", "west", "north"}
 	phones := map[string][]string{} // the phones the real clients fetch
@@ -91,8 +94,24 @@ func TestForwardThreeClusters(t *testing.T) {
 		root := fwdPhonesRoot(t, c, append(phones[c], learner[c])...)
 		subs = append(subs, fwdSub{Name: c, Backends: []string{tftptest.StartTFTPD(t, root)}})
 	}
+	spare := tftptest.NewServer(t, nil)
+	subs = append(subs, fwdSub{Name: "spare", Backends: []string{spare.Addr()}})
+	all := append(slices.Clone(clusters), "spare")
 	gw := startGateway(t, fwdConfig(t, "", subs, fwdNoCache))
 	addr := gw.TFTP[0]
+	// spareAsked waits until the witness has been asked for name n times
+	// (it counts requests as it reads them, which may be after the phone
+	// has its answer), and fails if it was asked more.
+	spareAsked := func(t *testing.T, name string, n int) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for spare.Requests(name) < n && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := spare.Requests(name); got != n {
+			t.Errorf("the spare sub-cluster was asked for %s %d times, want %d", name, got, n)
+		}
+	}
 
 	t.Run("every phone gets its own cluster's bytes", func(t *testing.T) {
 		fetched := map[string]int{} // transfer log lines expected per file
@@ -144,7 +163,7 @@ func TestForwardThreeClusters(t *testing.T) {
 				}
 				// "Not found" is only answered once every sub-cluster said so.
 				after := fwdScrape(gw)
-				for _, cl := range clusters {
+				for _, cl := range all {
 					if d := after[fwdFetchSeries(cl, "not_found")] - before[fwdFetchSeries(cl, "not_found")]; d != 1 {
 						t.Errorf("%s: %g not_found fetches, want 1; changes:\n%s", cl, d, fwdDelta(before, after))
 					}
@@ -152,6 +171,7 @@ func TestForwardThreeClusters(t *testing.T) {
 			})
 		}
 		fwdWaitMetric(t, gw, `ctftp_transfers_total{source="none",result="not_found"}`, float64(len(clients)))
+		spareAsked(t, file, len(clients))
 	})
 
 	t.Run("the second request goes straight to the learned cluster", func(t *testing.T) {
@@ -163,10 +183,11 @@ func TestForwardThreeClusters(t *testing.T) {
 				before := fwdScrape(gw)
 				fwdMustGet(t, addr, itl, fwdContent(cl, itl))
 				everyone := map[string]int{}
-				for _, c := range clusters {
+				for _, c := range all {
 					everyone[c] = 1
 				}
 				mid := fwdWaitFetches(t, gw, before, everyone)
+				spareAsked(t, itl, 1)
 				if d := fwdDecisions(mid, "fanout") - fwdDecisions(before, "fanout"); d != 1 {
 					t.Errorf("first request: %d fan-out decisions, want 1", d)
 				}
@@ -176,11 +197,12 @@ func TestForwardThreeClusters(t *testing.T) {
 				// Second request: the learned route, one fetch, from the owner only.
 				fwdMustGet(t, addr, cnf, fwdContent(cl, cnf))
 				only := map[string]int{}
-				for _, c := range clusters {
+				for _, c := range all {
 					only[c] = 0
 				}
 				only[cl] = 1
 				after := fwdWaitFetches(t, gw, mid, only)
+				spareAsked(t, cnf, 0)
 				if d := fwdDecisions(after, "learned") - fwdDecisions(mid, "learned"); d != 1 {
 					t.Errorf("second request: %d learned decisions, want 1; changes:\n%s", d, fwdDelta(mid, after))
 				}
