@@ -196,7 +196,11 @@ func sideProblems(c Classification) []Problem {
 	case c.Index < 0:
 		// The gateway would serve its own broken or unreadable ITL to
 		// every phone that falls back to ITLFile.tlv.
-		out = append(out, Problem{ProblemRoot, fmt.Sprintf("root: %s: %v", ITLFileName, c.Err)})
+		msg := fmt.Sprintf("root: %s: %v", ITLFileName, c.Err)
+		if errors.Is(c.Err, ErrBadITL) {
+			msg = fmt.Sprintf("root: %v", c.Err) // the error names the file
+		}
+		out = append(out, Problem{ProblemRoot, msg})
 	case errors.Is(c.Err, ErrBadITL):
 		out = append(out, Problem{ProblemITL, fmt.Sprintf("%s (%s): %v", c.key("backends"), c.Name, c.Err)})
 	case !c.Stale:

@@ -127,7 +127,7 @@ func TestCheck(t *testing.T) {
 			subs:    []Classification{side(t, "east", 0, "auto", ClassSBD)},
 			verdict: VerdictAll8x, homogeneous: true, refused: true,
 			problems: []ProblemKind{ProblemRoot},
-			mention:  []string{"root: ITLFile.tlv: "},
+			mention:  []string{"root: ITLFile.tlv does not parse or verify"},
 		},
 		{
 			name:    "offline: declared eras mixed, only a probe can tell",

@@ -366,7 +366,7 @@ func TestTrustValidateOfflineAndKeys(t *testing.T) {
 			name:   "a root ITL that does not verify",
 			cfg:    trConfig(trRoot(t, map[string][]byte{"ITLFile.tlv": []byte("garbage")}), nil, "subclusters: []\n"),
 			code:   2,
-			stdout: []string{"problem: root: ITLFile.tlv: ITLFile.tlv does not parse or verify"},
+			stdout: []string{"problem: root: ITLFile.tlv does not parse or verify: itl: malformed file"},
 		},
 		{
 			name: "trust and reload keys are checked with the rest",

@@ -98,7 +98,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err := gw.Start(ctx); err != nil {
 		var te *proxy.TrustError
 		if errors.As(err, &te) {
-			fmt.Fprintln(stderr, "ctftp serve: refusing to start: this setup would make phones distrust their own cluster's files")
+			fmt.Fprintln(stderr, "ctftp serve: refusing to start: this setup would break phones' trust in their files")
 			te.Report.WriteTable(stderr)
 			return exitUsage
 		}
