@@ -44,9 +44,11 @@ type WatchOptions struct {
 	Metrics *metrics.Set
 	// Now is the clock for timestamps; nil means time.Now.
 	Now func() time.Time
-	// OnEvent, when set, is called for each event of a round, after the
-	// round's state is in place and outside the watcher's locks, from
-	// the goroutine that called Probe. It must not call Probe.
+	// OnEvent, when set, is called for each event of a round from the
+	// goroutine that called Probe, with the watcher's lock held: after
+	// the round's alarms are visible to Sub, before anything of the round
+	// is visible to Report, Problems and Status. It must not call the
+	// Watcher.
 	OnEvent func(Event)
 	// Progress, when set, is called as each side's probe of a round
 	// ends (validate prints it), from the probing goroutines.
@@ -260,12 +262,16 @@ func (w *Watcher) Probe(ctx context.Context) Report {
 	events = append(events, w.judgeLocked()...)
 	r = w.checkLocked()
 	w.report = r
+	// The alarms first, so that the request path refuses before the
+	// consequences run (a purged cache is not refilled from an alarmed
+	// sub-cluster); then the events, still under mu, so that nobody
+	// reading Problems or Status sees a change before its consequences.
 	w.publishSnapLocked()
-	w.mu.Unlock()
-
 	for _, ev := range events {
 		w.announce(ev)
 	}
+	w.mu.Unlock()
+
 	if w.active.Load() {
 		w.homogeneous.Set(b2f(r.Homogeneous()))
 	}
@@ -369,7 +375,8 @@ func conflicts(baseline Verdict, c Classification) bool {
 	return false
 }
 
-// announce logs and counts an event, then hands it to OnEvent.
+// announce logs and counts an event, then hands it to OnEvent. Called
+// with mu held.
 func (w *Watcher) announce(ev Event) {
 	switch ev.Kind {
 	case EventSignerChanged:

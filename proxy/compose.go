@@ -221,7 +221,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return errors.New("gateway: Run before Start")
 	}
 	eg, ctx := errgroup.WithContext(ctx)
-	g.rl.run(ctx, g.gen.Load())
+	g.rl.run(ctx, &g.gen)
 	defer func() {
 		// Transfers have ended (or were cut off) by now: nothing can
 		// enter a generation any more.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"reflect"
 	"slices"
 	"strings"
@@ -227,8 +228,11 @@ func (g *Gateway) build(ctx context.Context, cfg GatewayConfig, prev *generation
 	if report.Refused() {
 		return nil, &TrustError{Report: report}
 	}
-	for _, p := range report.Problems {
-		g.log.Error("trust: "+p.Msg, "kind", problemKind(p.Kind))
+	if prev == nil {
+		// At start-up nobody else reports them; a reload's result does.
+		for _, p := range report.Problems {
+			g.log.Error("trust: "+p.Msg, "kind", problemKind(p.Kind))
+		}
 	}
 	if report.Verdict == cluster.VerdictMixedRollback {
 		g.log.Warn("trust: pre-8.0 and 8.x+ clusters are mixed; this runs only because every 8.x+ side publishes a blank (rollback) ITL: ITL security is off, and secured phone URLs must use HTTP")
@@ -353,15 +357,22 @@ type ConfigStatus struct {
 	LastReload *ReloadResult `json:"last_reload,omitempty"`
 }
 
+// The states of a reloader.
+const (
+	rlStarted = iota // Start succeeded; Run has not begun: swaps start no loops
+	rlRunning        // Run is serving: a swap starts the new generation's loops
+	rlStopped        // Run has ended: no more swaps
+)
+
 // reloader is the Gateway's reload machinery: one reload at a time,
 // the loops of the serving generation, and the retirement of old ones.
 type reloader struct {
 	serial sync.Mutex // one Reload at a time
 
-	mu      sync.Mutex // guards the fields below
-	ctx     context.Context
-	running bool
-	last    *ReloadResult
+	mu    sync.Mutex // guards the fields below and Gateway.gen's swaps
+	ctx   context.Context
+	state int
+	last  *ReloadResult
 
 	retiring   sync.WaitGroup
 	generation *metrics.Gauge
@@ -376,20 +387,22 @@ func (rl *reloader) init(set *metrics.Set) {
 	}
 }
 
-// run starts gen's loops under ctx and lets reloads start theirs.
-func (rl *reloader) run(ctx context.Context, gen *generation) {
+// run starts the loops of the generation serving now (a reload may have
+// swapped one in between Start and Run) under ctx, and lets later swaps
+// start theirs.
+func (rl *reloader) run(ctx context.Context, current *atomic.Pointer[generation]) {
 	rl.mu.Lock()
-	rl.ctx, rl.running = ctx, true
+	rl.ctx, rl.state = ctx, rlRunning
+	gen := current.Load()
 	gen.start(ctx)
 	rl.mu.Unlock()
 	gen.watcher.Activate()
 }
 
-// stop refuses further swaps and waits for the retirements under way
-// and the serving generation's loops.
+// stop refuses further swaps and waits for the retirements under way.
 func (rl *reloader) stop() {
 	rl.mu.Lock()
-	rl.running = false
+	rl.state = rlStopped
 	rl.mu.Unlock()
 	rl.retiring.Wait()
 }
@@ -415,7 +428,8 @@ func (rl *reloader) status(gen *generation) ConfigStatus {
 // (unless carried over) and root are released once its last request is
 // done. On any failure the old configuration keeps serving. Keys that
 // cannot change while running are kept at their old values and listed in
-// RestartNeeded. Reload needs Run to be running; calls take turns. Every
+// RestartNeeded. Reload works from Start on (a swap before Run leaves
+// the loops to Run) until Run returns; calls take turns. Every
 // attempt is logged, counted in ctftp_config_reloads_total{result} and
 // kept for /status.
 func (g *Gateway) Reload(ctx context.Context, load func() (GatewayConfig, error)) ReloadResult {
@@ -424,7 +438,9 @@ func (g *Gateway) Reload(ctx context.Context, load func() (GatewayConfig, error)
 	defer rl.serial.Unlock()
 	res := g.reload(ctx, load)
 	res.At = time.Now()
-	res.Generation = g.gen.Load().n
+	if gen := g.gen.Load(); gen != nil {
+		res.Generation = gen.n
+	}
 	rl.results[res.OK].Inc()
 	rl.mu.Lock()
 	rl.last = &res
@@ -434,8 +450,12 @@ func (g *Gateway) Reload(ctx context.Context, load func() (GatewayConfig, error)
 	} else {
 		g.log.Error("config reload failed; the previous configuration keeps serving", "generation", res.Generation, "problems", len(res.Problems))
 	}
+	level := slog.LevelError
+	if res.OK {
+		level = slog.LevelWarn // what the new configuration reported while succeeding
+	}
 	for _, p := range res.Problems {
-		g.log.Warn("config reload: "+p, "ok", res.OK)
+		g.log.Log(ctx, level, "config reload: "+p, "ok", res.OK)
 	}
 	for _, k := range res.RestartNeeded {
 		g.log.Warn("config reload: "+k+" changed; restart needed for it to take effect, the old value stays", "key", k)
@@ -453,6 +473,9 @@ func (g *Gateway) reload(ctx context.Context, load func() (GatewayConfig, error)
 		return ReloadResult{Problems: prefixLines("trust.", err)}
 	}
 	old := g.gen.Load()
+	if old == nil {
+		return ReloadResult{Problems: []string{"the gateway has not started"}}
+	}
 	var res ReloadResult
 	cfg, res.RestartNeeded = keepFixed(g.cfg, cfg)
 	gen, err := g.build(ctx, cfg, old, nil)
@@ -471,10 +494,10 @@ func (g *Gateway) reload(ctx context.Context, load func() (GatewayConfig, error)
 
 	rl := &g.rl
 	rl.mu.Lock()
-	if !rl.running {
+	if rl.state == rlStopped {
 		rl.mu.Unlock()
 		gen.close(old)
-		res.Problems = append(res.Problems, "the gateway is not running")
+		res.Problems = append(res.Problems, "the gateway has stopped")
 		return res
 	}
 	gen.n, gen.loaded = old.n+1, time.Now()
@@ -483,7 +506,9 @@ func (g *Gateway) reload(ctx context.Context, load func() (GatewayConfig, error)
 	}
 	g.gen.Store(gen)
 	rl.generation.Set(float64(gen.n))
-	gen.start(rl.ctx)
+	if rl.state == rlRunning {
+		gen.start(rl.ctx)
+	}
 	rl.retiring.Add(1)
 	rl.mu.Unlock()
 
