@@ -79,6 +79,24 @@ const (
 	ProblemUnreachable
 )
 
+// String names the kind for logs: mixed, root, version, itl,
+// unreachable.
+func (k ProblemKind) String() string {
+	switch k {
+	case ProblemMixed:
+		return "mixed"
+	case ProblemRoot:
+		return "root"
+	case ProblemVersion:
+		return "version"
+	case ProblemITL:
+		return "itl"
+	case ProblemUnreachable:
+		return "unreachable"
+	}
+	return fmt.Sprintf("ProblemKind(%d)", int(k))
+}
+
 // Problem is one finding of Check. Msg starts with the config key it is
 // about ("subclusters[1].version: ...", "root: ...").
 type Problem struct {

@@ -231,7 +231,7 @@ func (g *Gateway) build(ctx context.Context, cfg GatewayConfig, prev *generation
 	if prev == nil {
 		// At start-up nobody else reports them; a reload's result does.
 		for _, p := range report.Problems {
-			g.log.Error("trust: "+p.Msg, "kind", problemKind(p.Kind))
+			g.log.Error("trust: "+p.Msg, "kind", p.Kind.String())
 		}
 	}
 	if report.Verdict == cluster.VerdictMixedRollback {
@@ -310,22 +310,6 @@ func readAllLimit(r io.Reader, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("larger than %d bytes: not an ITL", limit)
 	}
 	return data, nil
-}
-
-func problemKind(k cluster.ProblemKind) string {
-	switch k {
-	case cluster.ProblemMixed:
-		return "mixed"
-	case cluster.ProblemRoot:
-		return "root"
-	case cluster.ProblemVersion:
-		return "version"
-	case cluster.ProblemITL:
-		return "itl"
-	case cluster.ProblemUnreachable:
-		return "unreachable"
-	}
-	return "unknown"
 }
 
 // ReloadResult is the outcome of one reload attempt, as /status shows it.
