@@ -67,18 +67,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if code != exitOK {
 		return code
 	}
-	if f.cpuprofile != "" {
-		pf, err := os.Create(f.cpuprofile)
+	if f.cpuprofile != "" && !f.sideBySide {
+		stop, err := startCPUProfile(f.cpuprofile)
 		if err != nil {
 			fmt.Fprintf(stderr, "ctftp bench: %v\n", err)
 			return exitFailure
 		}
-		defer pf.Close()
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			fmt.Fprintf(stderr, "ctftp bench: cpu profile: %v\n", err)
-			return exitFailure
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	switch {
 	case f.hold > 0:
@@ -87,6 +82,22 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return benchSideBySide(ctx, f, stdout, stderr)
 	}
 	return benchServer(ctx, f, stdout, stderr)
+}
+
+// startCPUProfile profiles this process into path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	pf, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(pf); err != nil {
+		pf.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		pf.Close()
+	}, nil
 }
 
 func parseBenchFlags(args []string, stderr io.Writer) (benchFlags, int) {
@@ -106,7 +117,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchFlags, int) {
 	fs.DurationVar(&f.storm.BootTimeout, "boot-timeout", def.BootTimeout, "bound on one phone's whole boot")
 	fs.BoolVar(&f.jsonOut, "json", false, "print the report as JSON on stdout")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress on stderr")
-	fs.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (generator and, side by side, the gateway) to `FILE`")
+	fs.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of this process to `FILE`; side by side, of the warm run only (the gateway in process and the generator)")
 	fs.StringVar(&f.keepDir, "dir", "", "side-by-side: write the generated files under `DIR` and keep them (default: a temp dir removed at exit)")
 	fs.IntVar(&f.backendBlksize, "backend-blksize", cluster.DefaultConfig().Backend.BlockSize, "side-by-side: the gateway's backend.block_size")
 	fs.IntVar(&f.backendInFlight, "backend-max-in-flight", cluster.DefaultConfig().Backend.MaxInFlight, "side-by-side: the gateway's backend.max_in_flight")
@@ -398,7 +409,15 @@ func benchSideBySide(ctx context.Context, f benchFlags, stdout, stderr io.Writer
 	}
 	coldFetches := gw.backendFetches()
 	st := gw.gw.Cache().Stats()
+	stopProfile := func() {}
+	if f.cpuprofile != "" {
+		if stopProfile, err = startCPUProfile(f.cpuprofile); err != nil {
+			fmt.Fprintf(stderr, "ctftp bench: %v\n", err)
+			return exitFailure
+		}
+	}
 	rWarm, err := storm("gateway warm", gw.addr)
+	stopProfile()
 	if err != nil {
 		fmt.Fprintf(stderr, "ctftp bench: gateway warm: %v\n", err)
 		return exitFailure
