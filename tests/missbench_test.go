@@ -255,11 +255,12 @@ func BenchmarkMissLastOfTen(b *testing.B) {
 }
 
 // BenchmarkRepeatedBoots boots the same 5 phones (one in every other of
-// ten sub-clusters, the last included) again and again, all at once; one iteration is one boot
-// of all of them (CTLSEP, CTLFile, ITLSEP, SEP.cnf.xml.sgn each). It
-// reports the backend fetches of the first boot and the average of the
-// later ones: with the cache on (defaults) and with the cache off but
-// learned routes on.
+// ten sub-clusters, the last included) again and again, all at once; one
+// iteration is one boot of all of them (CTLSEP, CTLFile, ITLSEP,
+// SEP.cnf.xml.sgn each). It reports the backend fetches of the first
+// boot and the average of the later ones: with the cache on (defaults)
+// and with the cache off but learned routes on. The expected counts per
+// phone are those TestRepeatedBootsFetches pins, with K = 10.
 func BenchmarkRepeatedBoots(b *testing.B) {
 	owner := map[string]string{}
 	for i := range 5 {
