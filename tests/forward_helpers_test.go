@@ -323,10 +323,6 @@ func fwdScrape(g *gateway) map[string]float64 {
 	return out
 }
 
-// fwdFetchResults are the result label values of
-// ctftp_backend_fetches_total.
-var fwdFetchResults = []string{"ok", "not_found", "refused", "error"}
-
 func fwdFetchSeries(sub, result string) string {
 	return fmt.Sprintf(`ctftp_backend_fetches_total{subcluster=%q,result=%q}`, sub, result)
 }
@@ -335,7 +331,7 @@ func fwdFetchSeries(sub, result string) string {
 // results together.
 func fwdFetches(m map[string]float64, sub string) int {
 	n := 0.0
-	for _, r := range fwdFetchResults {
+	for _, r := range []string{"ok", "not_found", "refused", "error"} {
 		n += m[fwdFetchSeries(sub, r)]
 	}
 	return int(n)

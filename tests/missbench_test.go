@@ -48,12 +48,12 @@ func missClusters(tb testing.TB, k int, owner map[string]string) (roots []string
 
 // missCTLFile is the gateway's own CTLFile.tlv, the file a phone falls
 // back to when its cluster has no CTLSEP<MAC>.tlv.
-var missCTLFile = bytes.Repeat([]byte("central CTLFile.tlv\n"), 235)
+func missCTLFile() []byte { return bytes.Repeat([]byte("central CTLFile.tlv\n"), 235) }
 
 // missGatewayRoot is a local root holding CTLFile.tlv.
 func missGatewayRoot(tb testing.TB) string {
 	tb.Helper()
-	return fwdRoot(tb, map[string][]byte{"CTLFile.tlv": missCTLFile})
+	return fwdRoot(tb, map[string][]byte{"CTLFile.tlv": missCTLFile()})
 }
 
 // missGet is fwdGet with a patient client: a 5 s retransmit timeout
@@ -84,7 +84,7 @@ func missBoot(addr, mac, owner string) error {
 		return fmt.Errorf("CTLSEP%s.tlv: got %v, want file not found", mac, err)
 	}
 	got, err := missGet(addr, "CTLFile.tlv")
-	if err != nil || !bytes.Equal(got, missCTLFile) {
+	if err != nil || !bytes.Equal(got, missCTLFile()) {
 		return fmt.Errorf("CTLFile.tlv: %d bytes, %v", len(got), err)
 	}
 	for _, name := range fwdPhoneFiles(mac) {
