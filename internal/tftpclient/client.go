@@ -98,8 +98,13 @@ func Get(ctx context.Context, server netip.AddrPort, name string, w io.Writer, o
 		network = "udp6"
 	}
 	var laddr *net.UDPAddr
-	if o.LocalAddr.IsValid() {
+	switch {
+	case o.LocalAddr.IsValid():
 		laddr = &net.UDPAddr{IP: o.LocalAddr.Unmap().AsSlice()}
+	case server.Addr().IsLoopback():
+		// A loopback server is only reachable from loopback: binding there
+		// keeps the socket off every other interface.
+		laddr = &net.UDPAddr{IP: server.Addr().AsSlice()}
 	}
 	conn, err := net.ListenUDP(network, laddr)
 	if err != nil {
