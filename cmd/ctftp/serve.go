@@ -90,6 +90,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitUsage
 	}
 	logger := newLogger(cfg.Log, stderr)
+	warnFileLimit(logger, cfg.TFTP.MaxTransfers)
 	gw, err := proxy.NewGateway(cfg.gatewayConfig(), logger, metrics.NewSet())
 	if err != nil {
 		fmt.Fprintf(stderr, "ctftp serve: %v\n", err)
@@ -206,4 +207,20 @@ func fileSum(path string) ([sha256.Size]byte, error) {
 		return [sha256.Size]byte{}, err
 	}
 	return sha256.Sum256(b), nil
+}
+
+// warnFileLimit says so at start-up when tftp.max_transfers cannot be
+// reached: every transfer holds a socket, and running out of descriptors
+// in a boot storm fails transfers with an error no phone understands. (Go
+// already raises the soft limit to the hard one at start.)
+func warnFileLimit(logger *slog.Logger, maxTransfers int) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return
+	}
+	const reserve = 256 // listeners, backend fetches, admin, logs
+	if lim.Cur < uint64(maxTransfers)+reserve {
+		logger.Warn("open-file limit below tftp.max_transfers: a storm will fail transfers before the server says busy; raise LimitNOFILE / ulimit -n or lower tftp.max_transfers",
+			"nofile", lim.Cur, "max_transfers", maxTransfers)
+	}
 }
