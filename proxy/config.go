@@ -51,7 +51,7 @@ func DefaultConfig() Config {
 		Timeout:         time.Second,
 		Retries:         5,
 		TransferTimeout: 5 * time.Minute,
-		MaxTransfers:    20000,
+		MaxTransfers:    10000,
 		ShutdownGrace:   10 * time.Second,
 	}
 }
