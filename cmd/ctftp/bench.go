@@ -50,6 +50,7 @@ type benchFlags struct {
 	backendBlksize  int
 	backendInFlight int
 	backendDelay    time.Duration
+	routeByMAC      bool
 
 	// hold mode
 	hold     int
@@ -122,6 +123,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchFlags, int) {
 	fs.IntVar(&f.backendBlksize, "backend-blksize", cluster.DefaultConfig().Backend.BlockSize, "side-by-side: the gateway's backend.block_size")
 	fs.IntVar(&f.backendInFlight, "backend-max-in-flight", cluster.DefaultConfig().Backend.MaxInFlight, "side-by-side: the gateway's backend.max_in_flight")
 	fs.DurationVar(&f.backendDelay, "backend-delay", 0, "side-by-side: delay every datagram between the gateway and its backends by `D` each way (an emulated WAN; the direct run is not delayed)")
+	fs.BoolVar(&f.routeByMAC, "route-by-mac", false, "side-by-side: give the gateway a routing rule listing each sub-cluster's MACs, as a deployment with device lists has, instead of letting it fan out for unknown phones")
 	fs.IntVar(&f.hold, "hold", 0, "instead of a storm, open `N` transfers of --file on --server and hold them (memory per transfer in flight)")
 	fs.StringVar(&f.holdFile, "file", "", "hold: the file to ask for")
 	fs.DurationVar(&f.holdFor, "hold-for", 2*time.Second, "hold: how long to keep the transfers open before releasing them")
@@ -171,7 +173,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchFlags, int) {
 		bad("--file, --hold-for and --admin only apply to --hold")
 	}
 	if !f.sideBySide {
-		for _, name := range []string{"dir", "backend-blksize", "backend-max-in-flight", "backend-delay"} {
+		for _, name := range []string{"dir", "backend-blksize", "backend-max-in-flight", "backend-delay", "route-by-mac"} {
 			if set[name] {
 				bad("--%s only applies to --side-by-side", name)
 			}
@@ -297,6 +299,7 @@ type sideBySide struct {
 	Backend        backendFetchs `json:"backend"`
 	BackendBlksize int           `json:"backend_blksize"`
 	BackendDelay   time.Duration `json:"backend_delay_ns"`
+	RouteByMAC     bool          `json:"route_by_mac"`
 }
 
 // backendFetchs is what the gateway asked of its backends, from its own
@@ -396,7 +399,7 @@ func benchSideBySide(ctx context.Context, f benchFlags, stdout, stderr io.Writer
 		}
 		backends = append(backends, addr.String())
 	}
-	gw, err := startBenchGateway(ctx, f, filepath.Join(dir, "root"), backends, stderr)
+	gw, err := startBenchGateway(ctx, f, filepath.Join(dir, "root"), backends, macs, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "ctftp bench: gateway: %v\n", err)
 		return exitFailure
@@ -434,6 +437,7 @@ func benchSideBySide(ctx context.Context, f benchFlags, stdout, stderr io.Writer
 		},
 		BackendBlksize: f.backendBlksize,
 		BackendDelay:   f.backendDelay,
+		RouteByMAC:     f.routeByMAC,
 	}
 	out.Backend.PerFile = ratio(float64(out.Backend.ColdFetches), float64(out.Backend.DistinctFiles))
 	if f.jsonOut {
@@ -461,6 +465,9 @@ func writeSideBySide(w io.Writer, f benchFlags, phones int, s sideBySide) {
 		phones, f.storm.Concurrency, orNone(f.storm.BlockSize), f.backendBlksize, f.backendInFlight)
 	if f.backendDelay > 0 {
 		fmt.Fprintf(w, ", backend link delay %s each way", f.backendDelay)
+	}
+	if f.routeByMAC {
+		fmt.Fprintf(w, ", phones routed by MAC rules")
 	}
 	fmt.Fprintf(w, "\n\n")
 	loadgen.WriteTable(w, s.Runs)
@@ -497,7 +504,7 @@ type benchGateway struct {
 // startBenchGateway runs the gateway as `ctftp serve` would, with TTLs
 // long enough that the warm run stays warm (the negative TTL too: the
 // CTLSEP misses are most of the cold run's backend traffic).
-func startBenchGateway(ctx context.Context, f benchFlags, root string, backends []string, stderr io.Writer) (*benchGateway, error) {
+func startBenchGateway(ctx context.Context, f benchFlags, root string, backends, macs []string, stderr io.Writer) (*benchGateway, error) {
 	tcfg := proxy.DefaultConfig()
 	tcfg.Listen = []string{"127.0.0.1:0"}
 	tcfg.ShutdownGrace = 2 * time.Second
@@ -510,8 +517,19 @@ func startBenchGateway(ctx context.Context, f benchFlags, root string, backends 
 	kc := cache.DefaultConfig()
 	kc.TTL = cache.TTLConfig{Trust: time.Hour, Config: time.Hour, Firmware: time.Hour, Other: time.Hour}
 	kc.NegativeTTL = time.Hour
+	rc := routing.DefaultConfig()
+	if f.routeByMAC {
+		// Phone i lives in sub-cluster i mod 2, as writeBenchFleet put it.
+		for j, sc := range benchSubclusters {
+			r := routing.Rule{Subcluster: sc}
+			for i := j; i < len(macs); i += len(benchSubclusters) {
+				r.MAC = append(r.MAC, macs[i])
+			}
+			rc.Rules = append(rc.Rules, r)
+		}
+	}
 	gc := proxy.GatewayConfig{
-		TFTP: tcfg, Root: root, Cluster: cc, Routing: routing.DefaultConfig(), Cache: kc, Version: versionString(),
+		TFTP: tcfg, Root: root, Cluster: cc, Routing: rc, Cache: kc, Version: versionString(),
 	}
 	set := metrics.NewSet()
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

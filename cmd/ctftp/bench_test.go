@@ -53,6 +53,7 @@ func TestBenchUsage(t *testing.T) {
 		{"hold flags alone", []string{"--server", "127.0.0.1:69", "--admin", "127.0.0.1:9069"}, []string{"--file, --hold-for and --admin only apply to --hold"}},
 		{"positional", []string{"--server", "127.0.0.1:69", "extra"}, []string{`unexpected argument "extra"`}},
 		{"bad backend blksize", []string{"--side-by-side", "--backend-blksize", "100"}, []string{"--backend-blksize: must be between 512 and 65464"}},
+		{"route by MAC alone", []string{"--server", "127.0.0.1:69", "--route-by-mac"}, []string{"--route-by-mac only applies to --side-by-side"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -297,6 +298,16 @@ func TestBenchSideBySide(t *testing.T) {
 	}
 	if out.WarmOverDirect <= 0 || out.ColdOverDirect <= 0 {
 		t.Errorf("ratios %v %v", out.WarmOverDirect, out.ColdOverDirect)
+	}
+	// With MAC rules the gateway asks each phone's own sub-cluster only:
+	// 3 fetches per phone, plus CTLFile.tlv (no MAC: still both).
+	code, stdout, stderr = runBenchTest(t, "--side-by-side", "--phones", "12", "--concurrency", "3", "--json", "--quiet", "--route-by-mac")
+	out = sideBySide{}
+	if err := json.Unmarshal([]byte(stdout), &out); code != exitOK || err != nil {
+		t.Fatalf("exit %d, %v\n%s%s", code, err, stdout, stderr)
+	}
+	if b := out.Backend; !out.RouteByMAC || b.ColdFetches != 3*12+2 || b.PerFile != 1 {
+		t.Errorf("route by MAC: backend %+v", b)
 	}
 	// The text form carries the same table.
 	code, stdout, _ = runBenchTest(t, "--side-by-side", "--phones", "2", "--concurrency", "1", "--quiet", "--backend-blksize", "65464")
