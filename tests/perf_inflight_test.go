@@ -38,9 +38,8 @@ type perfSample struct {
 	active, goroutines, fds, rss, heap float64
 }
 
-// perfSampleOf reads a sample from the gateway's /metrics, and its open
-// descriptors from /proc: its /metrics has Go and process metrics but
-// not process_open_fds (metrics.WriteFDMetrics is not called).
+// perfSampleOf reads a sample from the gateway's /metrics; the open
+// descriptors from /proc when /metrics lacks process_open_fds.
 func perfSampleOf(g *gateway, m map[string]float64) perfSample {
 	s := perfSample{
 		active:     m["ctftp_active_transfers"],
