@@ -380,7 +380,7 @@ func benchSideBySide(ctx context.Context, f benchFlags, stdout, stderr io.Writer
 
 	// (b), (c): the gateway in front of one tftpd-hpa per sub-cluster.
 	var backends []string
-	for _, sc := range benchSubclusters {
+	for _, sc := range benchSubclusters() {
 		d, err := startTFTPD(ctx, tftpd, filepath.Join(dir, sc))
 		if err != nil {
 			fmt.Fprintf(stderr, "ctftp bench: %v\n", err)
@@ -511,7 +511,7 @@ func startBenchGateway(ctx context.Context, f benchFlags, root string, backends,
 	cc := cluster.DefaultConfig()
 	cc.Backend.BlockSize = f.backendBlksize
 	cc.Backend.MaxInFlight = f.backendInFlight
-	for i, sc := range benchSubclusters {
+	for i, sc := range benchSubclusters() {
 		cc.Subclusters = append(cc.Subclusters, cluster.SubclusterConfig{Name: sc, Version: "14", Backends: []string{backends[i]}})
 	}
 	kc := cache.DefaultConfig()
@@ -520,9 +520,9 @@ func startBenchGateway(ctx context.Context, f benchFlags, root string, backends,
 	rc := routing.DefaultConfig()
 	if f.routeByMAC {
 		// Phone i lives in sub-cluster i mod 2, as writeBenchFleet put it.
-		for j, sc := range benchSubclusters {
+		for j, sc := range benchSubclusters() {
 			r := routing.Rule{Subcluster: sc}
-			for i := j; i < len(macs); i += len(benchSubclusters) {
+			for i := j; i < len(macs); i += len(benchSubclusters()) {
 				r.MAC = append(r.MAC, macs[i])
 			}
 			rc.Rules = append(rc.Rules, r)
@@ -576,8 +576,10 @@ func sumSeries(exposition, name string) float64 {
 	return sum
 }
 
-// benchSubclusters are the side-by-side's sub-clusters, in priority order.
-var benchSubclusters = []string{"east", "west"}
+// benchSubclusters returns the side-by-side's sub-clusters, in priority
+// order; phone i lives in number i mod 2. A function, so no caller can
+// change what the others see.
+func benchSubclusters() []string { return []string{"east", "west"} }
 
 // benchFleet is the generated world of a side-by-side run: what each
 // server serves, and what every phone must receive.
@@ -630,7 +632,7 @@ func writeBenchFleet(ctx context.Context, dir string, macs []string) (*benchFlee
 		return p, err
 	}
 	pkis := map[string]pki{}
-	for _, name := range append([]string{"central"}, benchSubclusters...) {
+	for _, name := range append([]string{"central"}, benchSubclusters()...) {
 		p, err := newPKI(name)
 		if err != nil {
 			return nil, fmt.Errorf("pki %s: %w", name, err)
@@ -651,7 +653,7 @@ func writeBenchFleet(ctx context.Context, dir string, macs []string) (*benchFlee
 		return nil, fmt.Errorf("CTLFile.tlv: %w", err)
 	}
 	itls := map[string][]byte{}
-	for _, sc := range append([]string{"central"}, benchSubclusters...) {
+	for _, sc := range append([]string{"central"}, benchSubclusters()...) {
 		p := pkis[sc]
 		itls[sc], err = itl.Build(itl.BuildOptions{
 			Signer: p.sast,
@@ -683,7 +685,7 @@ func writeBenchFleet(ctx context.Context, dir string, macs []string) (*benchFlee
 	eg, ectx := errgroup.WithContext(ctx)
 	eg.SetLimit(runtime.GOMAXPROCS(0))
 	for i, mac := range macs {
-		sc := benchSubclusters[i%len(benchSubclusters)]
+		sc := benchSubclusters()[i%2]
 		eg.Go(func() error {
 			if err := ectx.Err(); err != nil {
 				return err
@@ -701,7 +703,7 @@ func writeBenchFleet(ctx context.Context, dir string, macs []string) (*benchFlee
 		return nil, err
 	}
 	for i, mac := range macs {
-		sc := benchSubclusters[i%len(benchSubclusters)]
+		sc := benchSubclusters()[i%2]
 		itlName, cnfName := "ITLSEP"+mac+".tlv", "SEP"+mac+".cnf.xml.sgn"
 		files = append(files,
 			dirFile{[]string{"direct", sc}, itlName, itls[sc]},

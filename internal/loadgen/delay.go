@@ -60,7 +60,8 @@ type linkSession struct {
 	stats LinkSession
 }
 
-// LinkSession is what one client session carried across the link.
+// LinkSession is what one client session carried across the link: a
+// copy, plain data.
 type LinkSession struct {
 	// Client is the client's address; File the name in its first read
 	// request ("" if its first datagram was not one).

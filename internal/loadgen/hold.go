@@ -14,7 +14,7 @@ import (
 	"github.com/ctftp/ctftp/internal/tftpwire"
 )
 
-// HoldOptions tune StartHold. The zero value is usable.
+// HoldOptions tune StartHold. The zero value is usable. Plain data.
 type HoldOptions struct {
 	// Timeout is how long to wait for a transfer's first answer before
 	// sending its request again (default 2s).

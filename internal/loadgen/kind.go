@@ -8,7 +8,8 @@ import (
 	"github.com/ctftp/ctftp/internal/tftpwire"
 )
 
-// Kind classifies why a transfer failed; Report.Errors counts by it.
+// Kind classifies why a transfer failed; Report.Errors counts by it. A
+// string value, safe to share.
 type Kind string
 
 // The kinds Classify returns.

@@ -18,7 +18,8 @@ import (
 // to drive Run without sockets; it must be safe for concurrent use.
 type GetFunc func(ctx context.Context, server netip.AddrPort, name string, w io.Writer, o tftpclient.Options) (tftpclient.Result, error)
 
-// Options are the parts of a run that are not the storm's shape.
+// Options are the parts of a run that are not the storm's shape. Run
+// only reads them; the functions in them are called concurrently.
 type Options struct {
 	// Label names the run in the report and the progress output
 	// ("direct tftpd-hpa", "gateway warm").

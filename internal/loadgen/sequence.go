@@ -1,6 +1,6 @@
 package loadgen
 
-// Step is one file a phone asks for while it boots.
+// Step is one file a phone asks for while it boots. Plain data.
 type Step struct {
 	// Name is the file asked for first.
 	Name string

@@ -7,7 +7,7 @@ import (
 
 // Latency summarises a set of durations. Every sample is kept until the
 // summary is made (8 bytes each, bounded by MaxPhones), so percentiles
-// are exact rather than estimated from buckets.
+// are exact rather than estimated from buckets. Plain data.
 type Latency struct {
 	Count int           `json:"count"`
 	Mean  time.Duration `json:"mean_ns"`
