@@ -294,17 +294,17 @@ func writeJSON(w io.Writer, v any) {
 type sideBySide struct {
 	Runs []*loadgen.Report `json:"runs"`
 	// WarmOverDirect and ColdOverDirect compare phones/s.
-	WarmOverDirect float64       `json:"warm_over_direct"`
-	ColdOverDirect float64       `json:"cold_over_direct"`
-	Backend        backendFetchs `json:"backend"`
-	BackendBlksize int           `json:"backend_blksize"`
-	BackendDelay   time.Duration `json:"backend_delay_ns"`
-	RouteByMAC     bool          `json:"route_by_mac"`
+	WarmOverDirect float64        `json:"warm_over_direct"`
+	ColdOverDirect float64        `json:"cold_over_direct"`
+	Backend        backendFetches `json:"backend"`
+	BackendBlksize int            `json:"backend_blksize"`
+	BackendDelay   time.Duration  `json:"backend_delay_ns"`
+	RouteByMAC     bool           `json:"route_by_mac"`
 }
 
-// backendFetchs is what the gateway asked of its backends, from its own
+// backendFetches is what the gateway asked of its backends, from its own
 // metrics and cache statistics.
-type backendFetchs struct {
+type backendFetches struct {
 	// ColdFetches are backend fetch attempts during the cold run
 	// (ctftp_backend_fetches_total); DistinctFiles the distinct
 	// (sub-cluster, file) answers the cache then held, positive and
@@ -410,6 +410,7 @@ func benchSideBySide(ctx context.Context, f benchFlags, stdout, stderr io.Writer
 		fmt.Fprintf(stderr, "ctftp bench: gateway cold: %v\n", err)
 		return exitFailure
 	}
+	gw.settle(ctx)
 	coldFetches := gw.backendFetches()
 	st := gw.gw.Cache().Stats()
 	stopProfile := func() {}
@@ -429,11 +430,11 @@ func benchSideBySide(ctx context.Context, f benchFlags, stdout, stderr io.Writer
 		Runs:           []*loadgen.Report{rDirect, rCold, rWarm},
 		WarmOverDirect: ratio(rWarm.PhonesPerSecond, rDirect.PhonesPerSecond),
 		ColdOverDirect: ratio(rCold.PhonesPerSecond, rDirect.PhonesPerSecond),
-		Backend: backendFetchs{
+		Backend: backendFetches{
 			ColdFetches:   coldFetches,
 			DistinctFiles: int64(st.Entries + st.NegEntries + st.TooBigEntries),
 			FillShared:    st.FillShared,
-			WarmFetches:   gw.backendFetches() - coldFetches,
+			WarmFetches:   gw.settled(ctx).backendFetches() - coldFetches,
 		},
 		BackendBlksize: f.backendBlksize,
 		BackendDelay:   f.backendDelay,
@@ -550,6 +551,25 @@ func startBenchGateway(ctx context.Context, f benchFlags, root string, backends,
 func (b *benchGateway) stop() {
 	b.cancel()
 	<-b.stopped
+}
+
+// settle waits (up to 10 s) until no backend fetch is running or
+// waiting: a fan-out's losing fetch may outlive the phone's transfer,
+// and counts read before it ends would not add up.
+func (b *benchGateway) settle(ctx context.Context) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; {
+		var buf bytes.Buffer
+		b.set.WritePrometheus(&buf)
+		if sumSeries(buf.String(), "ctftp_backend_in_flight")+sumSeries(buf.String(), "ctftp_backend_waiting") == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (b *benchGateway) settled(ctx context.Context) *benchGateway {
+	b.settle(ctx)
+	return b
 }
 
 // backendFetches sums ctftp_backend_fetches_total over its labels.
