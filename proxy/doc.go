@@ -82,4 +82,21 @@
 // or OACK packets sent again after a timeout: loss or slow clients) and
 // ctftp_requests_rejected_total{reason} with reason one of malformed,
 // illegal_opcode, write, bad_name, bad_option, busy, duplicate.
+//
+// # The gateway: generations, trust guard, reload
+//
+// Gateway (compose.go) owns a generation: one configuration's chain
+// (local files, routing, cache, cluster Set, trust watcher) behind an
+// atomic pointer the front ends read per request. Reload (reload.go)
+// validates a new configuration, including the ITL homogeneity check
+// with live probes, builds the next generation, swaps it in, and retires
+// the old one once the requests already inside it have finished; a
+// configuration that fails leaves the old generation serving. The trust
+// guard (trust.go) sits on the cache's fill path, so each forwarded
+// .tlv/.sgn is checked once per fill against its sub-cluster's ITL with
+// the phone trust model. Its metrics: ctftp_homogeneous,
+// ctftp_trust_signer_changes_total, ctftp_trust_heterogeneous_total,
+// ctftp_trust_forwarded_checked_total, ctftp_trust_forwarded_rejected_total,
+// ctftp_trust_refused_total (all {subcluster}), ctftp_config_generation and
+// ctftp_config_reloads_total{result}.
 package proxy

@@ -118,7 +118,7 @@ cache:
 	})
 
 	t.Run("SRV port change moves east", func(t *testing.T) {
-		before := fwdScrape(gw)
+		before := gw.scrape()
 		queries := d.Queries(srvName, dns.TypeSRV)
 		d.SetSRV(srvName, 1, dnstest.SRV{Target: eastHost, Port: port(east2.Addr), Priority: 10, Weight: 10})
 		took := dnsWaitServed(t, addr, eastCnf, fwdContent("east-1", eastCnf), fwdContent("east-2", eastCnf))
@@ -127,7 +127,7 @@ cache:
 		if n := d.Queries(srvName, dns.TypeSRV); n <= queries {
 			t.Errorf("SRV queries %d -> %d: the name was not looked up again", queries, n)
 		}
-		after := fwdScrape(gw)
+		after := gw.scrape()
 		if after[`ctftp_dns_resolutions_total{result="ok"}`] <= before[`ctftp_dns_resolutions_total{result="ok"}`] {
 			t.Errorf("ctftp_dns_resolutions_total{result=\"ok\"} did not grow:\n%s", fwdDelta(before, after))
 		}
@@ -150,7 +150,7 @@ cache:
 		d.SetServfail(true)
 		// Wait for a failed lookup of a due name, then check nothing moved.
 		deadline := time.Now().Add(30 * time.Second)
-		for fwdScrape(gw)[`ctftp_dns_resolutions_total{result="error"}`] == 0 {
+		for gw.scrape()[`ctftp_dns_resolutions_total{result="error"}`] == 0 {
 			if time.Now().After(deadline) {
 				t.Fatalf("no failed lookup 30s after the resolver started failing")
 			}

@@ -302,27 +302,6 @@ func fwdConfig(t testing.TB, root string, subs []fwdSub, extra string) string {
 	return fmt.Sprintf("listen: [\"127.0.0.1:0\"]\nadmin_listen: \"127.0.0.1:0\"\nroot: %q\n%s%s", root, fwdSubclustersYAML(subs), extra)
 }
 
-// fwdScrape reads every series of the gateway's /metrics.
-func fwdScrape(g *gateway) map[string]float64 {
-	g.t.Helper()
-	out := map[string]float64{}
-	for _, line := range strings.Split(g.adminGet("/metrics"), "\n") {
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		out[line[:i]] = v
-	}
-	return out
-}
-
 func fwdFetchSeries(sub, result string) string {
 	return fmt.Sprintf(`ctftp_backend_fetches_total{subcluster=%q,result=%q}`, sub, result)
 }

@@ -36,7 +36,7 @@ func fwdWaitFetches(t testing.TB, gw *gateway, base map[string]float64, want map
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		m := fwdScrape(gw)
+		m := gw.scrape()
 		done := true
 		for sub, w := range want {
 			got := fwdFetches(m, sub) - fwdFetches(base, sub)
@@ -62,7 +62,7 @@ func fwdWaitMetric(t testing.TB, gw *gateway, series string, want float64) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		m := fwdScrape(gw)
+		m := gw.scrape()
 		if m[series] == want {
 			return
 		}
@@ -156,13 +156,13 @@ func TestForwardThreeClusters(t *testing.T) {
 				needTool(t, c.tool)
 			}
 			t.Run(c.name, func(t *testing.T) {
-				before := fwdScrape(gw)
+				before := gw.scrape()
 				err := c.get(t, addr, file, filepath.Join(t.TempDir(), "out"), 0, false)
 				if err == nil || !strings.Contains(err.Error(), wantText[c.name]) {
 					t.Fatalf("err = %v, want one containing %q", err, wantText[c.name])
 				}
 				// "Not found" is only answered once every sub-cluster said so.
-				after := fwdScrape(gw)
+				after := gw.scrape()
 				for _, cl := range all {
 					if d := after[fwdFetchSeries(cl, "not_found")] - before[fwdFetchSeries(cl, "not_found")]; d != 1 {
 						t.Errorf("%s: %g not_found fetches, want 1; changes:\n%s", cl, d, fwdDelta(before, after))
@@ -180,7 +180,7 @@ func TestForwardThreeClusters(t *testing.T) {
 				itl, cnf := fwdPhoneFiles(learner[cl])[0], fwdPhoneFiles(learner[cl])[1]
 				// First request: nobody knows the phone, every sub-cluster
 				// is asked, the owner answers.
-				before := fwdScrape(gw)
+				before := gw.scrape()
 				fwdMustGet(t, addr, itl, fwdContent(cl, itl))
 				everyone := map[string]int{}
 				for _, c := range all {
@@ -265,7 +265,7 @@ cache:
 	}
 	n := 0
 	for i, name := range []string{"curl", "ctftp-get"} {
-		before := fwdScrape(gw)
+		before := gw.scrape()
 		out := filepath.Join(t.TempDir(), "out")
 		if err := drivers[name].get(t, addr, cnf, out, 0, false); err != nil {
 			t.Fatalf("request %d after the kill (%s): %v", i+1, name, err)
@@ -277,12 +277,12 @@ cache:
 		if line := fwdWaitTransferLine(gw, cnf, n); line["backend"] != b.Addr {
 			t.Fatalf("request %d after the kill: served by %v, want the sibling %s", i+1, line["backend"], b.Addr)
 		}
-		after := fwdScrape(gw)
+		after := gw.scrape()
 		if d := after[fwdFetchSeries("east", "error")] - before[fwdFetchSeries("east", "error")]; d != 1 {
 			t.Fatalf("request %d after the kill: %g failed attempts, want 1 (the dead backend); changes:\n%s", i+1, d, fwdDelta(before, after))
 		}
 	}
-	m := fwdScrape(gw)
+	m := gw.scrape()
 	if m[upA] != 0 || m[upB] != 1 {
 		t.Fatalf("after %d failures: up{a}=%g up{b}=%g, want 0 and 1", 2, m[upA], m[upB])
 	}
@@ -290,9 +290,9 @@ cache:
 
 	// Marked down, the dead backend is tried last: no more failed attempts.
 	for i := range 3 {
-		before := fwdScrape(gw)
+		before := gw.scrape()
 		fwdMustGet(t, addr, cnf, fwdContent("east", cnf))
-		after := fwdScrape(gw)
+		after := gw.scrape()
 		if d := after[fwdFetchSeries("east", "error")] - before[fwdFetchSeries("east", "error")]; d != 0 {
 			t.Fatalf("request %d after a was marked down: %g failed attempts, want 0", i+1, d)
 		}
@@ -360,7 +360,7 @@ cache:
 			addr := gw.TFTP[0]
 			upSilent := fmt.Sprintf(`ctftp_backend_up{subcluster="east",backend=%q}`, silent)
 
-			before := fwdScrape(gw)
+			before := gw.scrape()
 			wantErrors := 1
 			if before[upSilent] != 1 {
 				if !tc.mayBeDownAlready {
@@ -399,7 +399,7 @@ cache:
 			}
 
 			// Down, the silent backend is no longer asked first.
-			before = fwdScrape(gw)
+			before = gw.scrape()
 			fwdMustGet(t, addr, cnf, fwdContent("east", cnf))
 			after = fwdWaitFetches(t, gw, before, map[string]int{"east": 1, "west": 0})
 			if d := after[fwdFetchSeries("east", "error")] - before[fwdFetchSeries("east", "error")]; d != 0 {

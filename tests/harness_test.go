@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -194,15 +195,34 @@ func (g *gateway) waitLine(msg string, pred func(map[string]any) bool) map[strin
 // metric reads one series' value from /metrics (0 when absent).
 func (g *gateway) metric(series string) float64 {
 	g.t.Helper()
-	body := g.adminGet("/metrics")
-	for _, line := range strings.Split(body, "\n") {
-		if strings.HasPrefix(line, series+" ") {
-			var v float64
-			fmt.Sscanf(strings.TrimPrefix(line, series+" "), "%g", &v)
-			return v
+	return g.scrape()[series]
+}
+
+// scrape reads every series of the gateway's /metrics, keyed by the
+// series as written (name and labels).
+func (g *gateway) scrape() map[string]float64 {
+	g.t.Helper()
+	return parseExposition(g.adminGet("/metrics"))
+}
+
+// parseExposition reads Prometheus text: one value per series.
+func parseExposition(text string) map[string]float64 {
+	out := map[string]float64{}
+	for _, line := range strings.Split(text, "\n") {
+		if line == "" || line[0] == '#' {
+			continue
 		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		out[line[:i]] = v
 	}
-	return 0
+	return out
 }
 
 func (g *gateway) adminGet(path string) string {

@@ -145,10 +145,10 @@ func missTransfers(m map[string]float64) int {
 func missSettle(tb testing.TB, gw *gateway) map[string]float64 {
 	tb.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	prev := fwdScrape(gw)
+	prev := gw.scrape()
 	for {
 		time.Sleep(20 * time.Millisecond)
-		m := fwdScrape(gw)
+		m := gw.scrape()
 		busy := 0.0
 		for k, v := range m {
 			if strings.HasPrefix(k, "ctftp_backend_in_flight{") || strings.HasPrefix(k, "ctftp_backend_waiting{") {
@@ -360,12 +360,12 @@ func TestRepeatedBootsFetches(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			gw := startGateway(t, fwdConfig(t, root, subs, "backend: {probe_interval: 0s, timeout: 5s}\n"+tc.config))
 			addr := gw.TFTP[0]
-			before := fwdScrape(gw)
+			before := gw.scrape()
 			for boot := 1; boot <= boots; boot++ {
 				if err := missBootAll(addr, owner); err != nil {
 					t.Fatalf("boot %d: %v\n%s", boot, err, missTrouble(gw))
 				}
-				after := fwdScrape(gw)
+				after := gw.scrape()
 				want := tc.later
 				if boot == 1 {
 					want = tc.first

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -41,25 +40,14 @@ func perfSeries(g *gateway) map[string]float64 {
 	return perfParse(g.adminGet("/metrics"))
 }
 
+// perfParse sums each metric over its labels.
 func perfParse(exposition string) map[string]float64 {
 	out := map[string]float64{}
-	for _, line := range strings.Split(exposition, "\n") {
-		if line == "" || line[0] == '#' {
-			continue
+	for series, v := range parseExposition(exposition) {
+		if j := strings.IndexByte(series, '{'); j >= 0 {
+			series = series[:j]
 		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		name := line[:i]
-		if j := strings.IndexByte(name, '{'); j >= 0 {
-			name = name[:j]
-		}
-		out[name] += v
+		out[series] += v
 	}
 	return out
 }
