@@ -508,16 +508,8 @@ func itlBuild(args []string, stdout, stderr io.Writer) int {
 	if len(pos) > 0 {
 		problems = append(problems, fmt.Sprintf("unexpected argument %q", pos[0]))
 	}
-	if *signerPath == "" {
-		problems = append(problems, "--signer: required")
-	}
-	if *out == "" {
-		problems = append(problems, "-o: required")
-	}
-	digest, err := itl.ParseDigest(*digestName)
-	if err != nil || digest == itl.SHA256 {
-		problems = append(problems, fmt.Sprintf("--digest: %q: want sha1 or sha512", *digestName))
-	}
+	digest, more := signingProblems(*signerPath, *out, *digestName)
+	problems = append(problems, more...)
 	type recArg struct {
 		role     itl.Role
 		path     string
@@ -591,16 +583,8 @@ func itlSign(args []string, stdout, stderr io.Writer) int {
 	if len(pos) != 1 {
 		problems = append(problems, fmt.Sprintf("want one IN file, got %d arguments", len(pos)))
 	}
-	if *signerPath == "" {
-		problems = append(problems, "--signer: required")
-	}
-	if *out == "" {
-		problems = append(problems, "-o: required")
-	}
-	digest, err := itl.ParseDigest(*digestName)
-	if err != nil || digest == itl.SHA256 {
-		problems = append(problems, fmt.Sprintf("--digest: %q: want sha1 or sha512", *digestName))
-	}
+	digest, more := signingProblems(*signerPath, *out, *digestName)
+	problems = append(problems, more...)
 	if c := usageProblems(stderr, "sign", problems); c >= 0 {
 		return c
 	}
@@ -665,4 +649,21 @@ func writeOutput(cmd, path string, b []byte, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "wrote %s: %s, %d bytes, %s, FILENAME %q, MD5 %s\n", path, f.Kind, len(b), detail, f.Header.Filename, s.MD5)
 	return exitOK
+}
+
+// signingProblems checks the flags build and sign share: a signer, an
+// output and a digest a phone takes (SHA-256 is verified, never written).
+func signingProblems(signerPath, out, digestName string) (itl.Digest, []string) {
+	var problems []string
+	if signerPath == "" {
+		problems = append(problems, "--signer: required")
+	}
+	if out == "" {
+		problems = append(problems, "-o: required")
+	}
+	digest, err := itl.ParseDigest(digestName)
+	if err != nil || digest == itl.SHA256 {
+		problems = append(problems, fmt.Sprintf("--digest: %q: want sha1 or sha512", digestName))
+	}
+	return digest, problems
 }
