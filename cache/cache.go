@@ -556,9 +556,18 @@ func (c *Cache) Close() error {
 // file returns a File reading e's bytes. Every caller gets its own reader
 // over the one immutable slice, seekable so the front end can answer tsize.
 func (e *entry) file(origin ctftp.Origin) *ctftp.File {
-	b := new(memBody)
-	b.Reset(e.data)
-	return &ctftp.File{Body: b, Size: int64(len(e.data)), Origin: origin, Subcluster: e.sub, Backend: e.backend}
+	// The File and its reader in one allocation: a hit allocates nothing
+	// else.
+	h := new(hitFile)
+	h.body.Reset(e.data)
+	h.file = ctftp.File{Body: &h.body, Size: int64(len(e.data)), Origin: origin, Subcluster: e.sub, Backend: e.backend}
+	return &h.file
+}
+
+// hitFile is what a cache hit hands out.
+type hitFile struct {
+	file ctftp.File
+	body memBody
 }
 
 // memBody is a ReadCloser and Seeker over cached bytes. Close is a no-op:

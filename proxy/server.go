@@ -33,6 +33,8 @@ type Server struct {
 	met    *serverMetrics
 	limits tftpwire.Limits
 	bufs   bufferPool
+	// xferPool recycles transfers (newTransfer, releaseTransfer).
+	xferPool sync.Pool
 	// bind opens one listening socket; tests replace it to play a host
 	// without IPv6.
 	bind func(netip.AddrPort) (*listener, error)
@@ -306,9 +308,26 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	n := s.active.Load()
 	if cancel != nil {
 		cancel(ErrServerClosed)
+		s.wakeTransfers()
 	}
 	<-drained
 	return fmt.Errorf("proxy: shutdown: cancelled %d transfers still running: %w", n, why)
+}
+
+// wakeTransfers ends the wait of every transfer blocked on its socket, so
+// it sees its cancelled context at once instead of at its next
+// retransmission timeout. One sweep at shutdown instead of a
+// cancellation hook registered (and removed) by every transfer: a
+// transfer that publishes its socket after the sweep finds its context
+// already cancelled (transfer.run checks after publishing).
+func (s *Server) wakeTransfers() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.inflight {
+		if c := t.sock.Load(); c != nil {
+			c.SetReadDeadline(time.Unix(1, 0))
+		}
+	}
 }
 
 // readLoop reads requests from one listening socket until it is closed.
@@ -409,16 +428,12 @@ func (s *Server) handleRRQ(l *listener, pkt []byte, from netip.AddrPort, d dest)
 		s.refuseRequest(l, from, d, req.Filename, reasonBadOption, err)
 		return
 	}
-	t := &transfer{
-		s:      s,
-		l:      l,
-		key:    transferKey{client: from, name: req.Filename},
-		client: from,
-		local:  d,
-		neg:    neg,
-		req:    ctftp.Request{Name: name, Client: from, Mode: req.Mode},
-		start:  time.Now(),
-	}
+	t := s.newTransfer()
+	t.s, t.l = s, l
+	t.key = transferKey{client: from, name: req.Filename}
+	t.client, t.local, t.neg = from, d, neg
+	t.req = ctftp.Request{Name: name, Client: from, Mode: req.Mode}
+	t.start = time.Now()
 	s.mu.Lock()
 	if old, dup := s.inflight[t.key]; dup && !old.established.Load() {
 		s.mu.Unlock()
@@ -497,6 +512,29 @@ func (s *Server) runTransfer(t *transfer) {
 	dur := time.Since(t.start)
 	s.met.duration.Update(dur.Seconds())
 	s.record(t.client, t.key.name, res.file, &t.neg, res.bytes, dur, res.err)
+	s.releaseTransfer(t)
+}
+
+// newTransfer returns a cleared transfer, reused from one that ended: a
+// transfer carries its packet buffers, about 1 KiB a request.
+func (s *Server) newTransfer() *transfer {
+	if t, ok := s.xferPool.Get().(*transfer); ok {
+		return t
+	}
+	return new(transfer)
+}
+
+// releaseTransfer hands t back once nothing refers to it: it has left
+// inflight and been recorded. Its buffers keep their bytes (each use
+// writes before it reads); everything else is cleared.
+func (s *Server) releaseTransfer(t *transfer) {
+	t.s, t.l, t.conn, t.ctx = nil, nil, nil, nil
+	t.key, t.client, t.local = transferKey{}, netip.AddrPort{}, dest{}
+	t.neg, t.req, t.start, t.armed = tftpwire.Negotiation{}, ctftp.Request{}, time.Time{}, time.Time{}
+	t.established.Store(false)
+	t.sock.Store(nil)
+	t.blocks = readerAtBlocks{}
+	s.xferPool.Put(t)
 }
 
 // record counts a finished (or refused) request and logs its one

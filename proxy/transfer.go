@@ -31,7 +31,18 @@ type transfer struct {
 	established atomic.Bool
 
 	conn *net.UDPConn
+	// sock publishes conn to Server.wakeTransfers, which runs on another
+	// goroutine.
+	sock atomic.Pointer[net.UDPConn]
 	ctx  context.Context
+	// armed is the read deadline set on conn (zero: none yet). A wait
+	// for an ACK re-arms it only when it would fire too late, so a
+	// transfer sets it about once per retransmission interval instead of
+	// once per packet: one timer per transfer, not one reset per block.
+	armed time.Time
+	// blocks reads an io.ReaderAt body (newBlocks); kept here so a
+	// transfer allocates no reader of its own.
+	blocks readerAtBlocks
 	// rbuf receives ACKs and ERRORs; anything longer is truncated, which
 	// loses nothing we read. obuf holds the OACK (kept for
 	// retransmission), ebuf builds ERROR packets.
@@ -67,11 +78,12 @@ func (t *transfer) run(ctx context.Context) (res transferResult) {
 	}
 	defer conn.Close()
 	t.conn = conn
-	// Cancellation (shutdown, TransferTimeout) must wake a blocked read;
-	// awaitAck re-checks ctx after every deadline it sets, so this cannot
-	// be overwritten unnoticed.
-	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
+	// Cancellation must wake a blocked read. The TransferTimeout is a
+	// read deadline awaitAck never sets past; a shutdown sweeps every
+	// published socket (Server.wakeTransfers) after cancelling, and
+	// awaitAck checks ctx before each read, so a sweep that ran before
+	// this store is seen there.
+	t.sock.Store(conn)
 
 	f, err := t.s.src.Open(ctx, t.req)
 	if err == nil && f == nil {
@@ -250,14 +262,32 @@ func (t *transfer) write(pkt []byte) error {
 	return nil
 }
 
+// arm sets conn's read deadline.
+func (t *transfer) arm(d time.Time) error {
+	if err := t.conn.SetReadDeadline(d); err != nil {
+		return fmt.Errorf("proxy: set deadline: %w", err)
+	}
+	t.armed = d
+	return nil
+}
+
 // awaitAck waits until deadline for an ACK of one of the outstanding
 // blocks after lastAcked (wire numbers, so the comparison wraps) and
 // returns how many blocks it acknowledges. Packets from other addresses
 // get error 5 and change nothing; an ERROR from the client ends the
 // transfer (and is not answered).
 func (t *transfer) awaitAck(deadline time.Time, lastAcked uint16, outstanding int) (int, error) {
-	if err := t.conn.SetReadDeadline(deadline); err != nil {
-		return 0, fmt.Errorf("proxy: set deadline: %w", err)
+	end, bounded := t.ctx.Deadline()
+	if bounded && end.Before(deadline) {
+		deadline = end
+	}
+	// The deadline already armed may be earlier than this wait's (it
+	// was set for an earlier packet): the read then wakes early, and is
+	// re-armed below. Only one set later than needed is changed now.
+	if t.armed.IsZero() || t.armed.After(deadline) {
+		if err := t.arm(deadline); err != nil {
+			return 0, err
+		}
 	}
 	for {
 		if t.ctx.Err() != nil {
@@ -270,10 +300,23 @@ func (t *transfer) awaitAck(deadline time.Time, lastAcked uint16, outstanding in
 			if t.ctx.Err() != nil {
 				continue // reported at the top of the loop
 			}
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return 0, errAckTimeout
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				return 0, fmt.Errorf("proxy: receive: %w", err)
 			}
-			return 0, fmt.Errorf("proxy: receive: %w", err)
+			now := time.Now()
+			if now.Before(deadline) {
+				if err := t.arm(deadline); err != nil {
+					return 0, err
+				}
+				continue
+			}
+			if bounded && !now.Before(end) {
+				// The transfer's time is up; its context's own timer
+				// may fire a moment later than the read deadline did.
+				t.sendError(ErrTransferTimeout, t.client)
+				return 0, ErrTransferTimeout
+			}
+			return 0, errAckTimeout
 		}
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 		if from.Port() != t.client.Port() || from.Addr().WithZone("") != t.client.Addr().WithZone("") {

@@ -72,7 +72,7 @@ func (o outcome) notFound() bool { return errors.Is(o.err, ctftp.ErrNotFound) }
 
 // Open routes req and asks next; see NewForwarder.
 func (f *forwarder) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error) {
-	d := f.r.Route(req)
+	d := f.r.decide(req, false)
 	f.m.decisions[d.Kind].Inc()
 	switch d.Kind {
 	case RuleMatch:
@@ -81,7 +81,7 @@ func (f *forwarder) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, e
 		sc := d.Subclusters[0]
 		file, err := f.single(ctx, req, sc)
 		if err == nil {
-			f.r.Learn(d.MAC, sc)
+			f.r.learnMAC(d.MAC, sc)
 			return file, nil
 		}
 		if !errors.Is(err, ctftp.ErrNotFound) {
@@ -179,7 +179,7 @@ func (f *forwarder) fanOut(ctx context.Context, req ctftp.Request, mac, strategy
 			f.log.Warn("routing: device present in more than one sub-cluster",
 				"mac", mac, "file", req.Name, "served_by", w.subcluster, "also_in", also)
 		}
-		f.r.Learn(mac, w.subcluster)
+		f.r.learnMAC(mac, w.subcluster)
 	}
 	return w.file, nil
 }

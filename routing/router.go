@@ -107,10 +107,13 @@ type Router struct {
 	rules       []compiled
 	subclusters []string
 	known       map[string]bool
-	learned     *learnTable // nil: learning is off
-	log         *slog.Logger
-	now         func() time.Time
-	m           routerMetrics
+	// one holds a one-element slice per sub-cluster, so a decision for
+	// a single sub-cluster on the request path needs no allocation.
+	one     map[string][]string
+	learned *learnTable // nil: learning is off
+	log     *slog.Logger
+	now     func() time.Time
+	m       routerMetrics
 }
 
 // New builds a Router for cfg. subclusters are the configured
@@ -141,12 +144,16 @@ func New(cfg Config, subclusters []string, opts Options) (*Router, error) {
 		grace:       cfg.Grace,
 		subclusters: slices.Clone(subclusters),
 		known:       known,
+		one:         make(map[string][]string, len(subclusters)),
 		log:         opts.Logger,
 		now:         opts.Now,
 		m:           newRouterMetrics(opts.Metrics),
 	}
 	if r.strategy == "" {
 		r.strategy = StrategyParallel
+	}
+	for _, sc := range r.subclusters {
+		r.one[sc] = []string{sc}
 	}
 	if cfg.LearnTTL > 0 && cfg.LearnMax > 0 {
 		r.learned = newLearnTable(cfg.LearnTTL, cfg.LearnMax)
@@ -226,60 +233,68 @@ func (r *Router) Subclusters() []string { return slices.Clone(r.subclusters) }
 // `ctftp route` can call it to explain a decision without sending a
 // packet. Client rules match on req.Client; the other rules and learned
 // routes match on the MAC in req.Name.
-func (r *Router) Route(req ctftp.Request) Decision {
+func (r *Router) Route(req ctftp.Request) Decision { return r.decide(req, true) }
+
+// decide is Route. Without explain it leaves Reason empty and returns
+// Subclusters shared with the Router (callers must not change them): the
+// request path asks thousands of times a second and reads neither, and
+// building them was most of what a warm request allocated.
+func (r *Router) decide(req ctftp.Request, explain bool) Decision {
 	mac, hasMAC := ParseMAC(req.Name)
 	client := req.Client.Addr().Unmap()
 	for i := range r.rules {
 		c := &r.rules[i]
-		var why string
 		switch c.kind {
 		case matchClient:
 			if !client.IsValid() || !c.client.Contains(client) {
 				continue
 			}
-			why = fmt.Sprintf("client %s in %s", client, c.client)
 		case matchMAC, matchDeviceFile:
 			if _, ok := c.macs[mac]; !hasMAC || !ok {
 				continue
-			}
-			if c.kind == matchMAC {
-				why = "mac " + mac
-			} else {
-				why = fmt.Sprintf("mac %s in device_file %s", mac, c.deviceFile)
 			}
 		case matchMACPrefix:
 			if !hasMAC || !strings.HasPrefix(mac, c.prefix) {
 				continue
 			}
-			why = fmt.Sprintf("mac %s has mac_prefix %s", mac, c.prefix)
 		}
-		return Decision{
-			MAC:         mac,
-			Kind:        RuleMatch,
-			Rule:        i,
-			Subclusters: []string{c.subcluster},
-			Strategy:    r.strategy,
-			Reason:      fmt.Sprintf("rules[%d] (%s) -> %s", i, why, c.subcluster),
+		d := Decision{MAC: mac, Kind: RuleMatch, Rule: i, Subclusters: r.one[c.subcluster], Strategy: r.strategy}
+		if explain {
+			var why string
+			switch c.kind {
+			case matchClient:
+				why = fmt.Sprintf("client %s in %s", client, c.client)
+			case matchMAC:
+				why = "mac " + mac
+			case matchDeviceFile:
+				why = fmt.Sprintf("mac %s in device_file %s", mac, c.deviceFile)
+			case matchMACPrefix:
+				why = fmt.Sprintf("mac %s has mac_prefix %s", mac, c.prefix)
+			}
+			d.Subclusters = []string{c.subcluster}
+			d.Reason = fmt.Sprintf("rules[%d] (%s) -> %s", i, why, c.subcluster)
 		}
+		return d
 	}
 	if hasMAC && r.learned != nil {
 		now := r.now()
 		if l, ok := r.learned.lookup(mac, now); ok {
-			reason := fmt.Sprintf("learned route %s -> %s (confirmed %s ago)",
-				mac, l.subcluster, now.Sub(l.at).Round(time.Second))
-			if others := r.others(l.subcluster); len(others) > 0 {
-				reason += fmt.Sprintf("; if %s no longer has the file: %s fan-out over %s",
-					l.subcluster, r.strategy, strings.Join(others, ", "))
+			d := Decision{MAC: mac, Kind: Learned, Rule: -1, Subclusters: r.one[l.subcluster], Strategy: r.strategy}
+			if explain {
+				d.Reason = fmt.Sprintf("learned route %s -> %s (confirmed %s ago)",
+					mac, l.subcluster, now.Sub(l.at).Round(time.Second))
+				if others := r.others(l.subcluster); len(others) > 0 {
+					d.Reason += fmt.Sprintf("; if %s no longer has the file: %s fan-out over %s",
+						l.subcluster, r.strategy, strings.Join(others, ", "))
+				}
+				d.Subclusters = []string{l.subcluster}
 			}
-			return Decision{
-				MAC:         mac,
-				Kind:        Learned,
-				Rule:        -1,
-				Subclusters: []string{l.subcluster},
-				Strategy:    r.strategy,
-				Reason:      reason,
-			}
+			return d
 		}
+	}
+	d := Decision{MAC: mac, Kind: FanOut, Rule: -1, Subclusters: r.subclusters, Strategy: r.strategy}
+	if !explain {
+		return d
 	}
 	var why string
 	switch {
@@ -290,14 +305,9 @@ func (r *Router) Route(req ctftp.Request) Decision {
 	default:
 		why = fmt.Sprintf("MAC %s: no rule matched, no learned route", mac)
 	}
-	return Decision{
-		MAC:         mac,
-		Kind:        FanOut,
-		Rule:        -1,
-		Subclusters: slices.Clone(r.subclusters),
-		Strategy:    r.strategy,
-		Reason:      fmt.Sprintf("%s: %s fan-out over %s", why, r.strategy, strings.Join(r.subclusters, ", ")),
-	}
+	d.Subclusters = slices.Clone(r.subclusters)
+	d.Reason = fmt.Sprintf("%s: %s fan-out over %s", why, r.strategy, strings.Join(r.subclusters, ", "))
+	return d
 }
 
 // others returns every sub-cluster but sc, in priority order.
@@ -321,6 +331,15 @@ func (r *Router) Learn(mac, subcluster string) {
 	}
 	m, err := parseMAC(mac)
 	if err != nil {
+		return
+	}
+	r.learnMAC(m, subcluster)
+}
+
+// learnMAC is Learn for a MAC already in canonical form (ParseMAC's), as
+// the forwarder has it: parsing it again allocated on every request.
+func (r *Router) learnMAC(m, subcluster string) {
+	if r.learned == nil || !r.known[subcluster] {
 		return
 	}
 	prev, held := r.learned.learn(m, subcluster, r.now())
