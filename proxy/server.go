@@ -324,8 +324,8 @@ func (s *Server) wakeTransfers() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, t := range s.inflight {
-		if c := t.sock.Load(); c != nil {
-			c.SetReadDeadline(time.Unix(1, 0))
+		if c := t.wake.Load(); c != nil {
+			c.wake()
 		}
 	}
 }
@@ -528,11 +528,13 @@ func (s *Server) newTransfer() *transfer {
 // inflight and been recorded. Its buffers keep their bytes (each use
 // writes before it reads); everything else is cleared.
 func (s *Server) releaseTransfer(t *transfer) {
-	t.s, t.l, t.conn, t.ctx = nil, nil, nil, nil
+	t.s, t.l, t.tr, t.ctx = nil, nil, nil, nil
 	t.key, t.client, t.local = transferKey{}, netip.AddrPort{}, dest{}
-	t.neg, t.req, t.start, t.armed = tftpwire.Negotiation{}, ctftp.Request{}, time.Time{}, time.Time{}
+	t.neg, t.req, t.start = tftpwire.Negotiation{}, ctftp.Request{}, time.Time{}
 	t.established.Store(false)
-	t.sock.Store(nil)
+	t.wake.Store(nil)
+	t.conn.conn, t.conn.armed = nil, time.Time{}
+	t.conn.woken.Store(false)
 	t.blocks = readerAtBlocks{}
 	s.xferPool.Put(t)
 }

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ctftp/ctftp"
@@ -30,23 +30,21 @@ type transfer struct {
 	// request again is a new transfer, not a duplicate.
 	established atomic.Bool
 
-	conn *net.UDPConn
-	// sock publishes conn to Server.wakeTransfers, which runs on another
-	// goroutine.
-	sock atomic.Pointer[net.UDPConn]
-	ctx  context.Context
-	// armed is the read deadline set on conn (zero: none yet). A wait
-	// for an ACK re-arms it only when it would fire too late, so a
-	// transfer sets it about once per retransmission interval instead of
-	// once per packet: one timer per transfer, not one reset per block.
-	armed time.Time
+	// tr carries the packets: a connected socket of the transfer's own
+	// (connTransport) or the listening socket shared through the
+	// single-port demultiplexer.
+	tr  transport
+	ctx context.Context
+	// conn is tr when the transfer has a socket of its own (kept here so
+	// a transfer allocates no transport); wake publishes it to
+	// Server.wakeTransfers, which runs on another goroutine.
+	conn connTransport
+	wake atomic.Pointer[connTransport]
 	// blocks reads an io.ReaderAt body (newBlocks); kept here so a
 	// transfer allocates no reader of its own.
 	blocks readerAtBlocks
-	// rbuf receives ACKs and ERRORs; anything longer is truncated, which
-	// loses nothing we read. obuf holds the OACK (kept for
-	// retransmission), ebuf builds ERROR packets.
-	rbuf [516]byte
+	// obuf holds the OACK (kept for retransmission), ebuf builds ERROR
+	// packets.
 	obuf [128]byte
 	ebuf [128]byte
 }
@@ -61,29 +59,29 @@ type transferResult struct {
 // retransmits or gives up with ErrClientGone.
 var errAckTimeout = errors.New("proxy: no acknowledgement before the retransmission timeout")
 
-// run serves the transfer from a socket of its own (the server's TID),
-// bound to the address the request arrived on, so every packet the client
-// sees comes from the address it asked.
+// run serves the transfer. Unless the single-port demultiplexer already
+// gave it a transport, it opens a socket of its own (the server's TID),
+// bound to the address the request arrived on, so every packet the
+// client sees comes from the address it asked, and connected to the
+// client, so that the kernel keeps strangers' packets away and reports an
+// ICMP port unreachable from a vanished client on the next read.
 func (t *transfer) run(ctx context.Context) (res transferResult) {
 	t.ctx = ctx
-	network := "udp6"
-	if t.l.v4 {
-		network = "udp4"
+	if t.tr == nil {
+		if err := dialTransport(&t.conn, t.l.v4, t.local.addr, t.client); err != nil {
+			res.err = fmt.Errorf("proxy: transfer socket: %w", err)
+			t.l.sendError(res.err, t.client, t.local)
+			return res
+		}
+		t.tr = &t.conn
+		// Cancellation must wake a blocked read. The TransferTimeout is
+		// a deadline awaitAck never waits past; a shutdown wakes every
+		// published socket (Server.wakeTransfers) after cancelling, and
+		// awaitAck checks ctx before each read, so a sweep that ran
+		// before this store is seen there.
+		t.wake.Store(&t.conn)
 	}
-	conn, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(t.local.addr, 0)))
-	if err != nil {
-		res.err = fmt.Errorf("proxy: transfer socket: %w", err)
-		t.l.sendError(res.err, t.client, t.local)
-		return res
-	}
-	defer conn.Close()
-	t.conn = conn
-	// Cancellation must wake a blocked read. The TransferTimeout is a
-	// read deadline awaitAck never sets past; a shutdown sweeps every
-	// published socket (Server.wakeTransfers) after cancelling, and
-	// awaitAck checks ctx before each read, so a sweep that ran before
-	// this store is seen there.
-	t.sock.Store(conn)
+	defer t.tr.close()
 
 	f, err := t.s.src.Open(ctx, t.req)
 	if err == nil && f == nil {
@@ -106,14 +104,19 @@ func (t *transfer) fail(err error) error {
 	if t.ctx.Err() != nil && !errors.Is(err, context.Cause(t.ctx)) {
 		err = fmt.Errorf("%w: %w", context.Cause(t.ctx), err)
 	}
-	t.sendError(err, t.client)
+	t.sendError(err)
 	return err
 }
 
-func (t *transfer) sendError(err error, to netip.AddrPort) {
+// sendError tells the client why the transfer ends, unless the client is
+// unreachable.
+func (t *transfer) sendError(err error) {
+	if errors.Is(err, ErrClientUnreachable) {
+		return
+	}
 	code, msg := WireError(err)
 	// A lost error is recovered by the peer's own timeout.
-	_, _ = t.conn.WriteToUDPAddrPort(tftpwire.AppendError(t.ebuf[:0], code, msg), to)
+	_ = t.tr.send(tftpwire.AppendError(t.ebuf[:0], code, msg))
 }
 
 // send negotiates (OACK) and then sends the file. It returns how many
@@ -253,77 +256,64 @@ func (t *transfer) interval(attempt int) time.Duration {
 }
 
 func (t *transfer) write(pkt []byte) error {
-	if _, err := t.conn.WriteToUDPAddrPort(pkt, t.client); err != nil {
+	if err := t.tr.send(pkt); err != nil {
 		if t.ctx.Err() != nil {
 			return context.Cause(t.ctx)
 		}
-		return fmt.Errorf("proxy: send: %w", err)
+		return t.transportError("send", err)
 	}
 	return nil
 }
 
-// arm sets conn's read deadline.
-func (t *transfer) arm(d time.Time) error {
-	if err := t.conn.SetReadDeadline(d); err != nil {
-		return fmt.Errorf("proxy: set deadline: %w", err)
+// transportError wraps a socket error; an ICMP unreachable (reported by
+// a connected socket as ECONNREFUSED, EHOSTUNREACH or ENETUNREACH) ends
+// the transfer at once as ErrClientUnreachable, and is counted.
+func (t *transfer) transportError(op string, err error) error {
+	if unreachable(err) {
+		t.s.met.unreachable.Inc()
+		return fmt.Errorf("%w: %s: %w", ErrClientUnreachable, op, err)
 	}
-	t.armed = d
-	return nil
+	return fmt.Errorf("proxy: %s: %w", op, err)
+}
+
+func unreachable(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.ENETUNREACH)
 }
 
 // awaitAck waits until deadline for an ACK of one of the outstanding
 // blocks after lastAcked (wire numbers, so the comparison wraps) and
-// returns how many blocks it acknowledges. Packets from other addresses
-// get error 5 and change nothing; an ERROR from the client ends the
-// transfer (and is not answered).
+// returns how many blocks it acknowledges. Only the client's packets
+// reach it (the connected socket, or the demultiplexer, keeps strangers
+// out); an ERROR from the client ends the transfer (and is not
+// answered).
 func (t *transfer) awaitAck(deadline time.Time, lastAcked uint16, outstanding int) (int, error) {
 	end, bounded := t.ctx.Deadline()
 	if bounded && end.Before(deadline) {
 		deadline = end
 	}
-	// The deadline already armed may be earlier than this wait's (it
-	// was set for an earlier packet): the read then wakes early, and is
-	// re-armed below. Only one set later than needed is changed now.
-	if t.armed.IsZero() || t.armed.After(deadline) {
-		if err := t.arm(deadline); err != nil {
-			return 0, err
-		}
-	}
 	for {
 		if t.ctx.Err() != nil {
 			err := context.Cause(t.ctx)
-			t.sendError(err, t.client)
+			t.sendError(err)
 			return 0, err
 		}
-		n, from, err := t.conn.ReadFromUDPAddrPort(t.rbuf[:])
+		pkt, err := t.tr.recv(deadline)
 		if err != nil {
 			if t.ctx.Err() != nil {
 				continue // reported at the top of the loop
 			}
-			if !errors.Is(err, os.ErrDeadlineExceeded) {
-				return 0, fmt.Errorf("proxy: receive: %w", err)
-			}
-			now := time.Now()
-			if now.Before(deadline) {
-				if err := t.arm(deadline); err != nil {
-					return 0, err
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				if bounded && !time.Now().Before(end) {
+					// The transfer's time is up; its context's own
+					// timer may fire a moment after the read deadline.
+					t.sendError(ErrTransferTimeout)
+					return 0, ErrTransferTimeout
 				}
-				continue
+				return 0, errAckTimeout
 			}
-			if bounded && !now.Before(end) {
-				// The transfer's time is up; its context's own timer
-				// may fire a moment later than the read deadline did.
-				t.sendError(ErrTransferTimeout, t.client)
-				return 0, ErrTransferTimeout
-			}
-			return 0, errAckTimeout
+			return 0, t.transportError("receive", err)
 		}
-		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		if from.Port() != t.client.Port() || from.Addr().WithZone("") != t.client.Addr().WithZone("") {
-			t.sendError(errUnknownTID, from)
-			continue
-		}
-		pkt := t.rbuf[:n]
 		op, err := tftpwire.PacketOpcode(pkt)
 		if err != nil {
 			continue
