@@ -15,6 +15,7 @@ import (
 type forwarder struct {
 	r     *Router
 	next  ctftp.Source
+	peek  peeker // next, when it can answer from memory; else nil
 	grace time.Duration
 	log   *slog.Logger
 	now   func() time.Time
@@ -22,6 +23,13 @@ type forwarder struct {
 }
 
 var _ ctftp.Source = (*forwarder)(nil)
+
+// peeker is a next Source that can answer from memory alone (the cache's
+// Peek): a file, or an error wrapping ctftp.ErrNotFound, with ok; ok
+// false when answering would mean asking a backend.
+type peeker interface {
+	Peek(req ctftp.Request) (f *ctftp.File, ok bool, err error)
+}
 
 // NewForwarder returns the Source that routes each request with r and
 // asks next (the cache in front of the backends, keyed by sub-cluster and
@@ -50,9 +58,11 @@ var _ ctftp.Source = (*forwarder)(nil)
 // outlives it. The returned Source is safe for concurrent use.
 func NewForwarder(r *Router, next ctftp.Source, opts Options) ctftp.Source {
 	opts = opts.withDefaults()
+	p, _ := next.(peeker)
 	return &forwarder{
 		r:     r,
 		next:  next,
+		peek:  p,
 		grace: r.grace,
 		log:   opts.Logger,
 		now:   opts.Now,
@@ -110,6 +120,9 @@ func (f *forwarder) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, e
 // any half-returned Body is closed.
 func (f *forwarder) ask(ctx context.Context, req ctftp.Request, sc string) outcome {
 	req.Subcluster = sc
+	if o, ok := f.askMemory(req); ok {
+		return o
+	}
 	file, err := f.next.Open(ctx, req)
 	if err == nil && (file == nil || file.Body == nil) {
 		err = errNoFile
@@ -124,6 +137,57 @@ func (f *forwarder) ask(ctx context.Context, req ctftp.Request, sc string) outco
 		file.Subcluster = sc
 	}
 	return outcome{subcluster: sc, file: file}
+}
+
+// askMemory is ask (req.Subcluster set) when next can answer from
+// memory; ok is false when it cannot.
+func (f *forwarder) askMemory(req ctftp.Request) (o outcome, ok bool) {
+	if f.peek == nil {
+		return outcome{}, false
+	}
+	file, ok, err := f.peek.Peek(req)
+	switch {
+	case !ok:
+		return outcome{}, false
+	case err != nil:
+		return outcome{subcluster: req.Subcluster, err: err}, true
+	case file == nil || file.Body == nil:
+		return outcome{subcluster: req.Subcluster, err: errNoFile}, true
+	}
+	if file.Subcluster == "" {
+		file.Subcluster = req.Subcluster
+	}
+	return outcome{subcluster: req.Subcluster, file: file}, true
+}
+
+// fromMemory decides a fan-out from memory when it can: asking scs in
+// priority order, it stops at the first positive answer, which every
+// sub-cluster above has answered "not found", as a parallel fan-out would
+// decide too, without a goroutine per sub-cluster or a backend asked.
+// ok is false as soon as one sub-cluster's answer is not in memory
+// before a positive one: the fan-out then runs as configured, with the
+// "not found" answers already in hand (outs, a prefix of scs) taken as
+// given, so nothing is asked or counted twice.
+func (f *forwarder) fromMemory(req ctftp.Request, scs []string) (winner int, outs []outcome, ok bool) {
+	if f.peek == nil {
+		return -1, nil, false
+	}
+	outs = make([]outcome, 0, len(scs))
+	for i, sc := range scs {
+		req.Subcluster = sc
+		o, ok := f.askMemory(req)
+		if !ok || (o.err != nil && !o.notFound()) {
+			if ok {
+				outs = append(outs, o)
+			}
+			return -1, outs, false
+		}
+		outs = append(outs, o)
+		if o.err == nil {
+			return i, outs, true
+		}
+	}
+	return -1, outs, true
 }
 
 // single asks the one sub-cluster a rule or learned route names.
@@ -147,12 +211,14 @@ func (f *forwarder) fanOut(ctx context.Context, req ctftp.Request, mac, strategy
 	start := f.now()
 	defer func() { f.m.fanoutDuration.Update(f.now().Sub(start).Seconds()) }()
 
-	var winner int
-	var outs []outcome
-	if strategy == StrategySequential {
-		winner, outs = f.sequential(ctx, req, scs)
-	} else {
-		winner, outs = f.parallel(ctx, req, scs)
+	winner, known, decided := f.fromMemory(req, scs)
+	outs := known
+	switch {
+	case decided:
+	case strategy == StrategySequential:
+		winner, outs = f.sequential(ctx, req, scs, known)
+	default:
+		winner, outs = f.parallel(ctx, req, scs, known)
 	}
 
 	var also []string
@@ -187,9 +253,16 @@ func (f *forwarder) fanOut(ctx context.Context, req ctftp.Request, mac, strategy
 // sequential asks scs one after another in priority order and stops at
 // the first positive answer, as CUCM walks its alternate file locations.
 // It returns the winner's index in outs (-1 for none) and every outcome.
-func (f *forwarder) sequential(ctx context.Context, req ctftp.Request, scs []string) (int, []outcome) {
+// known are answers already in hand for the first sub-clusters.
+func (f *forwarder) sequential(ctx context.Context, req ctftp.Request, scs []string, known []outcome) (int, []outcome) {
 	outs := make([]outcome, 0, len(scs))
 	for i, sc := range scs {
+		if i < len(known) {
+			// Answered already; only a positive answer ends the walk,
+			// and fromMemory hands over none.
+			outs = append(outs, known[i])
+			continue
+		}
 		if err := ctx.Err(); err != nil {
 			outs = append(outs, outcome{subcluster: sc, err: fmt.Errorf("%s: %w", sc, err)})
 			return -1, outs
@@ -212,8 +285,9 @@ func (f *forwarder) sequential(ctx context.Context, req ctftp.Request, scs []str
 // cancelled; parallel waits for them to return (cancelled calls return
 // at once) so that it owns no goroutine after it returns. It returns the
 // winner's index in outs (-1 for none) and every outcome, positive late
-// answers included, for duplicate detection.
-func (f *forwarder) parallel(ctx context.Context, req ctftp.Request, scs []string) (int, []outcome) {
+// answers included, for duplicate detection. known are answers already in
+// hand for the first sub-clusters (fromMemory's).
+func (f *forwarder) parallel(ctx context.Context, req ctftp.Request, scs []string, known []outcome) (int, []outcome) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -224,6 +298,10 @@ func (f *forwarder) parallel(ctx context.Context, req ctftp.Request, scs []strin
 	// Buffered for all, so no asker blocks on a reader that has left.
 	answers := make(chan answer, len(scs))
 	for i, sc := range scs {
+		if i < len(known) {
+			answers <- answer{i, known[i]}
+			continue
+		}
 		go func() { answers <- answer{i, f.ask(ctx, req, sc)} }()
 	}
 
