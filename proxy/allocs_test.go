@@ -14,15 +14,15 @@ import (
 // testing.AllocsPerRun over the whole process (the raw client here
 // allocates nothing per transfer). The chain: os.Root's miss in the local
 // root (its error, the split path, the C string: 3) and the cache's
-// answer (1). A whole transfer adds the transfer's connected socket
-// (net.DialUDP: the two addresses, each converted three ways, the file
-// descriptor and the conn, about 14), its context and timer (4), its
-// goroutine, the parsed request and the log line. Under the race detector the counts are higher and
-// vary (it instruments, and drops pooled buffers on purpose), so only the
-// per-packet check, which allows for that, runs there.
+// answer (1). A whole transfer adds its context and timer (4), its
+// goroutine, the parsed request, the client address for connect(2) (its
+// socket comes from the pool) and the log line (2). Under the race
+// detector the counts are higher and vary (it instruments, and drops
+// pooled objects on purpose), so only the per-packet check, which allows
+// for that, runs there.
 const (
 	chainAllocs    = 4
-	transferAllocs = 27
+	transferAllocs = 16
 )
 
 // TestWarmAllocs: a warm request allocates a fixed, small number of

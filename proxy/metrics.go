@@ -22,6 +22,8 @@ import (
 //	                                       (a loss or a slow client)
 //	ctftp_transfer_unreachable_total       transfers ended by an ICMP unreachable
 //	                                       from the client (vanished or spoofed)
+//	ctftp_transfer_sockets_idle            sockets of ended transfers kept for the
+//	                                       next ones (socketPool)
 //	ctftp_requests_rejected_total{reason}  packets refused before a transfer
 //	                                       started, by reason (see reason*)
 //
@@ -88,6 +90,7 @@ type serverMetrics struct {
 	resends   *metrics.Counter
 	// unreachable counts transfers an ICMP unreachable ended.
 	unreachable *metrics.Counter
+	socketsIdle *metrics.Gauge
 	rejected    [numReasons]*metrics.Counter
 }
 
@@ -99,6 +102,7 @@ func newServerMetrics(set *metrics.Set) *serverMetrics {
 		resends:  set.GetOrCreateCounter("ctftp_transfer_retransmits_total"),
 
 		unreachable: set.GetOrCreateCounter("ctftp_transfer_unreachable_total"),
+		socketsIdle: set.GetOrCreateGauge("ctftp_transfer_sockets_idle", nil),
 	}
 	for i, s := range [numSources]string{"local", "cache", "backend", "none"} {
 		for j, r := range [numResults]string{resultOK, resultNotFound, resultDenied, resultError} {

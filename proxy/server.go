@@ -35,6 +35,8 @@ type Server struct {
 	bufs   bufferPool
 	// xferPool recycles transfers (newTransfer, releaseTransfer).
 	xferPool sync.Pool
+	// socks keeps ended transfers' sockets for the next ones.
+	socks socketPool
 	// bind opens one listening socket; tests replace it to play a host
 	// without IPv6.
 	bind func(netip.AddrPort) (*listener, error)
@@ -94,7 +96,7 @@ func NewServer(cfg Config, src ctftp.Source, logger *slog.Logger, m *metrics.Set
 		m = metrics.NewSet()
 	}
 	cfg.Listen = append([]string(nil), cfg.Listen...)
-	return &Server{
+	s := &Server{
 		cfg:      cfg,
 		src:      src,
 		log:      logger,
@@ -103,7 +105,9 @@ func NewServer(cfg Config, src ctftp.Source, logger *slog.Logger, m *metrics.Set
 		bind:     listenUDP,
 		closing:  make(chan struct{}),
 		inflight: make(map[transferKey]*transfer),
-	}, nil
+	}
+	s.socks.gauge = s.met.socketsIdle
+	return s, nil
 }
 
 // Listen binds every address of Config.Listen. An IPv6 address that
@@ -266,6 +270,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.readers.Wait()
 	s.xfers.Wait()
+	s.socks.close()
 	return err
 }
 
@@ -533,7 +538,7 @@ func (s *Server) releaseTransfer(t *transfer) {
 	t.neg, t.req, t.start = tftpwire.Negotiation{}, ctftp.Request{}, time.Time{}
 	t.established.Store(false)
 	t.wake.Store(nil)
-	t.conn.conn, t.conn.armed = nil, time.Time{}
+	t.conn.conn, t.conn.sock, t.conn.pool, t.conn.armed = nil, nil, nil, time.Time{}
 	t.conn.woken.Store(false)
 	t.blocks = readerAtBlocks{}
 	s.xferPool.Put(t)

@@ -68,7 +68,7 @@ var errAckTimeout = errors.New("proxy: no acknowledgement before the retransmiss
 func (t *transfer) run(ctx context.Context) (res transferResult) {
 	t.ctx = ctx
 	if t.tr == nil {
-		if err := dialTransport(&t.conn, t.l.v4, t.local.addr, t.client); err != nil {
+		if err := dialTransport(&t.conn, &t.s.socks, t.l.v4, t.local.addr, t.client); err != nil {
 			res.err = fmt.Errorf("proxy: transfer socket: %w", err)
 			t.l.sendError(res.err, t.client, t.local)
 			return res

@@ -35,6 +35,10 @@ type transport interface {
 // once instead of after every retransmission.
 type connTransport struct {
 	conn *net.UDPConn
+	// sock is conn as the socket pool knows it; nil when conn is not
+	// pooled (an address with a zone) and closes with the transfer.
+	sock *pooledSocket
+	pool *socketPool
 	// armed is the read deadline set on conn (zero: none yet). recv
 	// re-arms it only when it would fire too late, so a transfer sets it
 	// about once per retransmission interval instead of once per packet:
@@ -46,12 +50,21 @@ type connTransport struct {
 	rbuf [516]byte
 }
 
-// dialTransport opens the transfer's socket on local (port 0: a new TID)
-// connected to client, into c (the transfer's own, so nothing is
-// allocated for it). The transfer's context does not wake a blocked recv
+// dialTransport gives the transfer a socket on local (a port of its own,
+// its TID) connected to client, into c (the transfer's own, so nothing is
+// allocated for it): one the pool kept from an earlier transfer, or a new
+// one. The transfer's context does not wake a blocked recv
 // by itself: the transfer bounds its waits by the context's deadline and
 // the server calls wake on shutdown.
-func dialTransport(c *connTransport, v4 bool, local netip.Addr, client netip.AddrPort) error {
+func dialTransport(c *connTransport, pool *socketPool, v4 bool, local netip.Addr, client netip.AddrPort) error {
+	if local.Zone() == "" && client.Addr().Zone() == "" {
+		s, err := pool.get(v4, local, client)
+		if err != nil {
+			return err
+		}
+		*c = connTransport{conn: s.conn, sock: s, pool: pool}
+		return nil
+	}
 	network := "udp6"
 	if v4 {
 		network = "udp4"
@@ -108,5 +121,9 @@ func (c *connTransport) arm(d time.Time) error {
 }
 
 func (c *connTransport) close() {
+	if c.sock != nil {
+		c.pool.put(c.sock)
+		return
+	}
 	c.conn.Close()
 }
