@@ -518,6 +518,9 @@ func writeSideBySide(w io.Writer, f benchFlags, s sideBySide) {
 			fmt.Fprintf(w, "%s%s/%s %.2fx", sep, shortRun(q[1]), shortRun(q[2]), p.Ratios[q[0]])
 		}
 		fmt.Fprintf(w, "\nceiling: %.1f round trips per phone\n", p.CeilingRoundTrips)
+		if i == 0 {
+			fmt.Fprintf(w, "cpu/phone: this process's CPU time per phone: the generator's, plus the server's where it runs here (pin/tftp, the gateway, the ceiling's\n  responders); not tftpd-hpa's. It moves much less than phones/s when other work shares the machine.\n")
+		}
 		for _, b := range []struct {
 			name string
 			b    backendFetches
