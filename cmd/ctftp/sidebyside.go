@@ -448,7 +448,7 @@ func (r *sbsRunner) holdInFlight(gw *benchGateway) *inFlightMemory {
 		return fail(err)
 	}
 	before := sampleProcess()
-	baseActive := gw.series("ctftp_active_transfers")
+	baseActive, baseIdle := gw.series("ctftp_active_transfers"), gw.series("ctftp_transfer_sockets_idle")
 	var childOut bytes.Buffer
 	cmd := exec.Command(exe, "bench", "--server", gw.addr.String(), "--hold", strconv.Itoa(r.f.inFlight),
 		"--file", file, "--hold-for", "10m", "--quiet")
@@ -482,13 +482,16 @@ func (r *sbsRunner) holdInFlight(gw *benchGateway) *inFlightMemory {
 		}
 	}
 	during := sampleProcess()
+	// Sockets idle before (kept for reuse) that held transfers took are
+	// theirs too.
+	reused := baseIdle - gw.series("ctftp_transfer_sockets_idle")
 	n := float64(r.f.inFlight)
 	m.Transfers = r.f.inFlight
 	m.RSSPerTransfer = (float64(during.rss) - float64(before.rss)) / n
 	m.HeapPerTransfer = (float64(during.heapInuse) - float64(before.heapInuse)) / n
 	m.StackPerTransfer = (float64(during.stackInuse) - float64(before.stackInuse)) / n
 	m.GoroutinesPerTransfer = float64(during.goroutines-before.goroutines) / n
-	m.FDsPerTransfer = float64(during.fds-before.fds) / n
+	m.FDsPerTransfer = (float64(during.fds-before.fds) + reused) / n
 	return m
 }
 

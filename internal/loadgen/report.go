@@ -35,12 +35,12 @@ type Report struct {
 	Bytes       int64    `json:"bytes"`
 	Retransmits int      `json:"retransmits"`
 
-	Elapsed            time.Duration `json:"elapsed_ns"`
+	Elapsed time.Duration `json:"elapsed_ns"`
 	// ProcessCPU is the user and system CPU time this process used
 	// during the run: the generator's, plus the server's when it runs in
 	// the same process (ctftp bench --side-by-side). Per phone it moves
 	// far less than phones/s when other work shares the machine.
-	ProcessCPU time.Duration `json:"process_cpu_ns,omitempty"`
+	ProcessCPU         time.Duration `json:"process_cpu_ns,omitempty"`
 	PhonesPerSecond    float64       `json:"phones_per_second"`
 	TransfersPerSecond float64       `json:"transfers_per_second"`
 	// Transfer is the latency of answered transfers, from the request to
