@@ -26,8 +26,8 @@ type attempt struct {
 	// windowSize is the RFC 7440 windowsize asked for; 0 or 1 asks for
 	// none.
 	windowSize int
-	// answered, when set, is called once, when the first DATA block
-	// arrives: the backend is answering (the hedge timer stops).
+	// answered, when set, is called at every DATA block received: the
+	// backend is answering (the hedge timer starts over).
 	answered func()
 }
 
@@ -85,7 +85,7 @@ func (tftpFetcher) fetch(ctx context.Context, addr netip.AddrPort, name string, 
 	if a.blockSize > minBlockSize {
 		o.BlockSize = a.blockSize
 	}
-	w := &firstWriter{first: a.answered}
+	w := &progressWriter{progress: a.answered}
 	res, err := tftpclient.Get(ctx, addr, name, w, o)
 	if err != nil {
 		return nil, classifyClientError(ctx, err)
@@ -99,21 +99,17 @@ func (tftpFetcher) fetch(ctx context.Context, addr netip.AddrPort, name string, 
 	return w.b, nil
 }
 
-// firstWriter collects a transfer and calls first at its first DATA
-// block, the moment the backend has shown it is answering (hedging waits
-// for exactly that).
-type firstWriter struct {
-	b     []byte
-	first func()
-	seen  bool
+// progressWriter collects a transfer and calls progress at each DATA
+// block: the backend is answering, and hedging waits for a stall, not
+// for the whole file.
+type progressWriter struct {
+	b        []byte
+	progress func()
 }
 
-func (w *firstWriter) Write(p []byte) (int, error) {
-	if !w.seen {
-		w.seen = true
-		if w.first != nil {
-			w.first()
-		}
+func (w *progressWriter) Write(p []byte) (int, error) {
+	if w.progress != nil {
+		w.progress()
 	}
 	w.b = append(w.b, p...)
 	return len(p), nil

@@ -337,8 +337,8 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 		prio = PriorityLow
 	}
 	results := make(chan attemptResult, len(cands))
-	// answering gets one token per attempt whose first block arrived.
-	answering := make(chan struct{}, len(cands))
+	// answering gets a token when a block arrives from any attempt.
+	answering := make(chan struct{}, 1)
 	running := 0
 	defer func() {
 		cancel()
@@ -383,7 +383,10 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 				sc.m.inFlight.Dec()
 			}()
 			data, err := s.attempt(ctx, sc, b, name, left, probe, func() {
-				answering <- struct{}{}
+				select {
+				case answering <- struct{}{}:
+				default: // the loop has a token to read already
+				}
 			})
 			results <- attemptResult{b: b, data: data, err: err}
 		}()
@@ -394,13 +397,24 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 		return nil, nil, gaveUp(prefix+" (waiting for a free backend slot)", errs, err)
 	}
 	var hedgeC <-chan time.Time
-	armHedge := func() {
-		if d := sc.hedge.delay(); d > 0 && len(cands) > 0 {
-			t := time.NewTimer(d)
-			hedgeC = t.C
-			// The timer is left to fire into nothing when the fetch ends
-			// first: since Go 1.23 an unreferenced timer is collected.
+	var hedge *time.Timer
+	defer func() {
+		if hedge != nil {
+			hedge.Stop()
 		}
+	}()
+	armHedge := func() {
+		d := sc.hedge.delay()
+		if d <= 0 || len(cands) == 0 {
+			hedgeC = nil
+			return
+		}
+		if hedge == nil {
+			hedge = time.NewTimer(d)
+		} else {
+			hedge.Reset(d) // Go 1.23+: no stale value after Reset
+		}
+		hedgeC = hedge.C
 	}
 	armHedge()
 	for {
@@ -437,15 +451,18 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 				return nil, nil, &attemptsError{prefix: prefix, errs: errs}
 			}
 		case <-answering:
-			hedgeC = nil // a backend is answering: let it finish
+			// A backend is making progress: the hedge waits for a stall
+			// of a whole hedge delay, not for the whole file.
+			armHedge()
 		case <-hedgeC:
-			hedgeC = nil
 			started, err := start(0)
 			if err == nil && started {
 				sc.m.hedges.Inc()
 				s.log.Debug("cluster: hedging a fetch", "subcluster", sc.name, "file", name, "delay", sc.hedge.delay())
-				armHedge()
 			}
+			// Again after another delay, for the next backend, or for a
+			// slot when none was free.
+			armHedge()
 		case <-ctx.Done():
 			return nil, nil, gaveUp(prefix, errs, ctx.Err())
 		}
@@ -478,7 +495,8 @@ func (sc *subcluster) candidates(probe bool) (list []*backend, trial bool) {
 
 // attempt fetches name from b once (with retransmissions), checks that
 // a signed file is whole, and records the outcome in b's health and the
-// metrics. answered is called at the first block. A probe attempt
+// metrics. answered is called at every block received; the first one's
+// delay feeds the sub-cluster's hedge delay. A probe attempt
 // (ProbeFetch) is counted as a probe, not a fetch, and one left
 // unanswered marks b down at once.
 func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name string, left int, probe bool, answered func()) ([]byte, error) {
@@ -487,8 +505,12 @@ func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name stri
 		return nil, err // no attempt was made: nothing to count
 	}
 	start := time.Now()
+	first := true
 	a.answered = func() {
-		sc.hedge.observe(time.Since(start))
+		if first {
+			first = false
+			sc.hedge.observe(time.Since(start))
+		}
 		answered()
 	}
 	count := func(result string) {
