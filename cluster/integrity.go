@@ -26,7 +26,8 @@ import (
 //     checks that against its own trust list.
 //   - .sgn: the header must parse and end inside the file, the payload
 //     must not be empty, and a signed XML file (*.xml.sgn, the phone's
-//     configuration) must be well-formed XML to its last element.
+//     configuration) whose payload starts as XML must be well-formed XML
+//     to its last element.
 //   - .enc.sgn: the header must parse with its encryption tags, and the
 //     ciphertext must be a non-empty whole number of AES blocks.
 //
@@ -73,7 +74,7 @@ func checkIntegrity(name string, data []byte) error {
 		if len(f.Payload) == 0 {
 			return fmt.Errorf("%w: %d bytes: nothing after the %d-byte header", ErrCorrupt, len(data), f.Header.Length)
 		}
-		if strings.HasSuffix(strings.TrimSuffix(base, ".sgn"), ".xml") {
+		if strings.HasSuffix(strings.TrimSuffix(base, ".sgn"), ".xml") && looksXML(f.Payload) {
 			if err := wholeXML(f.Payload); err != nil {
 				return fmt.Errorf("%w: %d bytes: payload after the %d-byte header: %w", ErrCorrupt, len(data), f.Header.Length, err)
 			}
@@ -114,4 +115,13 @@ func wholeXML(b []byte) error {
 		return errors.New("no XML element")
 	}
 	return nil
+}
+
+// looksXML reports whether b starts like an XML document (after an
+// optional UTF-8 byte order mark and white space). A payload that does
+// not is not judged: nothing says what it should look like.
+func looksXML(b []byte) bool {
+	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
+	b = bytes.TrimLeft(b, " \t\r\n")
+	return len(b) > 0 && b[0] == '<'
 }

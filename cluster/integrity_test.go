@@ -87,6 +87,7 @@ func TestCheckIntegrity(t *testing.T) {
 		{name: "whole encrypted config", file: "SEP001122334455.cnf.xml.enc.sgn", data: f.enc},
 		{name: "encrypted config cut mid-block", file: "SEP001122334455.cnf.xml.enc.sgn", data: f.enc[:len(f.enc)-7], corrupt: true, reason: "AES"},
 		{name: "encrypted config with no ciphertext", file: "SEP001122334455.cnf.xml.enc.sgn", data: f.enc[:hl(f.enc)], corrupt: true, reason: "AES"},
+		{name: "signed non-XML payload under an XML name: not judged", file: "SEP001122334455.cnf.xml.sgn", data: signedText(t, "plain text")},
 		{name: "unsigned config: nothing to check", file: "SEP001122334455.cnf.xml", data: f.cnfXML[:100]},
 		{name: "firmware: nothing to check", file: "SCCP41.9-4-2SR3-1S.loads", data: []byte("x")},
 	}
@@ -156,4 +157,18 @@ func FuzzCheckIntegrity(f *testing.F) {
 			t.Fatalf("a cut signed config passed as %q", name)
 		}
 	})
+}
+
+// signedText is a .sgn whose payload is not XML.
+func signedText(t *testing.T, payload string) []byte {
+	t.Helper()
+	signer, err := itl.NewSigner("cucm-text.example.com", 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := itl.Sign("SEP001122334455.cnf.xml.sgn", []byte(payload), signer, itl.SHA1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
