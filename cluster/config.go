@@ -191,7 +191,7 @@ func DefaultConfig() Config {
 			AllDown:       AllDownFail,
 			HedgeMin:      50 * time.Millisecond,
 			HedgeMax:      time.Second,
-			SlotWait:      time.Second,
+			SlotWait:      3 * time.Second,
 			WindowSize:    8,
 		},
 	}
