@@ -3,6 +3,7 @@ package proxy
 import (
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,5 +73,61 @@ func TestVanishedClientsFreeTheirSlots(t *testing.T) {
 		n, sent.Round(time.Millisecond), seen, peak, time.Since(start).Round(time.Millisecond), unreachable)
 	if unreachable == 0 {
 		t.Fatal("no transfer was ended by an ICMP unreachable")
+	}
+}
+
+// TestSpoofedRRQAmplification measures what a request nobody acknowledges
+// draws, as a reflection victim receives it: the victim's socket sends
+// the RRQ (as a spoofer would, with the victim's address) and counts
+// every byte that comes back until the transfer has ended. Before the
+// first ACK the gateway sends the first packet and one retransmission,
+// then stops without an error packet.
+func TestSpoofedRRQAmplification(t *testing.T) {
+	const maxFactor = 55 // the README states the factor reached (51.6)
+	cfg := testConfig()
+	cfg.Timeout = 50 * time.Millisecond // the budget is counted in packets, not time
+	ts := startServer(t, memSource(map[string][]byte{"ITLFile.tlv": pattern(5000)}, bodyReaderAt), cfg)
+	opt := func(n, v string) tftpwire.Option { return tftpwire.Option{Name: n, Value: v} }
+	tests := []struct {
+		name    string
+		opts    []tftpwire.Option
+		packets int
+		op      tftpwire.Opcode
+	}{
+		{"plain RRQ: DATA 1 twice", nil, 2, tftpwire.OpDATA},
+		{"largest options: OACK twice", []tftpwire.Option{opt("blksize", "65464"), opt("windowsize", "16"), opt("tsize", "0")}, 2, tftpwire.OpOACK},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			victim := newRawClient(t, ts.addr)
+			rrq := tftpwire.AppendRequest(nil, tftpwire.OpRRQ, "ITLFile.tlv", "octet", tt.opts)
+			victim.sendTo(ts.addr, rrq)
+			var bytes, packets int
+			for {
+				pkt, _, ok := victim.recvWithin(time.Second)
+				if !ok {
+					break
+				}
+				if op, _ := tftpwire.PacketOpcode(pkt); op != tt.op {
+					t.Errorf("packet %d: %q, want only %v", packets, clipBytes(pkt), tt.op)
+				}
+				bytes += len(pkt)
+				packets++
+			}
+			waitFor(t, "transfer ended", func() bool { return ts.counter("ctftp_transfer_unacknowledged_total") == uint64(i+1) })
+			victim.expectNothing(200 * time.Millisecond)
+			factor := float64(bytes) / float64(len(rrq))
+			t.Logf("RRQ of %d bytes drew %d packets, %d bytes: amplification %.1f", len(rrq), packets, bytes, factor)
+			if packets != tt.packets {
+				t.Errorf("%d packets, want %d", packets, tt.packets)
+			}
+			if factor > maxFactor {
+				t.Errorf("amplification %.1f > %d", factor, maxFactor)
+			}
+		})
+	}
+	waitFor(t, "transfers logged", func() bool { return len(ts.logs.records(t, "transfer")) == len(tests) })
+	if recs := ts.logs.records(t, "transfer"); !strings.Contains(recs[0]["err"].(string), ErrNoAcknowledgement.Error()) {
+		t.Errorf("log: %v", recs)
 	}
 }

@@ -22,6 +22,9 @@ import (
 //	                                       (a loss or a slow client)
 //	ctftp_transfer_unreachable_total       transfers ended by an ICMP unreachable
 //	                                       from the client (vanished or spoofed)
+//	ctftp_transfer_unacknowledged_total    transfers whose client acknowledged
+//	                                       nothing (spoofed requests; ended after
+//	                                       at most two packets, in silence)
 //	ctftp_requests_rejected_total{reason}  packets refused before a transfer
 //	                                       started, by reason (see reason*)
 //
@@ -88,7 +91,9 @@ type serverMetrics struct {
 	resends   *metrics.Counter
 	// unreachable counts transfers an ICMP unreachable ended.
 	unreachable *metrics.Counter
-	rejected    [numReasons]*metrics.Counter
+	// unacknowledged counts transfers whose client never acknowledged.
+	unacknowledged *metrics.Counter
+	rejected       [numReasons]*metrics.Counter
 }
 
 func newServerMetrics(set *metrics.Set) *serverMetrics {
@@ -98,7 +103,8 @@ func newServerMetrics(set *metrics.Set) *serverMetrics {
 		duration: set.GetOrCreateHistogram("ctftp_transfer_duration_seconds"),
 		resends:  set.GetOrCreateCounter("ctftp_transfer_retransmits_total"),
 
-		unreachable: set.GetOrCreateCounter("ctftp_transfer_unreachable_total"),
+		unreachable:    set.GetOrCreateCounter("ctftp_transfer_unreachable_total"),
+		unacknowledged: set.GetOrCreateCounter("ctftp_transfer_unacknowledged_total"),
 	}
 	for i, s := range [numSources]string{"local", "cache", "backend", "none"} {
 		for j, r := range [numResults]string{resultOK, resultNotFound, resultDenied, resultError} {
