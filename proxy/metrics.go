@@ -27,6 +27,10 @@ import (
 //	                                       at most two packets, in silence)
 //	ctftp_requests_rejected_total{reason}  packets refused before a transfer
 //	                                       started, by reason (see reason*)
+//	ctftp_client_rate_entries              client addresses with a token bucket
+//	                                       (at most tftp.max_clients)
+//	ctftp_client_rate_evictions_total      buckets forgotten to stay within
+//	                                       tftp.max_clients
 //
 // Counters are created once, here, so the packet path never formats a
 // metric name. GetOrCreate lets the HTTP front end share the same series.
@@ -76,11 +80,15 @@ const (
 	reasonBadOption                   // option value outside its RFC range
 	reasonBusy                        // MaxTransfers reached
 	reasonDuplicate                   // retransmitted RRQ of a running transfer (ignored)
+	reasonACL                         // client refused by tftp.allow / tftp.deny (dropped)
+	reasonRateLimited                 // client over tftp.client_rate (dropped)
+	reasonClientBusy                  // client at tftp.max_transfers_per_client (dropped)
 	numReasons
 )
 
 func (r reason) String() string {
-	return [numReasons]string{"malformed", "illegal_opcode", "write", "bad_name", "bad_option", "busy", "duplicate"}[r]
+	return [numReasons]string{"malformed", "illegal_opcode", "write", "bad_name", "bad_option", "busy", "duplicate",
+		"acl", "rate_limited", "client_busy"}[r]
 }
 
 type serverMetrics struct {

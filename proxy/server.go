@@ -33,6 +33,8 @@ type Server struct {
 	met    *serverMetrics
 	limits tftpwire.Limits
 	bufs   bufferPool
+	acl    *ACL
+	rates  *clientRates
 	// bind opens one listening socket; tests replace it to play a host
 	// without IPv6.
 	bind func(netip.AddrPort) (*listener, error)
@@ -47,6 +49,10 @@ type Server struct {
 	// inflight maps (client, requested name) to the running transfer, so
 	// a retransmitted RRQ does not start a second one.
 	inflight map[transferKey]*transfer
+	// perClient counts running transfers per client address, for
+	// MaxTransfersPerClient; an address leaves it with its last transfer,
+	// so it never holds more than MaxTransfers entries.
+	perClient map[netip.Addr]int
 
 	active  atomic.Int64   // running transfers, for MaxTransfers
 	readers sync.WaitGroup // one per listener, started by Serve
@@ -91,16 +97,23 @@ func NewServer(cfg Config, src ctftp.Source, logger *slog.Logger, m *metrics.Set
 	if m == nil {
 		m = metrics.NewSet()
 	}
+	acl, err := NewACL(cfg.Allow, cfg.Deny)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: invalid config: %w", err)
+	}
 	cfg.Listen = append([]string(nil), cfg.Listen...)
 	return &Server{
-		cfg:      cfg,
-		src:      src,
-		log:      logger,
-		met:      newServerMetrics(m),
-		limits:   tftpwire.Limits{MaxBlockSize: cfg.MaxBlockSize, MaxWindowSize: cfg.MaxWindowSize},
-		bind:     listenUDP,
-		closing:  make(chan struct{}),
-		inflight: make(map[transferKey]*transfer),
+		cfg:       cfg,
+		src:       src,
+		log:       logger,
+		met:       newServerMetrics(m),
+		limits:    tftpwire.Limits{MaxBlockSize: cfg.MaxBlockSize, MaxWindowSize: cfg.MaxWindowSize},
+		acl:       acl,
+		rates:     newClientRates(cfg, m),
+		bind:      listenUDP,
+		closing:   make(chan struct{}),
+		inflight:  make(map[transferKey]*transfer),
+		perClient: make(map[netip.Addr]int),
 	}, nil
 }
 
@@ -370,9 +383,28 @@ func (l *listener) destination(oob []byte, cm4 *ipv4.ControlMessage, cm6 *ipv6.C
 	return d
 }
 
+// ACL returns the client access list of Config.Allow and Config.Deny,
+// for other front ends to apply the same lists.
+func (s *Server) ACL() *ACL { return s.acl }
+
+// ACLRejections returns the ctftp_requests_rejected_total series of
+// clients the ACL refused, for other front ends to count theirs in.
+func (s *Server) ACLRejections() *metrics.Counter { return s.met.rejected[reasonACL] }
+
 // handlePacket decides what a packet at the listening port gets: a
-// transfer (RRQ), an error, or silence (ERROR packets, retransmitted RRQs).
+// transfer (RRQ), an error, or silence (ERROR packets, retransmitted RRQs,
+// clients refused by the ACL or over their rate).
 func (s *Server) handlePacket(l *listener, pkt []byte, from netip.AddrPort, d dest) {
+	// Refusals that cost nothing come first and answer nothing: an
+	// answer to a spoofed source is a reflection.
+	if !s.acl.Permits(from.Addr()) {
+		s.drop(from, reasonACL)
+		return
+	}
+	if !s.rates.allow(from.Addr(), time.Now()) {
+		s.drop(from, reasonRateLimited)
+		return
+	}
 	op, err := tftpwire.PacketOpcode(pkt)
 	if err != nil {
 		s.refusePacket(l, from, d, reasonMalformed, err)
@@ -431,17 +463,35 @@ func (s *Server) handleRRQ(l *listener, pkt []byte, from netip.AddrPort, d dest)
 		s.log.Debug("retransmitted request ignored", "client", from, "file", logName(req.Filename))
 		return
 	}
+	if n := s.cfg.MaxTransfersPerClient; n > 0 && s.perClient[from.Addr()] >= n {
+		s.mu.Unlock()
+		// Dropped, not answered: the client retransmits once one of its
+		// transfers has ended.
+		s.drop(from, reasonClientBusy)
+		return
+	}
 	if s.active.Add(1) > int64(s.cfg.MaxTransfers) {
 		s.active.Add(-1)
 		s.mu.Unlock()
 		s.refuseRequest(l, from, d, req.Filename, reasonBusy, ErrBusy)
 		return
 	}
+	s.perClient[from.Addr()]++
 	s.inflight[t.key] = t
 	s.xfers.Add(1)
 	s.mu.Unlock()
 	s.met.active.Inc()
 	go s.runTransfer(t)
+}
+
+// drop counts a packet refused without an answer. It logs at debug level
+// only: a flood must not become a flood of log lines.
+func (s *Server) drop(from netip.AddrPort, r reason) {
+	s.met.rejected[r].Inc()
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.LogAttrs(context.Background(), slog.LevelDebug, "packet dropped",
+			slog.String("client", from.String()), slog.String("reason", r.String()))
+	}
 }
 
 // refusePacket answers a packet that is not a request with an error (and
@@ -489,6 +539,11 @@ func (s *Server) runTransfer(t *transfer) {
 	s.mu.Lock()
 	if s.inflight[t.key] == t {
 		delete(s.inflight, t.key)
+	}
+	if n := s.perClient[t.client.Addr()] - 1; n > 0 {
+		s.perClient[t.client.Addr()] = n
+	} else {
+		delete(s.perClient, t.client.Addr())
 	}
 	s.mu.Unlock()
 	s.active.Add(-1)
