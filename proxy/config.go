@@ -63,6 +63,11 @@ type Config struct {
 	// burst) when more addresses than this are tracked, so a flood from
 	// varying source addresses cannot grow memory.
 	MaxClients int `mapstructure:"max_clients"`
+	// SinglePort serves every packet of every transfer from the listening
+	// port instead of a new port per transfer; transfers are told apart
+	// by the client's address and port. For NAT, firewalls that only open
+	// port 69, and containers.
+	SinglePort bool `mapstructure:"single_port"`
 }
 
 // DefaultConfig returns the defaults documented in config.yaml.

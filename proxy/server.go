@@ -74,6 +74,9 @@ type listener struct {
 	// transfers leave from the address the client talked to (a client
 	// rejects packets from any other).
 	wildcard bool
+	// demux routes packets to the transfers this socket carries in
+	// single-port mode; unused otherwise.
+	demux demux
 }
 
 // dest is the local address a request arrived on.
@@ -291,15 +294,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.closed {
 		s.closed = true
 		close(s.closing)
-		for _, l := range s.listeners {
-			l.conn.Close()
+		if !s.cfg.SinglePort {
+			s.closeListenersLocked()
 		}
 	}
 	cancel := s.cancel
 	s.mu.Unlock()
-	// Readers are the only callers of xfers.Add; once they are gone,
-	// waiting on xfers is race-free.
-	s.readers.Wait()
+	// Readers are the only callers of xfers.Add, under mu and only while
+	// the server is not closed: from here on waiting on xfers is
+	// race-free. In single-port mode the transfers' packets go through
+	// the listening sockets and their readers, so those are closed only
+	// once the transfers have ended.
+	defer func() {
+		s.mu.Lock()
+		s.closeListenersLocked()
+		s.mu.Unlock()
+		s.readers.Wait()
+	}()
 	drained := make(chan struct{})
 	go func() { // ends when the last transfer does, which the cancel below guarantees
 		s.xfers.Wait()
@@ -322,6 +333,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	<-drained
 	return fmt.Errorf("proxy: shutdown: cancelled %d transfers still running: %w", n, why)
+}
+
+func (s *Server) closeListenersLocked() {
+	for _, l := range s.listeners {
+		l.conn.Close()
+	}
 }
 
 // readLoop reads requests from one listening socket until it is closed.
@@ -395,6 +412,9 @@ func (s *Server) ACLRejections() *metrics.Counter { return s.met.rejected[reason
 // transfer (RRQ), an error, or silence (ERROR packets, retransmitted RRQs,
 // clients refused by the ACL or over their rate).
 func (s *Server) handlePacket(l *listener, pkt []byte, from netip.AddrPort, d dest) {
+	if s.cfg.SinglePort && s.deliver(l, pkt, from) {
+		return
+	}
 	// Refusals that cost nothing come first and answer nothing: an
 	// answer to a spoofed source is a reflection.
 	if !s.acl.Permits(from.Addr()) {
@@ -420,9 +440,34 @@ func (s *Server) handlePacket(l *listener, pkt []byte, from netip.AddrPort, d de
 		// Never answer an ERROR: two servers would bounce errors forever.
 		s.met.rejected[reasonIllegalOpcode].Inc()
 		s.log.Debug("packet ignored", "client", from, "opcode", op)
+	case tftpwire.OpDATA, tftpwire.OpACK, tftpwire.OpOACK:
+		if s.cfg.SinglePort {
+			// Here the listening port is every transfer's TID: a
+			// transfer packet from a peer without one is RFC 1350's
+			// "unknown transfer ID" (a late ACK of a finished transfer,
+			// say).
+			s.refusePacket(l, from, d, reasonIllegalOpcode, fmt.Errorf("%w: %v from a client without a transfer", errUnknownTID, op))
+			return
+		}
+		s.refusePacket(l, from, d, reasonIllegalOpcode, fmt.Errorf("%w: %v at the listening port", errIllegalOperation, op))
 	default:
 		s.refusePacket(l, from, d, reasonIllegalOpcode, fmt.Errorf("%w: %v at the listening port", errIllegalOperation, op))
 	}
+}
+
+// deliver hands a single-port packet to the transfer of its client's
+// address and port, if one runs; requests are left to handlePacket (a
+// new request from the same port supersedes the transfer there).
+func (s *Server) deliver(l *listener, pkt []byte, from netip.AddrPort) bool {
+	if op, err := tftpwire.PacketOpcode(pkt); err == nil && (op == tftpwire.OpRRQ || op == tftpwire.OpWRQ) {
+		return false
+	}
+	st := l.demux.lookup(from)
+	if st == nil {
+		return false
+	}
+	st.deliver(pkt)
+	return true
 }
 
 func (s *Server) handleRRQ(l *listener, pkt []byte, from netip.AddrPort, d dest) {
@@ -452,6 +497,12 @@ func (s *Server) handleRRQ(l *listener, pkt []byte, from netip.AddrPort, d dest)
 		start:  time.Now(),
 	}
 	s.mu.Lock()
+	if s.closed {
+		// Shutting down (in single-port mode the reader runs until the
+		// last transfer is done): new requests go unanswered.
+		s.mu.Unlock()
+		return
+	}
 	if old, dup := s.inflight[t.key]; dup && !old.established.Load() {
 		s.mu.Unlock()
 		// The client retransmitted before our first packet reached it;
@@ -481,6 +532,19 @@ func (s *Server) handleRRQ(l *listener, pkt []byte, from netip.AddrPort, d dest)
 	s.xfers.Add(1)
 	s.mu.Unlock()
 	s.met.active.Inc()
+	t.ctx, t.stop = context.WithTimeoutCause(s.base, s.cfg.TransferTimeout, ErrTransferTimeout)
+	if s.cfg.SinglePort {
+		ctx, cancel := context.WithCancelCause(t.ctx)
+		t.ctx = ctx
+		st := newSharedTransport(ctx, cancel, l, from, d)
+		t.tr = st
+		if old := l.demux.register(st); old != nil {
+			// The client asked anew from the same port: it has given up
+			// on the transfer there, whose packets would now reach the
+			// new one's client.
+			old.supersede()
+		}
+	}
 	go s.runTransfer(t)
 }
 
@@ -516,25 +580,16 @@ func (l *listener) sendError(err error, to netip.AddrPort, d dest) {
 	code, msg := WireError(err)
 	var b [128]byte
 	pkt := tftpwire.AppendError(b[:0], code, msg)
-	var oob []byte
-	if l.wildcard && d.addr.IsValid() {
-		if l.v4 {
-			oob = (&ipv4.ControlMessage{Src: d.addr.AsSlice()}).Marshal()
-		} else {
-			oob = (&ipv6.ControlMessage{Src: d.addr.AsSlice(), IfIndex: d.ifIndex}).Marshal()
-		}
-	}
 	// A lost error is recovered by the client's retransmission.
-	_, _, _ = l.conn.WriteMsgUDPAddrPort(pkt, oob, to)
+	_, _, _ = l.conn.WriteMsgUDPAddrPort(pkt, l.sourceOOB(d), to)
 }
 
 // runTransfer runs one transfer and records it. It is the goroutine
 // handleRRQ starts; the server's xfers group tracks it.
 func (s *Server) runTransfer(t *transfer) {
 	defer s.xfers.Done()
-	ctx, cancel := context.WithTimeoutCause(s.base, s.cfg.TransferTimeout, ErrTransferTimeout)
-	res := t.run(ctx)
-	cancel()
+	res := t.run()
+	t.stop()
 
 	s.mu.Lock()
 	if s.inflight[t.key] == t {

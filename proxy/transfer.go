@@ -33,8 +33,12 @@ type transfer struct {
 	// tr carries the packets: a connected socket of the transfer's own
 	// (connTransport) or the listening socket shared through the
 	// single-port demultiplexer.
-	tr  transport
-	ctx context.Context
+	tr transport
+	// ctx is the transfer's context (TransferTimeout, the server's
+	// shutdown; in single-port mode also a newer request superseding
+	// it); stop releases it.
+	ctx  context.Context
+	stop context.CancelFunc
 	// obuf holds the OACK (kept for retransmission), ebuf builds ERROR
 	// packets.
 	obuf [128]byte
@@ -57,8 +61,8 @@ var errAckTimeout = errors.New("proxy: no acknowledgement before the retransmiss
 // client sees comes from the address it asked, and connected to the
 // client, so that the kernel keeps strangers' packets away and reports an
 // ICMP port unreachable from a vanished client on the next read.
-func (t *transfer) run(ctx context.Context) (res transferResult) {
-	t.ctx = ctx
+func (t *transfer) run() (res transferResult) {
+	ctx := t.ctx
 	if t.tr == nil {
 		tr, err := dialTransport(ctx, t.l.v4, t.local.addr, t.client)
 		if err != nil {
@@ -101,7 +105,7 @@ func (t *transfer) fail(err error) error {
 // as few bytes as possible, and a real client that lost everything
 // retransmits its request rather than give up on an error).
 func (t *transfer) sendError(err error) {
-	if errors.Is(err, ErrClientUnreachable) || errors.Is(err, ErrNoAcknowledgement) {
+	if errors.Is(err, ErrClientUnreachable) || errors.Is(err, ErrNoAcknowledgement) || errors.Is(err, errSuperseded) {
 		return
 	}
 	code, msg := WireError(err)
