@@ -179,6 +179,7 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	g.startedAt = time.Now()
 	g.started.Store(true)
 	g.log.Info("listening", "tftp", addrStrings(g.tftp.Addrs()), "http", lnStrings(g.httpLns), "admin", lnStrings(listOf(g.adminLn)),
+		"single_port", g.cfg.TFTP.SinglePort,
 		"root", g.cfg.Root, "subclusters", len(g.cfg.Cluster.Subclusters))
 	return nil
 }

@@ -27,6 +27,8 @@ import (
 //	                                       at most two packets, in silence)
 //	ctftp_requests_rejected_total{reason}  packets refused before a transfer
 //	                                       started, by reason (see reason*)
+//	ctftp_tftp_single_port                 1 in single-port mode (tftp.single_port),
+//	                                       else 0
 //	ctftp_client_rate_entries              client addresses with a token bucket
 //	                                       (at most tftp.max_clients)
 //	ctftp_client_rate_evictions_total      buckets forgotten to stay within

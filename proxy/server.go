@@ -104,6 +104,11 @@ func NewServer(cfg Config, src ctftp.Source, logger *slog.Logger, m *metrics.Set
 	if err != nil {
 		return nil, fmt.Errorf("proxy: invalid config: %w", err)
 	}
+	single := 0.0
+	if cfg.SinglePort {
+		single = 1
+	}
+	m.GetOrCreateGauge("ctftp_tftp_single_port", nil).Set(single)
 	cfg.Listen = append([]string(nil), cfg.Listen...)
 	return &Server{
 		cfg:       cfg,
