@@ -99,7 +99,7 @@
 // with live probes, builds the next generation, swaps it in, and retires
 // the old one once the requests already inside it have finished; a
 // configuration that fails leaves the old generation serving. The trust
-// guard (trust.go) sits on the cache's fill path, so each forwarded
+// guard (trust.Guard) sits on the cache's fill path, so each forwarded
 // .tlv/.sgn is checked once per fill against its sub-cluster's ITL with
 // the phone trust model. Its metrics: ctftp_homogeneous,
 // ctftp_trust_signer_changes_total, ctftp_trust_heterogeneous_total,
