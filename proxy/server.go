@@ -508,13 +508,16 @@ func (s *Server) handleRRQ(l *listener, pkt []byte, from netip.AddrPort, d dest)
 		s.mu.Unlock()
 		return
 	}
-	if old, dup := s.inflight[t.key]; dup && !old.established.Load() {
+	if old, dup := s.inflight[t.key]; dup && (!old.established.Load() || s.cfg.SinglePort) {
 		s.mu.Unlock()
 		// The client retransmitted before our first packet reached it;
 		// the running transfer answers it. (Once the client has
 		// acknowledged anything it knows that transfer's TID, so the same
 		// request again is a new one, e.g. a second "get" from a client
-		// that keeps its socket.)
+		// that keeps its socket. Not in single-port mode, where the
+		// new one would take the running one's address and port: a
+		// retransmitted request that arrives late must not kill the
+		// transfer it asked for.)
 		s.met.rejected[reasonDuplicate].Inc()
 		s.log.Debug("retransmitted request ignored", "client", from, "file", logName(req.Filename))
 		return

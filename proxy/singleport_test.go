@@ -202,3 +202,37 @@ func TestSinglePortShutdown(t *testing.T) {
 		t.Fatal("content differs")
 	}
 }
+
+// TestSinglePortLateDuplicateRRQ: in single-port mode a copy of the
+// request that arrives after the client has acknowledged (a retransmission
+// delayed in the network) is ignored, not taken for a new request that
+// would supersede the transfer it asked for.
+func TestSinglePortLateDuplicateRRQ(t *testing.T) {
+	data := pattern(3000)
+	ts := startServer(t, memSource(map[string][]byte{"f": data}, bodyReaderAt), singlePortConfig())
+	c := newRawClient(t, ts.addr)
+	rrq := tftpwire.AppendRequest(nil, tftpwire.OpRRQ, "f", "octet", nil)
+	c.sendTo(ts.addr, rrq)
+	pkt, _ := c.recv()
+	got := append([]byte(nil), pkt[4:]...)
+	c.sendTo(ts.addr, tftpwire.AppendACK(nil, 1))
+	pkt, _ = c.recv()
+	c.sendTo(ts.addr, rrq) // the late copy
+	waitFor(t, "duplicate counted", func() bool { return ts.counter(`ctftp_requests_rejected_total{reason="duplicate"}`) == 1 })
+	for {
+		b, payload, err := tftpwire.ParseData(pkt)
+		if err != nil {
+			t.Fatalf("got %q", clipBytes(pkt))
+		}
+		got = append(got, payload...)
+		c.sendTo(ts.addr, tftpwire.AppendACK(nil, b))
+		if len(payload) < 512 {
+			break
+		}
+		pkt, _ = c.recv()
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("content differs")
+	}
+	waitFor(t, "transfer recorded", func() bool { return ts.counter(`ctftp_transfers_total{source="cache",result="ok"}`) == 1 })
+}
