@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -51,7 +52,8 @@ type peeker interface {
 // The result wraps ctftp.ErrNotFound only when every sub-cluster asked
 // said not found; when none had the file and any failed otherwise it
 // wraps ctftp.ErrUnavailable, so that an outage never sends a phone to
-// its fallback file.
+// its fallback file. The one exception, a per-device trust list that no
+// live sub-cluster has while another is known down, is noWinner's.
 //
 // Open returns only after every call it made to next has returned, and
 // closes every Body it does not return: no goroutine or open file
@@ -161,33 +163,34 @@ func (f *forwarder) askMemory(req ctftp.Request) (o outcome, ok bool) {
 }
 
 // fromMemory decides a fan-out from memory when it can: asking scs in
-// priority order, it stops at the first positive answer, which every
-// sub-cluster above has answered "not found", as a parallel fan-out would
-// decide too, without a goroutine per sub-cluster or a backend asked.
-// ok is false as soon as one sub-cluster's answer is not in memory
-// before a positive one: the fan-out then runs as configured, with the
-// "not found" answers already in hand (outs, a prefix of scs) taken as
+// priority order, it stops at the first positive answer (won), which
+// every sub-cluster above has answered "not found", as a parallel
+// fan-out would decide too, without a goroutine per sub-cluster or a
+// backend asked. decided with no won file: every sub-cluster said "not
+// found" (known). decided is false as soon as one answer is not in
+// memory before a positive one: the fan-out then runs as configured,
+// with the answers already in hand (known, a prefix of scs) taken as
 // given, so nothing is asked or counted twice.
-func (f *forwarder) fromMemory(req ctftp.Request, scs []string) (winner int, outs []outcome, ok bool) {
+func (f *forwarder) fromMemory(req ctftp.Request, scs []string) (won outcome, known []outcome, decided bool) {
 	if f.peek == nil {
-		return -1, nil, false
+		return outcome{}, nil, false
 	}
-	outs = make([]outcome, 0, len(scs))
-	for i, sc := range scs {
+	for _, sc := range scs {
 		req.Subcluster = sc
 		o, ok := f.askMemory(req)
-		if !ok || (o.err != nil && !o.notFound()) {
-			if ok {
-				outs = append(outs, o)
+		switch {
+		case ok && o.err == nil:
+			return o, known, true
+		case ok:
+			known = append(known, o)
+			if !o.notFound() {
+				return outcome{}, known, false
 			}
-			return -1, outs, false
-		}
-		outs = append(outs, o)
-		if o.err == nil {
-			return i, outs, true
+		default:
+			return outcome{}, known, false
 		}
 	}
-	return -1, outs, true
+	return outcome{}, known, true
 }
 
 // single asks the one sub-cluster a rule or learned route names.
@@ -211,8 +214,15 @@ func (f *forwarder) fanOut(ctx context.Context, req ctftp.Request, mac, strategy
 	start := f.now()
 	defer func() { f.m.fanoutDuration.Update(f.now().Sub(start).Seconds()) }()
 
-	winner, known, decided := f.fromMemory(req, scs)
-	outs := known
+	won, known, decided := f.fromMemory(req, scs)
+	if decided && won.file != nil {
+		// Nobody above it has the file, and nobody else was asked.
+		if mac != "" {
+			f.r.learnMAC(mac, won.subcluster)
+		}
+		return won.file, nil
+	}
+	winner, outs := -1, known
 	switch {
 	case decided:
 	case strategy == StrategySequential:
@@ -229,12 +239,7 @@ func (f *forwarder) fanOut(ctx context.Context, req ctftp.Request, mac, strategy
 		}
 	}
 	if winner < 0 {
-		for _, o := range outs {
-			if !o.notFound() {
-				return nil, &outageError{name: req.Name, outcomes: outs}
-			}
-		}
-		return nil, fmt.Errorf("routing: %q: not in %s: %w", req.Name, strings.Join(scs, ", "), ctftp.ErrNotFound)
+		return nil, f.noWinner(req, scs, outs)
 	}
 	w := outs[winner]
 	if mac != "" {
@@ -248,6 +253,68 @@ func (f *forwarder) fanOut(ctx context.Context, req ctftp.Request, mac, strategy
 		f.r.learnMAC(mac, w.subcluster)
 	}
 	return w.file, nil
+}
+
+// noWinner is the answer of a fan-out in which no sub-cluster had the
+// file: "not found" when every one said so; an outage when any failed.
+// A sub-cluster known down (ctftp.ErrNotAsked: it was skipped at once,
+// without waiting) is the one exception: for a phone's own trust list
+// (CTLSEP/ITLSEP<MAC>.tlv), which most clusters lack and which the phone
+// asks for first at every boot, the live sub-clusters' "not found" is
+// the answer, so the phone moves on to CTLFile.tlv instead of failing
+// its boot on another cluster's outage. For every other file it stays an
+// outage (error 0: the phone retries), so a phone never falls back to a
+// default config and registers in the wrong place.
+func (f *forwarder) noWinner(req ctftp.Request, scs []string, outs []outcome) error {
+	var notFound, notAsked int
+	var down []string
+	for _, o := range outs {
+		switch {
+		case o.notFound():
+			notFound++
+		case errors.Is(o.err, ctftp.ErrNotAsked):
+			notAsked++
+			down = append(down, o.subcluster)
+		default:
+			return f.outage(req, outs, notAsked > 0)
+		}
+	}
+	if notAsked == 0 {
+		return fmt.Errorf("routing: %q: not in %s: %w", req.Name, strings.Join(scs, ", "), ctftp.ErrNotFound)
+	}
+	if notFound > 0 && IsDeviceTrustList(req.Name) {
+		f.m.notAsked[true].Inc()
+		f.log.Info("routing: per-device trust list not in any live sub-cluster; not found, with sub-clusters down",
+			"file", req.Name, "down", down)
+		return fmt.Errorf("routing: %q: not in %s (%s down, not asked): %w", req.Name,
+			strings.Join(live(scs, down), ", "), strings.Join(down, ", "), ctftp.ErrNotFound)
+	}
+	return f.outage(req, outs, true)
+}
+
+// outage returns the outage error, counting it when a sub-cluster known
+// down was among those that could not answer.
+func (f *forwarder) outage(req ctftp.Request, outs []outcome, notAsked bool) error {
+	if !notAsked {
+		for _, o := range outs {
+			notAsked = notAsked || errors.Is(o.err, ctftp.ErrNotAsked)
+		}
+	}
+	if notAsked {
+		f.m.notAsked[false].Inc()
+	}
+	return &outageError{name: req.Name, outcomes: outs}
+}
+
+// live is scs without down.
+func live(scs, down []string) []string {
+	var out []string
+	for _, sc := range scs {
+		if !slices.Contains(down, sc) {
+			out = append(out, sc)
+		}
+	}
+	return out
 }
 
 // sequential asks scs one after another in priority order and stops at
