@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,9 +32,11 @@ type benchFlags struct {
 	keepDir    string
 
 	// side-by-side only: how the gateway reaches its backends.
-	backendBlksize  int
+	backendBlksizes []int // the first is the main runs'; the others are swept
+	backendWindows  []int // likewise
 	backendInFlight int
 	backendDelay    time.Duration
+	backends        string // tftpd-hpa or ctftp
 	passes          int
 	inFlight        int
 
@@ -105,9 +108,11 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchFlags, int) {
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress on stderr")
 	fs.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of this process to `FILE`; side by side, of the warm run only (the gateway in process and the generator)")
 	fs.StringVar(&f.keepDir, "dir", "", "side-by-side: write the generated files under `DIR` and keep them (default: a temp dir removed at exit)")
-	fs.IntVar(&f.backendBlksize, "backend-blksize", cluster.DefaultConfig().Backend.BlockSize, "side-by-side: the gateway's backend.block_size")
+	blksizes := fs.String("backend-blksize", strconv.Itoa(cluster.DefaultConfig().Backend.BlockSize), "side-by-side: the gateway's backend.block_size; a comma-separated `LIST` also runs the cold fan-out with each other one (and each --backend-window)")
+	windows := fs.String("backend-window", strconv.Itoa(cluster.DefaultConfig().Backend.WindowSize), "side-by-side: the gateway's backend.window_size (RFC 7440; tftpd-hpa ignores it); a `LIST` as for --backend-blksize")
 	fs.IntVar(&f.backendInFlight, "backend-max-in-flight", cluster.DefaultConfig().Backend.MaxInFlight, "side-by-side: the gateway's backend.max_in_flight")
-	fs.DurationVar(&f.backendDelay, "backend-delay", 0, "side-by-side: delay every datagram between the gateway and its backends by `D` each way (an emulated WAN; the direct run is not delayed)")
+	fs.DurationVar(&f.backendDelay, "backend-delay", 0, "side-by-side: put a link delaying every datagram by `D` each way between the phones' side and the backends (an emulated WAN): the gateway reaches its backends across it, and the direct runs reach their server across it too")
+	fs.StringVar(&f.backends, "backends", "tftpd-hpa", "side-by-side: the sub-clusters' TFTP servers: tftpd-hpa, or ctftp (this program's own engine, which has RFC 7440 windowsize)")
 	fs.IntVar(&f.passes, "passes", 1, "side-by-side: run every configuration `N` times, in turn (each pass's ratios come from that pass)")
 	fs.IntVar(&f.inFlight, "in-flight", 1000, "side-by-side: hold `N` transfers open on the warm gateway to measure its memory per transfer in flight (0 = skip)")
 	fs.IntVar(&f.hold, "hold", 0, "instead of a storm, open `N` transfers of --file on --server and hold them (memory per transfer in flight)")
@@ -159,14 +164,21 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchFlags, int) {
 		bad("--file, --hold-for and --admin only apply to --hold")
 	}
 	if !f.sideBySide {
-		for _, name := range []string{"dir", "backend-blksize", "backend-max-in-flight", "backend-delay", "passes", "in-flight"} {
+		for _, name := range []string{"dir", "backend-blksize", "backend-window", "backends", "backend-max-in-flight", "backend-delay", "passes", "in-flight"} {
 			if set[name] {
 				bad("--%s only applies to --side-by-side", name)
 			}
 		}
 	}
-	if f.backendBlksize < 512 || f.backendBlksize > 65464 {
-		bad("--backend-blksize: must be between 512 and 65464, got %d", f.backendBlksize)
+	var err2 error
+	if f.backendBlksizes, err2 = intList(*blksizes, 512, 65464); err2 != nil {
+		bad("--backend-blksize: %v", err2)
+	}
+	if f.backendWindows, err2 = intList(*windows, 1, 64); err2 != nil {
+		bad("--backend-window: %v", err2)
+	}
+	if f.backends != "tftpd-hpa" && f.backends != "ctftp" {
+		bad("--backends: want tftpd-hpa or ctftp, got %q", f.backends)
 	}
 	if f.backendInFlight < 1 {
 		bad("--backend-max-in-flight: must be at least 1, got %d", f.backendInFlight)
@@ -194,6 +206,25 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchFlags, int) {
 		return f, exitUsage
 	}
 	return f, exitOK
+}
+
+// intList parses a comma-separated list of integers in [lo, hi], without
+// repeats.
+func intList(s string, lo, hi int) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("%q: not a number", f)
+		case n < lo || n > hi:
+			return nil, fmt.Errorf("must be between %d and %d, got %d", lo, hi, n)
+		case slices.Contains(out, n):
+			return nil, fmt.Errorf("%d listed twice", n)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // flagName rewrites a loadgen.Config problem ("boot_timeout: ...") with

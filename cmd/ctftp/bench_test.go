@@ -55,6 +55,8 @@ func TestBenchUsage(t *testing.T) {
 		{"bad backend blksize", []string{"--side-by-side", "--backend-blksize", "100"}, []string{"--backend-blksize: must be between 512 and 65464"}},
 		{"side-by-side knobs alone", []string{"--server", "127.0.0.1:69", "--passes", "2", "--in-flight", "5"}, []string{"--passes only applies to --side-by-side", "--in-flight only applies to --side-by-side"}},
 		{"bad passes", []string{"--side-by-side", "--passes", "0", "--in-flight", "-1"}, []string{"--passes: must be between 1 and 100", "--in-flight: must not be negative"}},
+		{"bad backend lists", []string{"--side-by-side", "--backend-blksize", "1428,x", "--backend-window", "8,8", "--backends", "cucm"},
+			[]string{`--backend-blksize: "x": not a number`, "--backend-window: 8 listed twice", "--backends: want tftpd-hpa or ctftp"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -269,6 +271,24 @@ func TestBenchSideBySide(t *testing.T) {
 	}
 	if fl := m.InFlight; fl == nil || fl.Error != "" || fl.Transfers != 20 || fl.GoroutinesPerTransfer < 0.9 || fl.FDsPerTransfer < 0.9 {
 		t.Errorf("in flight %+v", fl)
+	}
+
+	// Across an emulated WAN, with the engine's own backends (RFC 7440)
+	// and a sweep of backend block and window sizes: every combination
+	// runs cold, with the same fetch discipline, and the fastest is named.
+	code, stdout, stderr = runBenchTest(t, "--side-by-side", "--phones", "4", "--concurrency", "2", "--json", "--quiet", "--in-flight", "0",
+		"--backend-delay", "2ms", "--backends", "ctftp", "--backend-blksize", "1428,65464", "--backend-window", "1,4")
+	out = sideBySide{}
+	if err := json.Unmarshal([]byte(stdout), &out); code != exitOK || err != nil {
+		t.Fatalf("exit %d, %v\n%s%s", code, err, stdout, stderr)
+	}
+	if len(out.Sweep) != 3 || out.Best == nil || out.Backends != "ctftp" || out.BackendDelay == 0 {
+		t.Fatalf("sweep %+v, best %+v", out.Sweep, out.Best)
+	}
+	for _, row := range out.Sweep {
+		if r := row.Run; r.Booted != 4 || r.Failed != 0 || row.OverDirect <= 0 {
+			t.Errorf("sweep blksize %d window %d: %+v", row.Blksize, row.Window, r)
+		}
 	}
 
 	// The text form carries the same table, two passes, no memory hold.

@@ -56,19 +56,39 @@ func sbsRatios() [7][3]string {
 
 // sideBySide is the JSON form of a side-by-side run.
 type sideBySide struct {
-	Phones          int           `json:"phones"`
-	Concurrency     int           `json:"concurrency"`
-	PhoneBlksize    int           `json:"phone_blksize,omitempty"`
-	CPUs            int           `json:"cpus"`
-	BackendBlksize  int           `json:"backend_blksize"`
-	BackendInFlight int           `json:"backend_max_in_flight"`
-	BackendDelay    time.Duration `json:"backend_delay_ns"`
+	Phones          int `json:"phones"`
+	Concurrency     int `json:"concurrency"`
+	PhoneBlksize    int `json:"phone_blksize,omitempty"`
+	CPUs            int `json:"cpus"`
+	BackendBlksize  int `json:"backend_blksize"`
+	BackendWindow   int `json:"backend_window"`
+	BackendInFlight int `json:"backend_max_in_flight"`
+	// BackendDelay is the emulated WAN's delay each way; the direct runs
+	// cross the same link when it is set.
+	BackendDelay time.Duration `json:"backend_delay_ns"`
+	// Backends is the sub-clusters' server: tftpd-hpa or ctftp.
+	Backends string `json:"backends"`
 	// LoadStart and LoadEnd are /proc/loadavg before the first run and
 	// after the last: a loaded machine shows itself.
 	LoadStart *loadAvg  `json:"load_start,omitempty"`
 	LoadEnd   *loadAvg  `json:"load_end,omitempty"`
 	Passes    []sbsPass `json:"passes"`
 	Memory    sbsMemory `json:"memory"`
+	// Sweep is the cold fan-out run again, in the first pass, with every
+	// other combination of --backend-blksize and --backend-window; Best
+	// is the fastest cold fan-out of all, the main one included.
+	Sweep []sbsSweepRow `json:"backend_sweep,omitempty"`
+	Best  *sbsSweepRow  `json:"best_cold,omitempty"`
+}
+
+// sbsSweepRow is one cold fan-out run with one backend block size and
+// window size.
+type sbsSweepRow struct {
+	Blksize int             `json:"backend_blksize"`
+	Window  int             `json:"backend_window"`
+	Run     *loadgen.Report `json:"run"`
+	// OverDirect compares phones/s with the pass's tftpd-hpa direct run.
+	OverDirect float64 `json:"over_direct"`
 }
 
 // sbsPass is one pass over every configuration.
@@ -201,7 +221,8 @@ func benchSideBySide(ctx context.Context, f benchFlags, stdout, stderr io.Writer
 	r.prog, r.term = progressTo(f, stderr)
 	out := sideBySide{
 		Phones: len(macs), Concurrency: f.storm.Concurrency, PhoneBlksize: f.storm.BlockSize, CPUs: runtime.NumCPU(),
-		BackendBlksize: f.backendBlksize, BackendInFlight: f.backendInFlight, BackendDelay: f.backendDelay,
+		BackendBlksize: f.backendBlksizes[0], BackendWindow: f.backendWindows[0], BackendInFlight: f.backendInFlight,
+		BackendDelay: f.backendDelay, Backends: f.backends,
 		LoadStart: readLoadAvg(),
 	}
 	note("load average at start: %s", out.LoadStart)
@@ -212,6 +233,13 @@ func benchSideBySide(ctx context.Context, f benchFlags, stdout, stderr io.Writer
 			return exitFailure
 		}
 		out.Passes = append(out.Passes, p)
+		if pass == 0 {
+			if out.Sweep, err = r.sweep(p); err != nil {
+				fmt.Fprintf(stderr, "ctftp bench: %v\n", err)
+				return exitFailure
+			}
+			out.Best = bestCold(p, out.Sweep, f)
+		}
 	}
 	out.LoadEnd = readLoadAvg()
 	if f.jsonOut {
@@ -226,7 +254,66 @@ func benchSideBySide(ctx context.Context, f benchFlags, stdout, stderr io.Writer
 			}
 		}
 	}
+	for _, row := range out.Sweep {
+		if row.Run.Failed > 0 {
+			return exitFailure
+		}
+	}
 	return exitOK
+}
+
+// sweep runs the cold fan-out once for every other combination of
+// backend block size and window size.
+func (r *sbsRunner) sweep(p sbsPass) ([]sbsSweepRow, error) {
+	var rows []sbsSweepRow
+	if len(r.f.backendBlksizes) == 1 && len(r.f.backendWindows) == 1 {
+		return nil, nil
+	}
+	backends, stop, err := r.startBackends()
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	for i, b := range r.f.backendBlksizes {
+		for j, w := range r.f.backendWindows {
+			if i == 0 && j == 0 {
+				continue // the pass's own cold fan-out
+			}
+			gw, err := startBenchGateway(r.ctx, r.f, r.dir, r.world, backends, false, b, w, r.stderr)
+			if err != nil {
+				return nil, fmt.Errorf("gateway: %w", err)
+			}
+			rep, err := r.storm(fmt.Sprintf("%s, blksize %d, window %d", runCold, b, w), gw.addr, nil)
+			gw.stop()
+			if err != nil {
+				return nil, err
+			}
+			rows = append(rows, sbsSweepRow{Blksize: b, Window: w, Run: rep, OverDirect: ratio(rep.PhonesPerSecond, p.run(runDirect).PhonesPerSecond)})
+		}
+	}
+	return rows, nil
+}
+
+// bestCold is the fastest cold fan-out of the first pass and the sweep.
+func bestCold(p sbsPass, sweep []sbsSweepRow, f benchFlags) *sbsSweepRow {
+	main := p.run(runCold)
+	best := &sbsSweepRow{Blksize: f.backendBlksizes[0], Window: f.backendWindows[0], Run: main, OverDirect: p.Ratios["cold_over_direct"]}
+	for i := range sweep {
+		if sweep[i].Run.PhonesPerSecond > best.Run.PhonesPerSecond {
+			best = &sweep[i]
+		}
+	}
+	return best
+}
+
+// run returns the pass's run of that label.
+func (p sbsPass) run(label string) *loadgen.Report {
+	for _, r := range p.Runs {
+		if r.Label == label {
+			return r
+		}
+	}
+	return &loadgen.Report{Label: label}
 }
 
 // sbsRunner holds what every pass of a side-by-side shares.
@@ -263,7 +350,13 @@ func (r *sbsRunner) pass(n int, mem *sbsMemory) (sbsPass, error) {
 	if err != nil {
 		return p, err
 	}
-	rep, err := r.storm(runDirect, direct.Addr(), nil)
+	addr, unlink, err := r.acrossLink(direct.Addr())
+	if err != nil {
+		direct.Stop()
+		return p, err
+	}
+	rep, err := r.storm(runDirect, addr, nil)
+	unlink()
 	direct.Stop()
 	if err != nil {
 		return p, err
@@ -275,7 +368,12 @@ func (r *sbsRunner) pass(n int, mem *sbsMemory) (sbsPass, error) {
 	if err != nil {
 		return p, err
 	}
-	rep, err = r.storm(runPin, pin.addr, nil)
+	if addr, unlink, err = r.acrossLink(pin.addr); err != nil {
+		pin.stop()
+		return p, err
+	}
+	rep, err = r.storm(runPin, addr, nil)
+	unlink()
 	pin.stop()
 	if err != nil {
 		return p, err
@@ -290,7 +388,7 @@ func (r *sbsRunner) pass(n int, mem *sbsMemory) (sbsPass, error) {
 	defer stopBackends()
 
 	// (3), (4): one gateway, fan-out for unknown phones, cold then warm.
-	gw, err := startBenchGateway(r.ctx, r.f, r.dir, r.world, backends, false, r.stderr)
+	gw, err := startBenchGateway(r.ctx, r.f, r.dir, r.world, backends, false, r.f.backendBlksizes[0], r.f.backendWindows[0], r.stderr)
 	if err != nil {
 		return p, fmt.Errorf("gateway: %w", err)
 	}
@@ -329,7 +427,7 @@ func (r *sbsRunner) pass(n int, mem *sbsMemory) (sbsPass, error) {
 	gw.stop()
 
 	// (5) a fresh gateway that knows every phone's sub-cluster.
-	gwRules, err := startBenchGateway(r.ctx, r.f, r.dir, r.world, backends, true, r.stderr)
+	gwRules, err := startBenchGateway(r.ctx, r.f, r.dir, r.world, backends, true, r.f.backendBlksizes[0], r.f.backendWindows[0], r.stderr)
 	if err != nil {
 		return p, fmt.Errorf("gateway with device rules: %w", err)
 	}
@@ -367,35 +465,100 @@ func (r *sbsRunner) pass(n int, mem *sbsMemory) (sbsPass, error) {
 	return p, nil
 }
 
-// startBackends starts one tftpd-hpa per sub-cluster, each behind a
-// delay link when --backend-delay asks for a WAN.
+// acrossLink returns where to reach server: through a delay link of
+// --backend-delay (the emulated WAN) when one is asked for, else server
+// itself. unlink closes the link.
+func (r *sbsRunner) acrossLink(server netip.AddrPort) (addr netip.AddrPort, unlink func(), err error) {
+	if r.f.backendDelay <= 0 {
+		return server, func() {}, nil
+	}
+	link, err := loadgen.StartDelayLink(server, r.f.backendDelay, 0)
+	if err != nil {
+		return server, nil, err
+	}
+	return link.Addr(), func() {
+		// Datagrams still crossing (a phone's final ACK, sent as its
+		// storm ended) are delivered first: dropped, they would leave
+		// the server retransmitting until it gives up.
+		time.Sleep(2*r.f.backendDelay + 20*time.Millisecond)
+		link.Close()
+	}, nil
+}
+
+// startBackends starts one TFTP server per sub-cluster (--backends),
+// each behind a delay link when --backend-delay asks for a WAN.
 func (r *sbsRunner) startBackends() (addrs []string, stop func(), err error) {
 	var stops []func()
 	stop = func() {
-		for _, s := range stops {
-			s()
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
 		}
 	}
 	for _, sc := range r.world.Subclusters() {
-		d, err := tftpd.Start(r.ctx, filepath.Join(r.dir, sc))
-		if err != nil {
-			stop()
-			return nil, nil, err
-		}
-		stops = append(stops, d.Stop)
-		addr := d.Addr()
-		if r.f.backendDelay > 0 {
-			link, err := loadgen.StartDelayLink(addr, r.f.backendDelay, 0)
+		var addr netip.AddrPort
+		if r.f.backends == "ctftp" {
+			srv, err := startEngineBackend(r.ctx, filepath.Join(r.dir, sc))
 			if err != nil {
 				stop()
 				return nil, nil, err
 			}
-			stops = append(stops, func() { link.Close() })
-			addr = link.Addr()
+			stops = append(stops, srv.stop)
+			addr = srv.addr
+		} else {
+			d, err := tftpd.Start(r.ctx, filepath.Join(r.dir, sc))
+			if err != nil {
+				stop()
+				return nil, nil, err
+			}
+			stops = append(stops, d.Stop)
+			addr = d.Addr()
 		}
+		addr, unlink, err := r.acrossLink(addr)
+		if err != nil {
+			stop()
+			return nil, nil, err
+		}
+		stops = append(stops, unlink)
 		addrs = append(addrs, addr.String())
 	}
 	return addrs, stop, nil
+}
+
+// engineBackend is this program's own TFTP engine serving a sub-cluster's
+// directory, as `ctftp demo` runs its sub-clusters: a backend with RFC
+// 7440 windowsize, which tftpd-hpa lacks.
+type engineBackend struct {
+	addr netip.AddrPort
+	stop func()
+}
+
+func startEngineBackend(ctx context.Context, dir string) (*engineBackend, error) {
+	cfg := proxy.DefaultConfig()
+	cfg.Listen = []string{"127.0.0.1:0"}
+	cfg.ShutdownGrace = time.Second
+	// The gateway asks from one address, many times a second.
+	cfg.ClientRate, cfg.MaxTransfersPerClient = 0, 0
+	local, err := proxy.NewLocal(dir)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := proxy.NewServer(cfg, local, nil, nil)
+	if err == nil {
+		err = srv.Listen()
+	}
+	if err != nil {
+		local.Close()
+		return nil, fmt.Errorf("backend %s: %w", dir, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(context.WithoutCancel(ctx)) }()
+	return &engineBackend{addr: srv.Addrs()[0], stop: func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		<-done
+		local.Close()
+	}}, nil
 }
 
 // heapLive is the live heap after a full collection.
@@ -503,10 +666,11 @@ func ratio(a, b float64) float64 {
 }
 
 func writeSideBySide(w io.Writer, f benchFlags, s sideBySide) {
-	fmt.Fprintf(w, "boot storm: %d phones, concurrency %d, phone blksize %s; gateway backend blksize %d, max_in_flight %d",
-		s.Phones, s.Concurrency, orNone(s.PhoneBlksize), s.BackendBlksize, s.BackendInFlight)
+	fmt.Fprintf(w, "boot storm: %d phones, concurrency %d, phone blksize %s; %s backends; gateway backend blksize %d, window %d, max_in_flight %d",
+		s.Phones, s.Concurrency, orNone(s.PhoneBlksize), s.Backends, s.BackendBlksize, s.BackendWindow, s.BackendInFlight)
 	if s.BackendDelay > 0 {
-		fmt.Fprintf(w, ", backend link delay %s each way", s.BackendDelay)
+		fmt.Fprintf(w, "\nemulated WAN: %s each way (%s round trip) between the phones' side and the backends; the direct runs cross it too",
+			s.BackendDelay, 2*s.BackendDelay)
 	}
 	fmt.Fprintf(w, "\n%d CPUs; load average at start %s, at end %s\n", s.CPUs, s.LoadStart, s.LoadEnd)
 	for i, p := range s.Passes {
@@ -543,6 +707,18 @@ func writeSideBySide(w io.Writer, f benchFlags, s sideBySide) {
 				}
 			}
 		}
+	}
+	if len(s.Sweep) > 0 {
+		fmt.Fprintf(w, "\ncold fan-out by backend block size and window (pass 1; phones/s over tftpd-hpa direct):\n")
+		rows := []*loadgen.Report{s.Passes[0].run(runCold)}
+		for _, row := range s.Sweep {
+			rows = append(rows, row.Run)
+		}
+		loadgen.WriteTable(w, rows)
+	}
+	if b := s.Best; b != nil && len(s.Sweep) > 0 {
+		fmt.Fprintf(w, "fastest cold: backend blksize %d, window %d: %.1f phones/s = %.2fx tftpd-hpa direct; per file p50 %s, p99 %s\n",
+			b.Blksize, b.Window, b.Run.PhonesPerSecond, b.OverDirect, b.Run.Transfer.P50.Round(time.Microsecond*10), b.Run.Transfer.P99.Round(time.Microsecond*10))
 	}
 	m := s.Memory
 	fmt.Fprintf(w, "\nmemory: cache holds %d files, %s; live heap grew %s over the cold run = %.2f bytes per cached byte (entries, \"not found\" answers and learned routes included)\n",
@@ -618,8 +794,13 @@ func startPinServer(files map[string][]byte) (*pinServer, error) {
 		_, err := rf.ReadFrom(bytes.NewReader(b))
 		return err
 	}, nil)
-	// Honour the phones' blksize on loopback, as the gateway does.
+	// Honour the phones' blksize on loopback, as the gateway does; time
+	// out as the gateway does (1 s), not after pin/tftp's default 5 s,
+	// so a transfer whose final ACK went astray does not hold stop for
+	// half a minute.
 	srv.SetBlockSizeNegotiation(false)
+	srv.SetTimeout(time.Second)
+	srv.SetRetries(5)
 	p := &pinServer{srv: srv, addr: conn.LocalAddr().(*net.UDPAddr).AddrPort(), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
@@ -649,12 +830,13 @@ type benchGateway struct {
 // each sub-cluster's device list (the fleet's devices/<name>.txt) routes
 // its phones, as a deployment with device lists does; without, unknown
 // phones are found by fan-out.
-func startBenchGateway(ctx context.Context, f benchFlags, dir string, world *fleet.World, backends []string, rules bool, stderr io.Writer) (*benchGateway, error) {
+func startBenchGateway(ctx context.Context, f benchFlags, dir string, world *fleet.World, backends []string, rules bool, blksize, window int, stderr io.Writer) (*benchGateway, error) {
 	tcfg := proxy.DefaultConfig()
 	tcfg.Listen = []string{"127.0.0.1:0"}
 	tcfg.ShutdownGrace = 2 * time.Second
 	cc := cluster.DefaultConfig()
-	cc.Backend.BlockSize = f.backendBlksize
+	cc.Backend.BlockSize = blksize
+	cc.Backend.WindowSize = window
 	cc.Backend.MaxInFlight = f.backendInFlight
 	for i, sc := range world.Subclusters() {
 		cc.Subclusters = append(cc.Subclusters, cluster.SubclusterConfig{Name: sc, Version: "14", Backends: []string{backends[i]}})
