@@ -83,6 +83,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg := proxy.DefaultConfig()
 		cfg.Listen = []string{"127.0.0.1:0"}
 		cfg.ShutdownGrace = time.Second
+		// A backend: the gateway asks it from one address, many times.
+		cfg.ClientRate, cfg.MaxTransfersPerClient = 0, 0
 		local, err := proxy.NewLocal(filepath.Join(base, name))
 		if err != nil {
 			fmt.Fprintf(stderr, "ctftp demo: %v\n", err)
