@@ -95,9 +95,16 @@ func TestVanishedClientsFreeTheirSlots(t *testing.T) {
 // first ACK the gateway sends the first packet and one retransmission,
 // then stops without an error packet.
 func TestSpoofedRRQAmplification(t *testing.T) {
+	for _, single := range []bool{false, true} {
+		t.Run(fmt.Sprintf("single_port=%v", single), func(t *testing.T) { spoofedRRQAmplification(t, single) })
+	}
+}
+
+func spoofedRRQAmplification(t *testing.T, singlePort bool) {
 	const maxFactor = 55 // the README states the factor reached (51.6)
 	cfg := testConfig()
 	cfg.Timeout = 50 * time.Millisecond // the budget is counted in packets, not time
+	cfg.SinglePort = singlePort
 	ts := startServer(t, memSource(map[string][]byte{"ITLFile.tlv": pattern(5000)}, bodyReaderAt), cfg)
 	opt := func(n, v string) tftpwire.Option { return tftpwire.Option{Name: n, Value: v} }
 	tests := []struct {
