@@ -105,21 +105,24 @@ func spoofedRRQAmplification(t *testing.T, singlePort bool) {
 	cfg := testConfig()
 	cfg.Timeout = 50 * time.Millisecond // the budget is counted in packets, not time
 	cfg.SinglePort = singlePort
-	ts := startServer(t, memSource(map[string][]byte{"ITLFile.tlv": pattern(5000)}, bodyReaderAt), cfg)
+	ts := startServer(t, memSource(map[string][]byte{"ITLFile.tlv": pattern(5000), "a": pattern(5000), "SEPA.cnf": pattern(5000)}, bodyReaderAt), cfg)
 	opt := func(n, v string) tftpwire.Option { return tftpwire.Option{Name: n, Value: v} }
 	tests := []struct {
 		name    string
+		file    string
 		opts    []tftpwire.Option
 		packets int
 		op      tftpwire.Opcode
 	}{
-		{"plain RRQ: DATA 1 twice", nil, 2, tftpwire.OpDATA},
-		{"largest options: OACK twice", []tftpwire.Option{opt("blksize", "65464"), opt("windowsize", "16"), opt("tsize", "0")}, 2, tftpwire.OpOACK},
+		{"plain RRQ: DATA 1 twice", "ITLFile.tlv", nil, 2, tftpwire.OpDATA},
+		{"largest options: OACK twice", "ITLFile.tlv", []tftpwire.Option{opt("blksize", "65464"), opt("windowsize", "16"), opt("tsize", "0")}, 2, tftpwire.OpOACK},
+		{"shortest RRQ (10 bytes): DATA 1 once", "a", nil, 1, tftpwire.OpDATA},
+		{"17-byte RRQ: DATA 1 once", "SEPA.cnf", nil, 1, tftpwire.OpDATA},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			victim := newRawClient(t, ts.addr)
-			rrq := tftpwire.AppendRequest(nil, tftpwire.OpRRQ, "ITLFile.tlv", "octet", tt.opts)
+			rrq := tftpwire.AppendRequest(nil, tftpwire.OpRRQ, tt.file, "octet", tt.opts)
 			victim.sendTo(ts.addr, rrq)
 			var bytes, packets int
 			for {
