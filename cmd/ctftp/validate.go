@@ -122,7 +122,35 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	rep := w.Probe(ctx)
 	fmt.Fprintln(stdout)
 	rep.WriteTable(stdout)
+	code = validateMigrations(ctx, cfg, set, stdout, stderr, code)
 	return validateSummary(stdout, rep, code)
+}
+
+// validateMigrations runs, for every migration wave, the check serve and
+// every reload run: a wave that cuts over (or is scheduled to) with a
+// blocking device makes the configuration one that must change (exit
+// 2); a staged wave's findings are reported for the record.
+func validateMigrations(ctx context.Context, cfg fileConfig, set *cluster.Set, stdout, stderr io.Writer, code int) int {
+	mig, err := cfg.migrations()
+	if err != nil || len(mig.Waves()) == 0 {
+		return code // static problems were reported before
+	}
+	waves := mig.Waves()
+	verdicts := checkWaves(ctx, set, waves, stderr)
+	fmt.Fprintln(stdout)
+	trust.WriteSummary(stdout, verdicts)
+	for i, v := range verdicts {
+		if v.Blocking() == 0 {
+			continue
+		}
+		if waves[i].CutsOver() {
+			fmt.Fprintf(stdout, "problem: %s\n", v.Refusal())
+			code = exitUsage
+		} else {
+			fmt.Fprintf(stdout, "note: wave %q is staged; %d of its %d devices could not move yet (ctftp migrate check --wave %s)\n", v.Name, v.Blocking(), len(v.Devices), v.Name)
+		}
+	}
+	return code
 }
 
 // validateSummary prints the last line and returns the exit code: the
