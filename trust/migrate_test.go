@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/ctftp/ctftp"
 	"github.com/ctftp/ctftp/cluster"
 	"github.com/ctftp/ctftp/internal/tftptest"
 	"github.com/ctftp/ctftp/itl"
@@ -88,6 +91,13 @@ const (
 )
 
 func migrationWorld(t *testing.T) (*cluster.Set, migrationPKI) {
+	set, p, _ := migrationServers(t)
+	return set, p
+}
+
+// migrationServers is migrationWorld with west's server, to change its
+// files.
+func migrationServers(t *testing.T) (*cluster.Set, migrationPKI, *tftptest.Server) {
 	t.Helper()
 	p := newMigrationPKI(t)
 	stranger := newPKI(t, "stranger")
@@ -114,7 +124,8 @@ func migrationWorld(t *testing.T) (*cluster.Set, migrationPKI) {
 		west[cnf(mac)] = p.b.sign(t, cnf(mac), []byte("<device>"+mac+"</device>"))
 	}
 	west[cnf(macBadConfig)] = stranger.sign(t, cnf(macBadConfig), []byte("<device/>"))
-	return twoClusters(t, east, west), p
+	e, w := tftptest.NewServer(t, east), tftptest.NewServer(t, west)
+	return newSet(t, map[string]string{"east": e.Addr(), "west": w.Addr()}), p, w
 }
 
 func check(t *testing.T, set Fetcher, w WaveSpec) WaveVerdict {
@@ -254,5 +265,52 @@ func TestCheckWaveUnreachable(t *testing.T) {
 	}
 	if v.Errors() != 2 || len(calls) != 2 || calls[1] != 202 {
 		t.Errorf("errors %d, progress %v", v.Errors(), calls)
+	}
+}
+
+// The wave guard judges what a moved phone is served from B against the
+// ITL it holds: a config B re-signed with a stranger's key after the
+// check is counted and logged; files from A, and files of other phones,
+// are left alone.
+func TestWaveGuardCountsWhatAPhoneWouldReject(t *testing.T) {
+	set, _, west := migrationServers(t)
+	v := check(t, set, WaveSpec{Name: "wave-1", From: "east", To: "west", Devices: []string{macSafe, macTVS}, Imported: true})
+	if v.Blocking() != 0 {
+		t.Fatalf("the wave must pass: %+v", v.Devices)
+	}
+	ms := metrics.NewSet()
+	sink := &logSink{}
+	g := NewWaveGuard(set, []WaveVerdict{v}, slog.New(slog.NewJSONHandler(sink, nil)), ms)
+	get := func(sc, name string) {
+		t.Helper()
+		f, err := g.Open(context.Background(), ctftp.Request{Name: name, Subcluster: sc, Mode: "octet"})
+		if err != nil {
+			t.Fatalf("%s %s: %v", sc, name, err)
+		}
+		b, _ := io.ReadAll(f.Body)
+		f.Body.Close()
+		if len(b) == 0 {
+			t.Fatalf("%s %s: empty body after the check", sc, name)
+		}
+	}
+	for _, name := range []string{itlsep(macSafe), cnf(macSafe), itlsep(macTVS), cnf(macTVS)} {
+		get("west", name)
+	}
+	if n := g.Rejected("wave-1"); n != 0 {
+		t.Fatalf("%d rejected before any change", n)
+	}
+	stranger := newPKI(t, "stranger")
+	west.SetFile(cnf(macSafe), stranger.sign(t, cnf(macSafe), []byte("<device/>")))
+	get("west", cnf(macSafe))
+	get("east", itlsep(macSafe)) // from A: the phone's old side, not judged here
+	if n := g.Rejected("wave-1"); n != 1 {
+		t.Errorf("rejected %d, want 1", n)
+	}
+	if got := metricValue(t, ms, `ctftp_migration_rejected_total{wave="wave-1"}`); got != "1" {
+		t.Errorf("metric %q", got)
+	}
+	recs := sink.records(t, "migration: a phone of the wave is served a file it would reject (Trust List Verification Failed)")
+	if len(recs) != 1 || recs[0]["mac"] != macSafe || recs[0]["file"] != cnf(macSafe) {
+		t.Errorf("log: %v", recs)
 	}
 }
