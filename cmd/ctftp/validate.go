@@ -70,6 +70,9 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			fmt.Fprintln(stdout, "ITL homogeneity from the declared versions and the root's ITLFile.tlv (--offline: nothing probed):")
 		}
 		rep.WriteTable(stdout)
+		if *offline && len(cfg.Migrations) > 0 {
+			fmt.Fprintf(stdout, "note: %d migration waves not checked (--offline sends no packet): run ctftp validate or ctftp migrate check\n", len(cfg.Migrations))
+		}
 		return validateSummary(stdout, rep, exitOK)
 	}
 
