@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/ctftp/ctftp"
@@ -43,6 +44,16 @@ func (g *Gateway) buildMigrations(ctx context.Context, gen *generation, prev *ge
 		m.Inherit(prev.migrations)
 	}
 	gen.migrations, gen.verdicts = m, checked
+	gen.recheck = func(ctx context.Context, w *routing.MigrationWave) error {
+		// The configuration was checked when it loaded; what counts is
+		// whether the phones will trust B at the moment they move.
+		v := trust.CheckWave(ctx, gen.clusters, WaveSpec(w), trust.CheckOptions{})
+		g.log.Info("migration: wave checked at its cutover_at", "wave", w.Name, "devices", len(v.Devices), "blocking", v.Blocking(), "counts", v.Counts)
+		if v.Blocking() > 0 {
+			return errors.New(v.Refusal())
+		}
+		return nil
+	}
 	return nil
 }
 
@@ -82,6 +93,8 @@ type MigrationStatus struct {
 	// Rejected are files served from To that a phone of the wave would
 	// reject, seen since the check at load.
 	Rejected uint64 `json:"rejected"`
+	// Held says why a staged wave did not cut over at its cutover_at.
+	Held string `json:"held,omitempty"`
 	// Check is the verdict count by outcome of the check at load, for
 	// waves that cut over (nil for the others: `ctftp migrate check`).
 	Check map[string]int `json:"check,omitempty"`
@@ -89,10 +102,9 @@ type MigrationStatus struct {
 
 func (gen *generation) migrationStatus() []MigrationStatus {
 	var out []MigrationStatus
-	now := time.Now()
 	for _, w := range gen.migrations.Waves() {
-		s := MigrationStatus{Wave: w.Name, From: w.From, To: w.To, State: w.State, InForce: w.StateAt(now),
-			Trust: routing.WaveTrustCheck, Devices: len(w.Devices), PhonesSeen: w.Seen(), FilesFrom: w.Files("from"), FilesTo: w.Files("to")}
+		s := MigrationStatus{Wave: w.Name, From: w.From, To: w.To, State: w.State, InForce: w.InForce(),
+			Trust: routing.WaveTrustCheck, Devices: len(w.Devices), PhonesSeen: w.Seen(), FilesFrom: w.Files("from"), FilesTo: w.Files("to"), Held: w.Held()}
 		if w.Imported {
 			s.Trust = routing.WaveTrustImported
 		}

@@ -61,6 +61,7 @@ type generation struct {
 	migrations *routing.Migrations // nil without sub-clusters
 	verdicts   []trust.WaveVerdict // checks of the waves that cut over
 	waveGuard  *trust.WaveGuard    // nil when no wave was checked
+	recheck    routing.CutoverCheck
 
 	gate gate
 
@@ -77,7 +78,7 @@ func (gen *generation) start(ctx context.Context) {
 	}
 	gen.loops.Go(func() { gen.watcher.Run(ctx) })
 	if gen.migrations != nil {
-		gen.loops.Go(func() { gen.migrations.Run(ctx) })
+		gen.loops.Go(func() { gen.migrations.Run(ctx, gen.recheck) })
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -87,8 +88,7 @@ type MigrationWave struct {
 	Name  string
 	From  string
 	To    string
-	// State is the configured state; see Migrations.State for the one in
-	// force at a given time.
+	// State is the configured state; InForce is the one in force.
 	State string
 	// CutoverAt is the parsed cutover_at, zero when unset.
 	CutoverAt time.Time
@@ -97,7 +97,14 @@ type MigrationWave struct {
 	// Devices are the wave's MACs, twelve upper-case hex digits, sorted.
 	Devices []string
 
-	files  map[string]*metrics.Counter // by side: "from", "to"
+	files map[string]*metrics.Counter // by side: "from", "to"
+	// cut: a staged wave's cutover_at has come and its check passed (or
+	// it had passed when the configuration was compiled).
+	cut atomic.Bool
+	// held is why a staged wave did not cut over when its cutover_at
+	// came; nil when it did not happen.
+	held atomic.Pointer[string]
+
 	seenMu sync.Mutex
 	seen   *seenSet // phones that asked To since cutover; shared across reloads
 }
@@ -153,6 +160,12 @@ func NewMigrations(waves []Wave, subclusters []string, opts Options) (*Migration
 			"to":   m.set.GetOrCreateCounter(fmt.Sprintf(`%s{wave=%q,side="to"}`, metricMigrationFiles, w.Name)),
 		}
 		w.seen = &seenSet{macs: map[string]struct{}{}}
+		if w.State == WaveStaged && !w.CutoverAt.IsZero() && !opts.Now().Before(w.CutoverAt) {
+			// Already due: the configuration's own check (the gateway
+			// runs it for every wave that CutsOver) is the one that
+			// counts.
+			w.cut.Store(true)
+		}
 		m.waves = append(m.waves, w)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -316,13 +329,23 @@ func (m *Migrations) Lookup(mac string) *MigrationWave {
 	return m.byMAC[mac]
 }
 
-// StateAt returns the state in force at now: a staged wave whose
-// cutover_at has passed is cut over.
-func (w *MigrationWave) StateAt(now time.Time) string {
-	if w.State == WaveStaged && !w.CutoverAt.IsZero() && !now.Before(w.CutoverAt) {
+// InForce returns the state in force: the configured one, except that a
+// staged wave is cut over once its cutover_at has come and Run found it
+// safe (or it had come when the configuration was compiled).
+func (w *MigrationWave) InForce() string {
+	if w.State == WaveStaged && w.cut.Load() {
 		return WaveCutover
 	}
 	return w.State
+}
+
+// Held says why a staged wave did not cut over when its cutover_at came
+// ("" when that did not happen).
+func (w *MigrationWave) Held() string {
+	if r := w.held.Load(); r != nil {
+		return *r
+	}
+	return ""
 }
 
 // CutsOver reports whether the wave's phones are, or are scheduled to
@@ -332,10 +355,10 @@ func (w *MigrationWave) CutsOver() bool {
 	return w.State == WaveCutover || w.State == WaveStaged && !w.CutoverAt.IsZero()
 }
 
-// Side returns the sub-cluster that serves the wave's phones at now and
-// its side, "from" or "to".
-func (w *MigrationWave) Side(now time.Time) (subcluster, side string) {
-	if w.StateAt(now) == WaveCutover {
+// Side returns the sub-cluster that serves the wave's phones now and its
+// side, "from" or "to".
+func (w *MigrationWave) Side() (subcluster, side string) {
+	if w.InForce() == WaveCutover {
 		return w.To, "to"
 	}
 	return w.From, "from"
@@ -390,10 +413,9 @@ func (m *Migrations) Inherit(prev *Migrations) {
 	if m == nil || prev == nil {
 		return
 	}
-	now := m.now()
 	for _, w := range m.waves {
 		p := prev.Wave(w.Name)
-		if p == nil || p.From != w.From || p.To != w.To || p.StateAt(now) != WaveCutover || w.StateAt(now) != WaveCutover {
+		if p == nil || p.From != w.From || p.To != w.To || p.InForce() != WaveCutover || w.InForce() != WaveCutover {
 			continue
 		}
 		p.seenMu.Lock()
@@ -405,25 +427,32 @@ func (m *Migrations) Inherit(prev *Migrations) {
 	}
 }
 
+// CutoverCheck says whether a wave may cut over now: nil, or why not.
+type CutoverCheck func(ctx context.Context, w *MigrationWave) error
+
 // Run publishes ctftp_migration_devices and ctftp_migration_phones_seen
 // for these waves (dropping the series of waves no longer configured),
-// then again each time a wave's cutover_at passes, logging it, until ctx
-// is done. The gateway runs it for the configuration serving.
-func (m *Migrations) Run(ctx context.Context) {
+// and when a staged wave's cutover_at comes, asks check (nil: no check)
+// and cuts the wave over only if it passes; a wave that fails stays
+// staged, held, until the next configuration. Each event is logged and
+// published. Run returns when ctx is done; the gateway runs it for the
+// configuration serving.
+func (m *Migrations) Run(ctx context.Context, check CutoverCheck) {
 	if m == nil {
 		return
 	}
 	m.unpublishOthers()
 	for {
 		now := m.now()
-		m.publish(now)
+		m.cutDue(ctx, now, check)
+		m.publish()
 		var next time.Time
 		for _, w := range m.waves {
-			if w.State == WaveStaged && !w.CutoverAt.IsZero() && w.CutoverAt.After(now) && (next.IsZero() || w.CutoverAt.Before(next)) {
+			if m.pending(w) && (next.IsZero() || w.CutoverAt.Before(next)) {
 				next = w.CutoverAt
 			}
 		}
-		if next.IsZero() {
+		if next.IsZero() || ctx.Err() != nil {
 			<-ctx.Done()
 			return
 		}
@@ -434,18 +463,42 @@ func (m *Migrations) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		for _, w := range m.waves {
-			if w.State == WaveStaged && w.CutoverAt.Equal(next) {
-				m.log.Info("migration: cutover_at passed: the wave's phones are now served from its new sub-cluster",
-					"wave", w.Name, "from", w.From, "to", w.To, "devices", len(w.Devices), "cutover_at", w.CutoverAt)
-			}
-		}
 	}
 }
 
-func (m *Migrations) publish(now time.Time) {
+// pending: a staged wave waiting for its cutover_at.
+func (m *Migrations) pending(w *MigrationWave) bool {
+	return w.State == WaveStaged && !w.CutoverAt.IsZero() && !w.cut.Load() && w.held.Load() == nil
+}
+
+// cutDue cuts over (or holds) every pending wave whose cutover_at has
+// come by now.
+func (m *Migrations) cutDue(ctx context.Context, now time.Time, check CutoverCheck) {
 	for _, w := range m.waves {
-		st := w.StateAt(now)
+		if !m.pending(w) || now.Before(w.CutoverAt) {
+			continue
+		}
+		if check != nil {
+			if err := check(ctx, w); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				reason := err.Error()
+				w.held.Store(&reason)
+				m.log.Error("migration: cutover_at reached, but the wave would break phones now: it stays staged until the configuration is reloaded",
+					"wave", w.Name, "from", w.From, "to", w.To, "cutover_at", w.CutoverAt, "err", reason)
+				continue
+			}
+		}
+		w.cut.Store(true)
+		m.log.Info("migration: cutover_at passed: the wave's phones are now served from its new sub-cluster",
+			"wave", w.Name, "from", w.From, "to", w.To, "devices", len(w.Devices), "cutover_at", w.CutoverAt)
+	}
+}
+
+func (m *Migrations) publish() {
+	for _, w := range m.waves {
+		st := w.InForce()
 		for _, s := range []string{WaveStaged, WaveCutover, WaveRolledBack} {
 			v := 0.0
 			if s == st {
@@ -479,13 +532,15 @@ func (m *Migrations) unpublishOthers() {
 // override is the decision for a device of a wave, explaining what it
 // overrides (base, the decision rules and learned routes would make).
 func (m *Migrations) override(w *MigrationWave, mac string, base Decision) Decision {
-	now := m.now()
-	sc, side := w.Side(now)
-	state := w.StateAt(now)
+	sc, side := w.Side()
+	state := w.InForce()
 	why := state
-	if state == WaveCutover && w.State == WaveStaged {
+	switch {
+	case state == WaveCutover && w.State == WaveStaged:
 		why = fmt.Sprintf("cutover (cutover_at %s passed)", w.CutoverAt.Format(time.RFC3339))
-	} else if state == WaveStaged && !w.CutoverAt.IsZero() {
+	case w.Held() != "":
+		why = fmt.Sprintf("staged, held at cutover_at %s: %s", w.CutoverAt.Format(time.RFC3339), w.Held())
+	case state == WaveStaged && !w.CutoverAt.IsZero():
 		why = fmt.Sprintf("staged until cutover_at %s", w.CutoverAt.Format(time.RFC3339))
 	}
 	reason := fmt.Sprintf("%s wave %s (%s, %s -> %s): mac %s -> %s (%s side); overrides %s",

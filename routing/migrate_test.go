@@ -3,6 +3,7 @@ package routing
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -170,9 +171,71 @@ func TestMigrationOverridesRulesAndLearnedRoutes(t *testing.T) {
 		}
 	}
 	clock.Advance(time.Hour)
+	if d := r.Route(ctftp.Request{Name: "ITLSEP0011215A1AE6.tlv"}); d.Subclusters[0] != "south" {
+		t.Errorf("at cutover_at, before Run's check: %v %q", d.Subclusters, d.Reason)
+	}
+	checked := 0
+	m.cutDue(context.Background(), clock.Now(), func(_ context.Context, w *MigrationWave) error {
+		checked++
+		if w.Name != "timed" {
+			t.Errorf("checked %s", w.Name)
+		}
+		return nil
+	})
 	d := r.Route(ctftp.Request{Name: "ITLSEP0011215A1AE6.tlv"})
-	if d.Subclusters[0] != "west" || !strings.Contains(d.Reason, "(cutover (cutover_at "+cutAt.Format(time.RFC3339)+" passed)") {
-		t.Errorf("after cutover_at: %v %q", d.Subclusters, d.Reason)
+	if checked != 1 || d.Subclusters[0] != "west" || !strings.Contains(d.Reason, "(cutover (cutover_at "+cutAt.Format(time.RFC3339)+" passed)") {
+		t.Errorf("after cutover_at (%d checks): %v %q", checked, d.Subclusters, d.Reason)
+	}
+}
+
+// A wave whose check fails when its cutover_at comes stays staged, held,
+// and says why; one whose cutover_at had passed when the configuration
+// was compiled is cut over at once (the configuration's own check ran).
+func TestCutoverAtHeldWhenTheCheckFails(t *testing.T) {
+	var logs bytes.Buffer
+	start := time.Now()
+	opts := Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	m, err := NewMigrations([]Wave{
+		{Name: "soon", From: "east", To: "west", State: WaveStaged, CutoverAt: start.Add(time.Second).Format(time.RFC3339), Devices: []string{"0011215A1AE3"}},
+		{Name: "past", From: "east", To: "west", State: WaveStaged, CutoverAt: start.Add(-time.Hour).Format(time.RFC3339), Devices: []string{"0011215A1AE4"}},
+	}, testSubclusters, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Wave("past").InForce() != WaveCutover || m.Wave("soon").InForce() != WaveStaged {
+		t.Fatalf("in force: past %s, soon %s", m.Wave("past").InForce(), m.Wave("soon").InForce())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	checked := make(chan string, 2)
+	go func() {
+		m.Run(ctx, func(_ context.Context, w *MigrationWave) error {
+			checked <- w.Name
+			return errors.New("1 broken (0011215A1AE3)")
+		})
+		close(done)
+	}()
+	if name := <-checked; name != "soon" {
+		t.Errorf("checked %s", name)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for m.Wave("soon").Held() == "" && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	w := m.Wave("soon")
+	if w.InForce() != WaveStaged || w.Held() != "1 broken (0011215A1AE3)" {
+		t.Errorf("held wave: in force %s, held %q", w.InForce(), w.Held())
+	}
+	if sc, side := w.Side(); sc != "east" || side != "from" {
+		t.Errorf("held wave served from %s (%s)", sc, side)
+	}
+	if !strings.Contains(logs.String(), "cutover_at reached, but the wave would break phones now") {
+		t.Errorf("log:\n%s", logs.String())
+	}
+	if len(checked) != 0 {
+		t.Errorf("checked again: %s", <-checked)
 	}
 }
 
@@ -230,7 +293,7 @@ func TestMigrationForwarding(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { m2.Run(ctx); close(done) }()
+	go func() { m2.Run(ctx, nil); close(done) }()
 	cancel()
 	<-done
 	var b bytes.Buffer

@@ -117,7 +117,7 @@ func runMigrateCheck(ctx context.Context, args []string, stdout, stderr io.Write
 	trust.WriteSummary(stdout, verdicts)
 	for i, v := range verdicts {
 		w := waves[i]
-		fmt.Fprintf(stdout, "\nwave %s (%s, %s -> %s, state %s, trust %s): ", v.Name, w.Key(), v.From, v.To, w.StateAt(time.Now()), v.Trust)
+		fmt.Fprintf(stdout, "\nwave %s (%s, %s -> %s, state %s, trust %s): ", v.Name, w.Key(), v.From, v.To, w.InForce(), v.Trust)
 		if v.Blocking() == 0 {
 			fmt.Fprintf(stdout, "all %d devices can move\n", len(v.Devices))
 			continue

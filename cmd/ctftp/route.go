@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/netip"
 	"strings"
-	"time"
 
 	"github.com/ctftp/ctftp"
 	"github.com/ctftp/ctftp/proxy"
@@ -93,7 +92,7 @@ func runRoute(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fmt.Fprintf(stdout, "decision  %s\n", d.Reason)
 	if w := mig.Wave(d.Wave); w != nil {
 		fmt.Fprintf(stdout, "wave      %s: %s -> %s, state %s, %d devices, trust %s (check it: ctftp migrate check --wave %s)\n",
-			w.Name, w.From, w.To, w.StateAt(time.Now()), len(w.Devices), waveTrust(w), w.Name)
+			w.Name, w.From, w.To, w.InForce(), len(w.Devices), waveTrust(w), w.Name)
 	}
 	fmt.Fprintf(stdout, "ask       %s (%s)\n", strings.Join(d.Subclusters, ", "), d.Strategy)
 	for _, sc := range cc.Subclusters {
