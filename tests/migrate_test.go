@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -409,4 +410,23 @@ func TestMigratePre8Pair(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &js); err != nil || js.Waves[0].Counts["pre8"] != 1 {
 		t.Errorf("--json: %v %s", err, stdout)
 	}
+}
+
+// A sub-cluster that does not answer: nothing can be said, exit 1, and
+// a config cutting the wave over is refused (serve exits 2).
+func TestMigrateCheckUnreachable(t *testing.T) {
+	const mac = "0011215A1AE3"
+	e := tftptest.StartTFTPD(t, trRoot(t, map[string][]byte{"SEP" + mac + ".cnf.xml": []byte("<device>east</device>")}))
+	dead, err := net.ListenPacket("udp", "127.0.0.1:0") // bound, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	cfg := trConfigFile(t, trConfig(trRoot(t, nil), []trSub{{"east", "7.1", e}, {"west", "7.1", dead.LocalAddr().String()}},
+		"migrations:\n  - {name: w, from: east, to: west, devices: [\""+mac+"\"], state: staged}\n"))
+	stdout, stderr, code := trRun(t, "migrate", "check", "--config", cfg)
+	if code != 1 {
+		t.Errorf("exit %d, want 1\n%s%s", code, stdout, stderr)
+	}
+	trWant(t, "migrate check", stdout, mac+"  error: subcluster \"west\": ", "make both sub-clusters answer", "some devices could not be checked (exit 1)")
 }

@@ -132,7 +132,9 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 // validateMigrations runs, for every migration wave, the check serve and
 // every reload run: a wave that cuts over (or is scheduled to) with a
 // blocking device makes the configuration one that must change (exit
-// 2); a staged wave's findings are reported for the record.
+// 2), or, when its only blocking devices could not be checked, one that
+// could not be validated (exit 1); a staged wave's findings are reported
+// for the record.
 func validateMigrations(ctx context.Context, cfg fileConfig, set *cluster.Set, stdout, stderr io.Writer, code int) int {
 	mig, err := cfg.migrations()
 	if err != nil || len(mig.Waves()) == 0 {
@@ -146,10 +148,16 @@ func validateMigrations(ctx context.Context, cfg fileConfig, set *cluster.Set, s
 		if v.Blocking() == 0 {
 			continue
 		}
-		if waves[i].CutsOver() {
+		switch {
+		case waves[i].CutsOver() && v.Blocking() == v.Errors():
+			// Nothing known to break, but not checked either: the
+			// gateway would refuse it until the check can run.
+			fmt.Fprintf(stdout, "problem: %s\n", v.Refusal())
+			code = max(code, exitFailure)
+		case waves[i].CutsOver():
 			fmt.Fprintf(stdout, "problem: %s\n", v.Refusal())
 			code = exitUsage
-		} else {
+		default:
 			fmt.Fprintf(stdout, "note: wave %q is staged; %d of its %d devices could not move yet (ctftp migrate check --wave %s)\n", v.Name, v.Blocking(), len(v.Devices), v.Name)
 		}
 	}
