@@ -301,6 +301,10 @@ func (byteBody) Close() error { return nil }
 
 func (b *backend) String() string { return b.addr.String() }
 
+// errHedgeLost is the cause an attempt is cancelled with when a sibling's
+// whole answer won the fetch.
+var errHedgeLost = errors.New("a sibling answered first")
+
 // attemptResult is what one attempt's goroutine reports.
 type attemptResult struct {
 	b    *backend
@@ -334,7 +338,8 @@ func (s *Set) fetch(ctx context.Context, subName, name string, probe bool) ([]by
 // within the hedge delay. It returns the first whole answer or "not
 // found", cancels the attempts still running and waits for them.
 func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name string, probe bool, prefix string) ([]byte, *backend, error) {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancelCause := context.WithCancelCause(ctx)
+	cancel := func() { cancelCause(nil) }
 	defer cancel()
 	prio := priorityOf(ctx)
 	if probe {
@@ -426,6 +431,9 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 		case r := <-results:
 			running--
 			if r.err == nil {
+				// The losers still running learn they lost to a whole
+				// answer (not that the caller gave up).
+				cancelCause(errHedgeLost)
 				return r.data, r.b, nil
 			}
 			err := fmt.Errorf("%s: %w", r.b, r.err)
@@ -509,25 +517,33 @@ func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name stri
 		return nil, err // no attempt was made: nothing to count
 	}
 	start := time.Now()
-	first := true
+	gotBlock := false
 	a.answered = func() {
-		if first {
-			first = false
+		if !gotBlock {
+			gotBlock = true
 			sc.hedge.observe(time.Since(start))
 		}
 		answered()
+	}
+	// lostSilent: cancelled because a sibling sent the whole file while
+	// this backend had not sent one block. That is a failure to answer
+	// (a dead or stalled backend costs every fetch a hedge delay until it
+	// is marked down), not the caller's hurry.
+	lostSilent := func() bool {
+		return !gotBlock && errors.Is(context.Cause(ctx), errHedgeLost)
 	}
 	count := func(result string) {
 		if probe {
 			// As with Run's probes, a caller giving up says nothing
 			// about the backend.
-			if result != resultError || ctx.Err() == nil {
+			if result != resultError || ctx.Err() == nil || lostSilent() {
 				sc.m.probes[result != resultError].Inc()
 			}
 			return
 		}
-		if result == resultError && ctx.Err() != nil {
-			// Cancelled: a hedge's loser, or the caller gave up.
+		if result == resultError && ctx.Err() != nil && !lostSilent() {
+			// Cancelled mid-transfer: a hedge's loser that was answering,
+			// or the caller gave up.
 			result = resultCancelled
 		}
 		sc.m.fetches[result].Inc()
@@ -564,11 +580,15 @@ func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name stri
 	default:
 		count(resultError)
 		// The caller's hurry is not the backend's fault: a fetch cut
-		// short by ctx (a hedge's loser, a phone that gave up), or timed
-		// out under a timeout shortened to fit ctx, leaves health alone.
+		// short by ctx (a phone that gave up, a hedge's loser that was
+		// answering), or timed out under a timeout shortened to fit ctx,
+		// leaves health alone. A loser that had sent nothing is blamed.
 		// The active probe, which always uses its full timeout, still
 		// finds a dead backend.
-		if ctx.Err() == nil && !shortened {
+		switch {
+		case lostSilent():
+			s.failed(sc, b, fmt.Errorf("%w: no answer before a sibling sent the whole file", ErrBackendUnavailable), probe)
+		case ctx.Err() == nil && !shortened:
 			s.failed(sc, b, err, probe)
 		}
 	}
