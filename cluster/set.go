@@ -82,7 +82,9 @@ type subcluster struct {
 	// trial is held by the one fetch let through to a sub-cluster whose
 	// backends are all down (all_down "try").
 	trial atomic.Bool
-	m     subMetrics
+	// allDown is the last health change's verdict, to log the turns.
+	allDown atomic.Bool
+	m       subMetrics
 }
 
 // source is one configured backend string and what it resolved to.
@@ -651,9 +653,9 @@ func (s *Set) failed(sc *subcluster, b *backend, err error, now bool) {
 	changed := !b.down.Load() && (now || fails >= s.cfg.Backend.MaxFails)
 	if changed {
 		b.down.Store(true)
-		b.backoff = s.cfg.Backend.ProbeInterval
+		b.backoff = cmpOr(s.cfg.Backend.ProbeInterval, trialTick)
 	} else if b.down.Load() {
-		b.backoff = min(2*b.backoff, s.cfg.Backend.DownRetryMax)
+		b.backoff = min(2*b.backoff, max(s.cfg.Backend.DownRetryMax, trialTick))
 	}
 	b.nextTrial = s.now().Add(b.backoff)
 	b.mu.Unlock()
@@ -667,6 +669,16 @@ func (s *Set) healthChanged(sc *subcluster) {
 	s.mu.Lock()
 	s.updateUpLocked(sc)
 	s.mu.Unlock()
+	list := *sc.backends.Load()
+	up := slices.IndexFunc(list, func(b *backend) bool { return !b.down.Load() }) >= 0
+	if sc.allDown.Swap(!up) != !up {
+		if up {
+			s.log.Info("cluster: sub-cluster back: a backend answers again", "subcluster", sc.name)
+		} else {
+			s.log.Warn("cluster: every backend of the sub-cluster is down; its fetches fail at once until a background probe gets an answer",
+				"subcluster", sc.name, "all_down", s.cfg.Backend.AllDown)
+		}
+	}
 }
 
 // updateUpLocked sets ctftp_backend_up for each of sc's sources.

@@ -377,6 +377,10 @@ func (f *fakeFetcher) probe(ctx context.Context, addr netip.AddrPort, name strin
 	}
 	f.probes[addr]++
 	f.mu.Unlock()
+	if f.probeFn == nil {
+		// Run's trials of down backends probe even with probing off.
+		return ErrBackendUnavailable
+	}
 	return f.probeFn(ctx, addr)
 }
 
