@@ -48,8 +48,8 @@
 // first; background work (probes, and prefetch through
 // WithPriority(ctx, PriorityLow)) takes only a slot nobody waits for and
 // never the last free one. A fetch takes the first backend up with a free
-// slot, else waits for the first candidate's at most backend.slot_wait
-// (ErrBusy).
+// slot, else the first slot freed on any of them, waiting at most
+// backend.slot_wait (then ErrBusy).
 //
 // # Health
 //

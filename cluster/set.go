@@ -368,7 +368,8 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 				return false, nil
 			}
 			sc.m.waiting.Inc()
-			err := cands[0].slots.acquire(ctx, prio, wait)
+			var err error
+			i, err = acquireAny(ctx, cands, prio, wait)
 			sc.m.waiting.Dec()
 			if err != nil {
 				if errors.Is(err, ErrBusy) {
@@ -376,7 +377,6 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 				}
 				return false, err
 			}
-			i = 0
 		}
 		b := cands[i]
 		cands = slices.Delete(slices.Clone(cands), i, i+1)
@@ -389,16 +389,16 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 		running++
 		sc.m.inFlight.Inc()
 		go func() {
-			defer func() {
-				b.slots.release()
-				sc.m.inFlight.Dec()
-			}()
 			data, err := s.attempt(ctx, sc, b, name, left, probe, func() {
 				select {
 				case answering <- struct{}{}:
 				default: // the loop has a token to read already
 				}
 			})
+			// The slot is free before the result is read: a fetch that
+			// returns holds no slot.
+			b.slots.release()
+			sc.m.inFlight.Dec()
 			results <- attemptResult{b: b, data: data, err: err}
 		}()
 		return true, nil
@@ -481,6 +481,51 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 			return nil, nil, gaveUp(prefix, errs, ctx.Err())
 		}
 	}
+}
+
+// acquireAny waits at most wait for a slot on any of cands at priority
+// p, and returns the index of the backend whose slot it took: the first
+// slot freed on any of them, so a fetch queued on a busy backend does not
+// wait while its sibling has room. It waits in one goroutine per
+// candidate, and returns after all of them have (a slot taken by a
+// goroutine that lost the race is given back).
+func acquireAny(ctx context.Context, cands []*backend, p Priority, wait time.Duration) (int, error) {
+	if len(cands) == 1 {
+		return 0, cands[0].slots.acquire(ctx, p, wait)
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	got := make(chan int, len(cands))
+	var wg sync.WaitGroup
+	for i, b := range cands {
+		wg.Go(func() {
+			if b.slots.acquire(wctx, p, 0) == nil {
+				got <- i
+			}
+		})
+	}
+	winner := -1
+	select {
+	case winner = <-got:
+	case <-wctx.Done():
+	}
+	cancel()
+	wg.Wait()
+	close(got)
+	for i := range got {
+		if winner < 0 {
+			winner = i // taken as the wait ran out: keep it
+			continue
+		}
+		cands[i].slots.release()
+	}
+	switch {
+	case winner >= 0:
+		return winner, nil
+	case ctx.Err() != nil:
+		return -1, ctx.Err()
+	}
+	return -1, ErrBusy
 }
 
 // gaveUp is the error for a fetch whose caller stopped waiting (or that
