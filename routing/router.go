@@ -27,6 +27,10 @@ const (
 	Learned
 	// FanOut: nothing places the request; every sub-cluster is asked.
 	FanOut
+	// Migration: the device belongs to a migration wave, which decides
+	// over rules and learned routes: From while staged or rolled back,
+	// To once cut over.
+	Migration
 )
 
 // String returns the kind as the `kind` label of
@@ -39,6 +43,8 @@ func (k Kind) String() string {
 		return "learned"
 	case FanOut:
 		return "fanout"
+	case Migration:
+		return "migration"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -55,6 +61,8 @@ type Decision struct {
 	Kind Kind
 	// Rule is the index in Config.Rules of the rule that matched, or -1.
 	Rule int
+	// Wave names the migration wave of a Migration decision, else "".
+	Wave string
 	// Subclusters are the sub-clusters to ask, in the order to ask them
 	// (priority order for a fan-out). Never empty.
 	Subclusters []string
@@ -77,9 +85,13 @@ type Options struct {
 	// Metrics is the set the routing series are registered on; nil keeps
 	// them on a private set nobody scrapes.
 	Metrics *metrics.Set
-	// Now reads the clock for learned-route ages and fan-out durations;
-	// nil means time.Now.
+	// Now reads the clock for learned-route ages, fan-out durations and
+	// waves' cutover_at; nil means time.Now.
 	Now func() time.Time
+	// Migrations, for New, are the migration waves whose devices Route
+	// sends to their wave's side over rules and learned routes; nil for
+	// none. Built by NewMigrations for the same sub-clusters.
+	Migrations *Migrations
 }
 
 func (o Options) withDefaults() Options {
@@ -108,6 +120,7 @@ type Router struct {
 	subclusters []string
 	known       map[string]bool
 	learned     *learnTable // nil: learning is off
+	migrations  *Migrations // nil: no waves
 	log         *slog.Logger
 	now         func() time.Time
 	m           routerMetrics
@@ -143,6 +156,7 @@ func New(cfg Config, subclusters []string, opts Options) (*Router, error) {
 		known:       known,
 		log:         opts.Logger,
 		now:         opts.Now,
+		migrations:  opts.Migrations,
 		m:           newRouterMetrics(opts.Metrics),
 	}
 	if r.strategy == "" {
@@ -224,9 +238,20 @@ func (r *Router) Subclusters() []string { return slices.Clone(r.subclusters) }
 
 // Route decides where req goes. It does no I/O and changes nothing, so
 // `ctftp route` can call it to explain a decision without sending a
-// packet. Client rules match on req.Client; the other rules and learned
-// routes match on the MAC in req.Name.
+// packet. A device of a migration wave goes to its wave's side, and the
+// Reason says what that overrides; otherwise client rules match on
+// req.Client, and the other rules and learned routes on the MAC in
+// req.Name.
 func (r *Router) Route(req ctftp.Request) Decision {
+	d := r.route(req)
+	if w := r.migrations.Lookup(d.MAC); w != nil {
+		return r.migrations.override(w, d.MAC, d)
+	}
+	return d
+}
+
+// route decides by rules, learned routes and fan-out.
+func (r *Router) route(req ctftp.Request) Decision {
 	mac, hasMAC := ParseMAC(req.Name)
 	client := req.Client.Addr().Unmap()
 	for i := range r.rules {
