@@ -21,6 +21,12 @@ var (
 	// now (every backend down or timed out). Sent as TFTP error 0 with a
 	// generic text.
 	ErrUnavailable = errors.New("temporarily unavailable")
+	// ErrBusy: a prefetch (Request.Prefetch) found no idle backend slot
+	// and was not sent. It also wraps ErrUnavailable, but it is only ever
+	// the answer to a prefetch, never to a phone's own request: a layer
+	// that shares a prefetch's result with a phone must fetch for the
+	// phone instead.
+	ErrBusy = fmt.Errorf("no idle backend slot for a prefetch: %w", ErrUnavailable)
 )
 
 // Request is one read request, after the front end cleaned its name.
@@ -37,6 +43,11 @@ type Request struct {
 	// Subcluster is the sub-cluster this request is being asked of; empty
 	// until routing picks one. It is part of every cache key.
 	Subcluster string
+	// Prefetch marks a request no phone made yet: the gateway fetching a
+	// file a phone is about to ask for. It is not part of the cache key.
+	// The backends serve it only from a slot no phone is waiting for, and
+	// answer ErrBusy instead of queueing it.
+	Prefetch bool
 }
 
 // Origin labels where a File came from, for logs and metrics. Its values

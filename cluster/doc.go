@@ -26,6 +26,11 @@
 // default 5: CUCM serves five files at a time since 11.5 and queues the
 // rest). A fetch takes the first healthy backend with a free slot, else
 // waits for the first candidate's, for as long as its context allows.
+// A prefetch (ctftp.Request.Prefetch: the gateway fetching a file a
+// phone is about to ask for) never waits and never takes the last free
+// slot of a backend, nor any slot while a fetch waits for one: it gets
+// ctftp.ErrBusy instead, without an attempt, so prefetching only ever
+// uses capacity no phone asked for.
 //
 // # Health
 //

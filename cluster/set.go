@@ -78,6 +78,9 @@ type subcluster struct {
 	// name resolves differently so Open reads it without a lock.
 	backends atomic.Pointer[[]*backend]
 	m        subMetrics
+	// waiters counts fetches waiting for a slot; a prefetch never takes
+	// a slot while one does.
+	waiters atomic.Int64
 }
 
 // source is one configured backend string and what it resolved to.
@@ -250,7 +253,7 @@ func (s *Set) Names() []string {
 // each attempt's per-packet timeout is shortened so that every backend
 // still to try gets an equal share of the time left.
 func (s *Set) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error) {
-	data, b, err := s.fetch(ctx, req.Subcluster, req.Name, false)
+	data, b, err := s.fetch(ctx, req.Subcluster, req.Name, false, req.Prefetch)
 	if err != nil {
 		return nil, err
 	}
@@ -266,7 +269,7 @@ func (s *Set) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error) 
 // Fetch returns the bytes of name from sub-cluster subcluster, as Open
 // does.
 func (s *Set) Fetch(ctx context.Context, subcluster, name string) ([]byte, error) {
-	data, _, err := s.fetch(ctx, subcluster, name, false)
+	data, _, err := s.fetch(ctx, subcluster, name, false, false)
 	return data, err
 }
 
@@ -276,7 +279,7 @@ func (s *Set) Fetch(ctx context.Context, subcluster, name string) ([]byte, error
 // (any answer is "alive") instead of ctftp_backend_fetches_total, so that
 // the fetch counters keep counting what phones caused.
 func (s *Set) ProbeFetch(ctx context.Context, subcluster, name string) ([]byte, error) {
-	data, _, err := s.fetch(ctx, subcluster, name, true)
+	data, _, err := s.fetch(ctx, subcluster, name, true, false)
 	return data, err
 }
 
@@ -288,7 +291,10 @@ func (byteBody) Close() error { return nil }
 
 func (b *backend) String() string { return b.addr.String() }
 
-func (s *Set) fetch(ctx context.Context, subName, name string, probe bool) ([]byte, *backend, error) {
+// fetch reads name from sub-cluster subName. probe counts its attempts as
+// probes; prefetch takes only idle slots (acquireIdle) and fails with
+// ctftp.ErrBusy rather than wait for one.
+func (s *Set) fetch(ctx context.Context, subName, name string, probe, prefetch bool) ([]byte, *backend, error) {
 	sc, ok := s.byName[subName]
 	if !ok {
 		return nil, nil, fmt.Errorf("cluster: %q: %w", subName, ErrUnknownSubcluster)
@@ -300,8 +306,15 @@ func (s *Set) fetch(ctx context.Context, subName, name string, probe bool) ([]by
 	}
 	var errs []error
 	for len(cands) > 0 {
-		i, err := sc.acquire(ctx, cands, nUp)
-		if err != nil {
+		var i int
+		var err error
+		if prefetch {
+			var ok bool
+			if i, ok = sc.acquireIdle(cands, nUp); !ok {
+				// Not an attempt: the backends' health is untouched.
+				return nil, nil, &attemptsError{prefix: prefix, errs: append(errs, ctftp.ErrBusy)}
+			}
+		} else if i, err = sc.acquire(ctx, cands, nUp); err != nil {
 			return nil, nil, gaveUp(prefix+" (waiting for a free backend slot)", errs, err)
 		}
 		b := cands[i]
@@ -372,7 +385,11 @@ func (sc *subcluster) acquire(ctx context.Context, cands []*backend, nUp int) (i
 		}
 	}
 	sc.m.waiting.Inc()
-	defer sc.m.waiting.Dec()
+	sc.waiters.Add(1)
+	defer func() {
+		sc.waiters.Add(-1)
+		sc.m.waiting.Dec()
+	}()
 	select {
 	case cands[0].sem <- struct{}{}:
 		sc.m.inFlight.Inc()
@@ -380,6 +397,33 @@ func (sc *subcluster) acquire(ctx context.Context, cands []*backend, nUp int) (i
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
+}
+
+// acquireIdle takes a slot for a prefetch, never waiting: on the first
+// healthy backend that still has a free slot after this one is taken,
+// and only while no fetch of the sub-cluster waits for a slot. So a
+// prefetch never makes a phone's fetch queue: it uses capacity nobody
+// asked for, leaves one slot free for the next phone, and the per-backend
+// cap (CUCM's five) bounds it like everything else. The slot is taken
+// before the check so that two prefetches racing for the last two slots
+// cannot both keep theirs.
+func (sc *subcluster) acquireIdle(cands []*backend, nUp int) (int, bool) {
+	for i := range nUp {
+		if sc.waiters.Load() > 0 {
+			return 0, false
+		}
+		b := cands[i]
+		if !b.tryAcquire() {
+			continue
+		}
+		if cap(b.sem)-len(b.sem) < 1 || sc.waiters.Load() > 0 {
+			b.release()
+			continue
+		}
+		sc.m.inFlight.Inc()
+		return i, true
+	}
+	return 0, false
 }
 
 // attempt fetches name from b once (with pin/tftp's retransmissions) and
