@@ -65,6 +65,11 @@ type Decision struct {
 	// "rules[2] (mac_prefix 00AABB) -> west". Rules are named by their
 	// index as in config errors, counting from 0.
 	Reason string
+	// Prefetch are the files of the phone's boot set that follow this
+	// one (routing.prefetch): the forwarder prefetches them from the
+	// decided sub-cluster, at once for a rule or a learned route, after
+	// the answer for a fan-out. nil when the name is not in the boot set.
+	Prefetch []string
 }
 
 // Options are a Router's or a forwarder's collaborators. The zero value
@@ -108,6 +113,7 @@ type Router struct {
 	subclusters []string
 	known       map[string]bool
 	learned     *learnTable // nil: learning is off
+	prefetch    []bootPattern
 	log         *slog.Logger
 	now         func() time.Time
 	m           routerMetrics
@@ -151,6 +157,7 @@ func New(cfg Config, subclusters []string, opts Options) (*Router, error) {
 	if cfg.LearnTTL > 0 && cfg.LearnMax > 0 {
 		r.learned = newLearnTable(cfg.LearnTTL, cfg.LearnMax)
 	}
+	r.prefetch, _ = compilePrefetch(cfg.Prefetch) // Validate reported problems
 	for i, rule := range cfg.Rules {
 		key := fmt.Sprintf("rules[%d]", i)
 		c, err := rule.compile(key)
@@ -255,6 +262,7 @@ func (r *Router) Route(req ctftp.Request) Decision {
 		}
 		return Decision{
 			MAC:         mac,
+			Prefetch:    r.prefetchAfter(req.Name, mac),
 			Kind:        RuleMatch,
 			Rule:        i,
 			Subclusters: []string{c.subcluster},
@@ -273,6 +281,7 @@ func (r *Router) Route(req ctftp.Request) Decision {
 			}
 			return Decision{
 				MAC:         mac,
+				Prefetch:    r.prefetchAfter(req.Name, mac),
 				Kind:        Learned,
 				Rule:        -1,
 				Subclusters: []string{l.subcluster},
@@ -292,6 +301,7 @@ func (r *Router) Route(req ctftp.Request) Decision {
 	}
 	return Decision{
 		MAC:         mac,
+		Prefetch:    r.prefetchAfter(req.Name, mac),
 		Kind:        FanOut,
 		Rule:        -1,
 		Subclusters: slices.Clone(r.subclusters),
