@@ -538,7 +538,8 @@ func (c *Cache) storeMarker(fl *flight, k key, kd kind, ttl time.Duration, prefe
 // (skipped, reason busy, when there is none: ctftp.ErrBusy). A phone that
 // asks while the prefetch runs joins its fill; one whose request finds
 // the prefetch's copy within its class TTL (for device files, the burst
-// window) is a hit. Every prefetch sent to a backend is counted as issued
+// window) is a hit. With the positive cache off (max_bytes 0) or a zero
+// TTL for the file's class, Prefetch does nothing. Every prefetch sent to a backend is counted as issued
 // and then, once, as used (a phone got its answer from it) or wasted (it
 // expired, was dropped, or failed before any phone asked).
 //
@@ -546,6 +547,11 @@ func (c *Cache) storeMarker(fl *flight, k key, kd kind, ttl time.Duration, prefe
 // fetch_timeout and Close, like any fill. Prefetch is safe for concurrent
 // use.
 func (c *Cache) Prefetch(ctx context.Context, req ctftp.Request) {
+	if c.cfg.MaxBytes == 0 || c.cfg.TTL.ttl(c.classify.of(req.Name)) <= 0 {
+		// Nothing fetched could be kept for the phone: a prefetch would
+		// only add a backend fetch.
+		return
+	}
 	req.Prefetch = true
 	k := key{req.Subcluster, req.Name}
 	now := c.now()

@@ -503,7 +503,8 @@ type benchGateway struct {
 }
 
 // startBenchGateway runs the gateway as `ctftp serve` would, with TTLs
-// long enough that the warm run stays warm (the negative TTL too: the
+// long enough that the warm run stays warm (the phones' own files and the
+// negative TTL too: the
 // CTLSEP misses are most of the cold run's backend traffic).
 func startBenchGateway(ctx context.Context, f benchFlags, root string, backends, macs []string, stderr io.Writer) (*benchGateway, error) {
 	tcfg := proxy.DefaultConfig()
@@ -516,7 +517,7 @@ func startBenchGateway(ctx context.Context, f benchFlags, root string, backends,
 		cc.Subclusters = append(cc.Subclusters, cluster.SubclusterConfig{Name: sc, Version: "14", Backends: []string{backends[i]}})
 	}
 	kc := cache.DefaultConfig()
-	kc.TTL = cache.TTLConfig{Trust: time.Hour, Config: time.Hour, Firmware: time.Hour, Other: time.Hour}
+	kc.TTL = cache.TTLConfig{Device: time.Hour, Trust: time.Hour, Config: time.Hour, Firmware: time.Hour, Other: time.Hour}
 	kc.NegativeTTL = time.Hour
 	rc := routing.DefaultConfig()
 	if f.routeByMAC {
