@@ -504,8 +504,8 @@ type benchGateway struct {
 
 // startBenchGateway runs the gateway as `ctftp serve` would, with TTLs
 // long enough that the warm run stays warm (the phones' own files and the
-// negative TTL too: the
-// CTLSEP misses are most of the cold run's backend traffic).
+// negative TTL too: the CTLSEP misses are most of the cold run's backend
+// traffic).
 func startBenchGateway(ctx context.Context, f benchFlags, root string, backends, macs []string, stderr io.Writer) (*benchGateway, error) {
 	tcfg := proxy.DefaultConfig()
 	tcfg.Listen = []string{"127.0.0.1:0"}
