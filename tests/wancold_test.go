@@ -12,13 +12,14 @@ package tests
 //   - a CUCM-like node: five transfers at a time, the rest queued without
 //     an answer (CUCM's TFTP since 11.5), with the gateway's defaults.
 //
-// The benchmark reports, per configuration, phones/s and per-file
+// Two loads: a lone phone (10 phones one after another: what one cold
+// boot costs, boot p50) and the storm (200 phones, 50 at a time). The
+// benchmark reports, per configuration, phones/s, per-file p50/p99, boot
 // p50/p99, errors, backend fetches and what prefetch did; nothing is
-// asserted about time. One storm per configuration, a fresh gateway
-// each:
+// asserted about time. One run per configuration, a fresh gateway each:
 //
 //	go test -run '^$' -bench WANColdBoot -benchtime 1x ./tests/
-//	go test -run '^$' -bench 'WANColdBoot/tftpd/.*blksize' -benchtime 1x ./tests/   # the block-size sweep
+//	go test -run '^$' -bench 'WANColdBoot/tftpd/lone' -benchtime 1x ./tests/   # one phone at a time
 
 import (
 	"context"
@@ -50,6 +51,7 @@ const (
 	wanDelay       = 10 * time.Millisecond // each way: 20 ms RTT
 	wanPhones      = 200
 	wanConcurrency = 50
+	wanLonePhones  = 10
 )
 
 // cucmNodeSlots is how many transfers a CUCM TFTP node serves at once.
@@ -201,58 +203,77 @@ func BenchmarkWANColdBoot(b *testing.B) {
 	if err := w.Write(dir); err != nil {
 		b.Fatal(err)
 	}
-	cfg := loadgen.DefaultConfig()
-	cfg.Concurrency = wanConcurrency
-	cfg.BootTimeout = 5 * time.Minute
-
+	// A lone phone (one at a time: what one phone's cold boot costs)
+	// and the storm.
+	loads := []struct {
+		name        string
+		phones      int
+		concurrency int
+	}{
+		{"lone", wanLonePhones, 1},
+		{"storm", wanPhones, wanConcurrency},
+	}
 	for _, kind := range []string{"tftpd", "cucm"} {
-		b.Run(kind, func(b *testing.B) {
-			run := func(b *testing.B, name string, start func(b *testing.B) (netip.AddrPort, *gateway)) {
-				b.Run(name, func(b *testing.B) {
-					var rep *loadgen.Report
-					var gw *gateway
-					for b.Loop() {
-						var addr netip.AddrPort
-						addr, gw = start(b)
-						rep, err = loadgen.Run(context.Background(), cfg, addr, loadgen.Options{Label: name, MACs: w.MACs(), Check: w.Check})
-						if err != nil {
-							b.Fatal(err)
-						}
-					}
-					wanReport(b, kind+"/"+name, rep, gw)
-				})
-			}
-			run(b, "direct", func(b *testing.B) (netip.AddrPort, *gateway) {
-				return wanBackend(b, kind, filepath.Join(dir, fleet.Direct)), nil
+		for _, load := range loads {
+			b.Run(kind+"/"+load.name, func(b *testing.B) {
+				cfg := loadgen.DefaultConfig()
+				cfg.Concurrency = load.concurrency
+				cfg.BootTimeout = 5 * time.Minute
+				macs := w.MACs()[:load.phones]
+				wanRuns(b, kind+"/"+load.name, kind, dir, cfg, macs, w)
 			})
-			var gws []wanGateway
-			if kind == "cucm" {
-				// The gateway's defaults: max_in_flight 5 is CUCM's.
-				gws = []wanGateway{
-					{blksize: 1428, maxInFlight: 5, rules: true, prefetch: true},
-					{blksize: 1428, maxInFlight: 5, rules: true, prefetch: false},
-					{blksize: 1428, maxInFlight: 5, rules: false, prefetch: true},
-				}
-			} else {
-				gws = []wanGateway{
-					{blksize: 1428, maxInFlight: 50, rules: true, prefetch: true},
-					{blksize: 1428, maxInFlight: 50, rules: true, prefetch: false},
-					{blksize: 1428, maxInFlight: 50, rules: false, prefetch: true},
-					{blksize: 512, maxInFlight: 50, rules: true, prefetch: true},
-					{blksize: 8192, maxInFlight: 50, rules: true, prefetch: true},
-					{blksize: 65464, maxInFlight: 50, rules: true, prefetch: true},
+		}
+	}
+}
+
+// wanRuns runs the storm cfg of macs straight against the remote server
+// and through each gateway configuration.
+func wanRuns(b *testing.B, label, kind, dir string, cfg loadgen.Config, macs []string, w *fleet.World) {
+	run := func(b *testing.B, name string, start func(b *testing.B) (netip.AddrPort, *gateway)) {
+		b.Run(name, func(b *testing.B) {
+			var rep *loadgen.Report
+			var gw *gateway
+			for b.Loop() {
+				var addr netip.AddrPort
+				addr, gw = start(b)
+				var err error
+				rep, err = loadgen.Run(context.Background(), cfg, addr, loadgen.Options{Label: name, MACs: macs, Check: w.Check})
+				if err != nil {
+					b.Fatal(err)
 				}
 			}
-			for _, g := range gws {
-				run(b, g.name(), func(b *testing.B) (netip.AddrPort, *gateway) {
-					links := map[string]netip.AddrPort{}
-					for _, sc := range fleet.DefaultSubclusters() {
-						links[sc] = wanBackend(b, kind, filepath.Join(dir, sc))
-					}
-					gw := startGateway(b, g.config(dir, links), "CTFTP_LOG_LEVEL=info") // "listening" is an info line
-					return netip.MustParseAddrPort(gw.TFTP[0]), gw
-				})
+			wanReport(b, label+"/"+name, rep, gw)
+		})
+	}
+	run(b, "direct", func(b *testing.B) (netip.AddrPort, *gateway) {
+		return wanBackend(b, kind, filepath.Join(dir, fleet.Direct)), nil
+	})
+	var gws []wanGateway
+	if kind == "cucm" {
+		// The gateway's defaults: max_in_flight 5 is CUCM's.
+		gws = []wanGateway{
+			{blksize: 1428, maxInFlight: 5, rules: true, prefetch: true},
+			{blksize: 1428, maxInFlight: 5, rules: true, prefetch: false},
+			{blksize: 1428, maxInFlight: 5, rules: false, prefetch: true},
+		}
+	} else {
+		gws = []wanGateway{
+			{blksize: 1428, maxInFlight: 50, rules: true, prefetch: true},
+			{blksize: 1428, maxInFlight: 50, rules: true, prefetch: false},
+			{blksize: 1428, maxInFlight: 50, rules: false, prefetch: true},
+			{blksize: 512, maxInFlight: 50, rules: true, prefetch: true},
+			{blksize: 8192, maxInFlight: 50, rules: true, prefetch: true},
+			{blksize: 65464, maxInFlight: 50, rules: true, prefetch: true},
+		}
+	}
+	for _, g := range gws {
+		run(b, g.name(), func(b *testing.B) (netip.AddrPort, *gateway) {
+			links := map[string]netip.AddrPort{}
+			for _, sc := range fleet.DefaultSubclusters() {
+				links[sc] = wanBackend(b, kind, filepath.Join(dir, sc))
 			}
+			gw := startGateway(b, g.config(dir, links), "CTFTP_LOG_LEVEL=info") // "listening" is an info line
+			return netip.MustParseAddrPort(gw.TFTP[0]), gw
 		})
 	}
 }
