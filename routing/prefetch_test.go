@@ -187,3 +187,30 @@ func TestForwarderWithoutPrefetcher(t *testing.T) {
 	}
 	f.Body.Close()
 }
+
+// FuzzPrefetchPattern: any routing.prefetch entry is accepted or refused
+// without a panic, and an accepted one names a per-device file of the
+// MAC it is expanded with, which Route then recognises as in the set.
+func FuzzPrefetchPattern(f *testing.F) {
+	for _, s := range []string{"CTLSEP{MAC}.tlv", "SEP{MAC}.cnf.xml.sgn", "{MAC}", "SEP{MAC}{MAC}", "x/SEP{MAC}.cnf", "ATA{MAC}", "sep{MAC}.CNF.XML", "\x00{MAC}"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		bps, errs := compilePrefetch([]string{p, "ITLSEP{MAC}.tlv"})
+		if len(errs) > 0 {
+			return
+		}
+		if len(bps) != 2 {
+			t.Fatalf("%q: %d patterns compiled without an error", p, len(bps))
+		}
+		const mac = "00AABBCCDDEE"
+		name := bps[0].expand(mac)
+		if got, ok := ctftp.DeviceMAC(name); !ok || got != mac {
+			t.Fatalf("%q expands to %q, not a device file of %s", p, name, mac)
+		}
+		r := &Router{prefetch: bps}
+		if next := r.prefetchAfter(name, mac); !slices.Equal(next, []string{"ITLSEP" + mac + ".tlv"}) && !strings.EqualFold(name, "ITLSEP"+mac+".tlv") {
+			t.Fatalf("prefetchAfter(%q) = %q", name, next)
+		}
+	})
+}
