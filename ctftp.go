@@ -21,12 +21,17 @@ var (
 	// now (every backend down or timed out). Sent as TFTP error 0 with a
 	// generic text.
 	ErrUnavailable = errors.New("temporarily unavailable")
-	// ErrBusy: a prefetch (Request.Prefetch) found no idle backend slot
+	// ErrNotAsked: the source is known to be down and was not asked at
+	// all (no timeout was waited). It is ErrUnavailable, so it is sent
+	// as error 0 like any outage; a fan-out over several sources may use
+	// the distinction (see routing).
+	ErrNotAsked = fmt.Errorf("known down, not asked: %w", ErrUnavailable)
+	// ErrNoIdleSlot: a prefetch (Request.Prefetch) found no idle backend slot
 	// and was not sent. It also wraps ErrUnavailable, but it is only ever
 	// the answer to a prefetch, never to a phone's own request: a layer
 	// that shares a prefetch's result with a phone must fetch for the
 	// phone instead.
-	ErrBusy = fmt.Errorf("no idle backend slot for a prefetch: %w", ErrUnavailable)
+	ErrNoIdleSlot = fmt.Errorf("no idle backend slot for a prefetch: %w", ErrUnavailable)
 )
 
 // Request is one read request, after the front end cleaned its name.
@@ -46,7 +51,7 @@ type Request struct {
 	// Prefetch marks a request no phone made yet: the gateway fetching a
 	// file a phone is about to ask for. It is not part of the cache key.
 	// The backends serve it only from a slot no phone is waiting for, and
-	// answer ErrBusy instead of queueing it.
+	// answer ErrNoIdleSlot instead of queueing it.
 	Prefetch bool
 }
 

@@ -216,7 +216,7 @@ func (c *Cache) await(ctx context.Context, req ctftp.Request, k key) (*ctftp.Fil
 		})
 		select {
 		case r := <-ch:
-			if errors.Is(r.Err, ctftp.ErrBusy) && !req.Prefetch {
+			if errors.Is(r.Err, ctftp.ErrNoIdleSlot) && !req.Prefetch {
 				// This phone joined a prefetch's flight, and the prefetch
 				// found no idle slot: fetch for the phone itself (the
 				// flight is over, so DoChan starts a new one).
@@ -330,7 +330,7 @@ func (c *Cache) fill(callerCtx context.Context, req ctftp.Request, k key, h *han
 	}
 
 	f, err := c.next.Open(ctx, req)
-	if req.Prefetch && !errors.Is(err, ctftp.ErrBusy) {
+	if req.Prefetch && !errors.Is(err, ctftp.ErrNoIdleSlot) {
 		c.m.prefetchIssued.Inc()
 		if err != nil && !errors.Is(err, ctftp.ErrNotFound) {
 			c.m.prefetchWasted.Inc() // nothing to keep
@@ -426,7 +426,7 @@ func (c *Cache) handOver(callerCtx, ctx context.Context, cancel context.CancelCa
 func (c *Cache) fetchFailed(req ctftp.Request, k key, fl *flight, err error) (*fillResult, error) {
 	wrapped := fmt.Errorf("cache: fill subcluster=%q file=%q: %w", req.Subcluster, req.Name, err)
 	switch {
-	case errors.Is(err, ctftp.ErrBusy):
+	case errors.Is(err, ctftp.ErrNoIdleSlot):
 		// Only a prefetch gets it, and nothing was asked of a backend:
 		// not a fill, not an outage, no stale copy.
 		c.m.prefetchSkipped[skipBusy].Inc()
@@ -535,7 +535,7 @@ func (c *Cache) storeMarker(fl *flight, k key, kd kind, ttl time.Duration, prefe
 // answer is in memory and fresh or a fill for it is already running
 // (counted as skipped, reason cached). Otherwise it starts a fill with
 // req.Prefetch set, so that the backends serve it only from an idle slot
-// (skipped, reason busy, when there is none: ctftp.ErrBusy). A phone that
+// (skipped, reason busy, when there is none: ctftp.ErrNoIdleSlot). A phone that
 // asks while the prefetch runs joins its fill; one whose request finds
 // the prefetch's copy within its class TTL (for device files, the burst
 // window) is a hit. With the positive cache off (max_bytes 0) or a zero

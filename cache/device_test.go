@@ -198,7 +198,7 @@ func readString(c *Cache, sub, name string) (string, error) {
 	return string(b), err
 }
 
-// busySource answers prefetches with ctftp.ErrBusy while busy is set,
+// busySource answers prefetches with ctftp.ErrNoIdleSlot while busy is set,
 // as cluster does when no backend slot is idle, and counts prefetches.
 type busySource struct {
 	next ctftp.Source
@@ -222,7 +222,7 @@ func (s *busySource) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, 
 	}
 	s.mu.Unlock()
 	if req.Prefetch && busy {
-		return nil, fmt.Errorf("busy source: %w", ctftp.ErrBusy)
+		return nil, fmt.Errorf("busy source: %w", ctftp.ErrNoIdleSlot)
 	}
 	return s.next.Open(ctx, req)
 }
@@ -358,7 +358,7 @@ func TestPrefetch(t *testing.T) {
 			src := ctftp.SourceFunc(func(ctx context.Context, req ctftp.Request) (*ctftp.File, error) {
 				if req.Prefetch {
 					<-gate // the phone joins meanwhile
-					return nil, ctftp.ErrBusy
+					return nil, ctftp.ErrNoIdleSlot
 				}
 				return b.Open(ctx, req)
 			})

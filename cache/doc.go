@@ -33,7 +33,7 @@
 //
 // Prefetch fills an entry before any phone asks (routing calls it with
 // the files a phone asks for next). Its fill carries Request.Prefetch, so
-// the backends serve it only from an idle slot or answer ctftp.ErrBusy;
+// the backends serve it only from an idle slot or answer ctftp.ErrNoIdleSlot;
 // a phone that joined such a flight then fetches for itself. Each
 // prefetch sent is counted once as used (a phone got its answer from it)
 // or wasted (it expired, left the cache or failed first).

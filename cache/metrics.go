@@ -20,7 +20,7 @@ const (
 // ctftp_cache_prefetch_skipped_total.
 const (
 	skipCached = "cached" // fresh in memory, or a fill for it already running
-	skipBusy   = "busy"   // no idle backend slot (ctftp.ErrBusy)
+	skipBusy   = "busy"   // no idle backend slot (ctftp.ErrNoIdleSlot)
 )
 
 // cacheMetrics are the series one Cache exports; the names are listed in

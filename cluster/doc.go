@@ -28,10 +28,11 @@
 // rest). A fetch takes the first healthy backend with a free slot, else
 // waits for the first candidate's, for as long as its context allows.
 // A prefetch (ctftp.Request.Prefetch: the gateway fetching a file a
-// phone is about to ask for) never waits and never takes the last free
-// slot of a backend, nor any slot while a fetch waits for one: it gets
-// ctftp.ErrBusy instead, without an attempt, so prefetching only ever
-// uses capacity no phone asked for.
+// phone is about to ask for) asks for a slot at PriorityLow, which never
+// takes the last free slot of a backend nor one a fetch waits for, and
+// it never waits: it gets ctftp.ErrNoIdleSlot instead, without an
+// attempt, so prefetching only ever uses capacity no phone asked for (and
+// a phone that joined a prefetch's fill is never queued at low priority).
 //
 // # Health
 //

@@ -49,7 +49,7 @@ func TestPrefetchOnIdleBackend(t *testing.T) {
 	}}
 	s, set := newTestSet(t, testConfig(addrA.String()), Options{})
 	s.fetcher = ff
-	f, err := s.Open(context.Background(), prefetchReq("SEP0011215A1AE3.cnf.xml.sgn"))
+	f, err := s.Open(context.Background(), prefetchReq("RingList.raw"))
 	if err != nil || f.Size != 3 {
 		t.Fatalf("%+v, %v", f, err)
 	}
@@ -77,11 +77,11 @@ func TestPrefetchLeavesASlotForPhones(t *testing.T) {
 			var busy, served atomic.Int64
 			for range n {
 				wg.Go(func() {
-					_, err := s.Open(context.Background(), prefetchReq("ITLSEP0011215A1AE3.tlv"))
+					_, err := s.Open(context.Background(), prefetchReq("Desktop.png"))
 					switch {
 					case err == nil:
 						served.Add(1)
-					case errors.Is(err, ctftp.ErrBusy) && errors.Is(err, ctftp.ErrUnavailable):
+					case errors.Is(err, ctftp.ErrNoIdleSlot) && errors.Is(err, ctftp.ErrUnavailable):
 						busy.Add(1)
 					default:
 						t.Errorf("prefetch: %v", err)
@@ -99,7 +99,7 @@ func TestPrefetchLeavesASlotForPhones(t *testing.T) {
 			// The phone's fetch is not queued behind them.
 			phone := make(chan error, 1)
 			go func() {
-				_, err := s.Fetch(context.Background(), "east", "SEP0011215A1AE3.cnf.xml.sgn")
+				_, err := s.Fetch(context.Background(), "east", "Ringer1.raw")
 				phone <- err
 			}()
 			waitFor(t, "the phone's fetch to reach the backend", func() bool {
@@ -129,7 +129,7 @@ func TestPrefetchYieldsToWaitingPhone(t *testing.T) {
 	g := newGatedFetcher()
 	cfg := testConfig(addrA.String())
 	cfg.Backend.MaxInFlight = 2
-	s, _ := newTestSet(t, cfg, Options{})
+	s, set := newTestSet(t, cfg, Options{})
 	s.fetcher = g
 	var wg sync.WaitGroup
 	defer func() {
@@ -139,8 +139,10 @@ func TestPrefetchYieldsToWaitingPhone(t *testing.T) {
 	for range 3 { // two in flight, one waiting
 		wg.Go(func() { s.Fetch(context.Background(), "east", "f") })
 	}
-	waitFor(t, "a phone to wait", func() bool { return g.inside.Load() == 2 && s.byName["east"].waiters.Load() == 1 })
-	if _, err := s.Open(context.Background(), prefetchReq("g")); !errors.Is(err, ctftp.ErrBusy) {
-		t.Fatalf("prefetch with a phone waiting: %v, want ErrBusy", err)
+	waitFor(t, "a phone to wait", func() bool {
+		return g.inside.Load() == 2 && metricValue(t, set, `ctftp_backend_waiting{subcluster="east"}`) == "1"
+	})
+	if _, err := s.Open(context.Background(), prefetchReq("g")); !errors.Is(err, ctftp.ErrNoIdleSlot) {
+		t.Fatalf("prefetch with a phone waiting: %v, want ErrNoIdleSlot", err)
 	}
 }

@@ -72,3 +72,17 @@ func isHex(s string) bool {
 func isHexDigit(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
+
+// IsDeviceTrustList reports whether name is a phone's own trust list,
+// CTLSEP<MAC>.tlv or ITLSEP<MAC>.tlv. A phone asks for it first at every
+// boot and, told "not found", moves on to CTLFile.tlv and ITLFile.tlv;
+// most clusters have none, so "not found" is its usual answer.
+func IsDeviceTrustList(name string) bool {
+	if _, ok := ParseMAC(name); !ok {
+		return false
+	}
+	// ParseMAC matched the prefix byte for byte (ASCII only), so the
+	// first six bytes are ASCII and EqualFold cannot fold Unicode here.
+	base := name[strings.LastIndexByte(name, '/')+1:]
+	return strings.EqualFold(base[:6], "CTLSEP") || strings.EqualFold(base[:6], "ITLSEP")
+}
