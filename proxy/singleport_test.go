@@ -90,9 +90,11 @@ func TestSinglePortConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if got := ts.counter(`ctftp_transfers_total{source="cache",result="ok"}`); got != 18 {
-		t.Errorf("%d transfers ok, want 18", got)
-	}
+	// The client is done when it has sent its last ACK; the server counts
+	// the transfer once it has read that ACK, a moment later.
+	waitFor(t, "18 transfers ok", func() bool {
+		return ts.counter(`ctftp_transfers_total{source="cache",result="ok"}`) == 18
+	})
 	waitFor(t, "demux empty", func() bool { return ts.listeners[0].demux.len() == 0 })
 }
 
