@@ -48,6 +48,16 @@
 // another cluster's outage. Any other file stays an outage (error 0: the
 // phone retries rather than fall back to a default config).
 //
+// Prefetch: routing.prefetch lists a phone's boot set in the order phones
+// ask for it (default CTLSEP{MAC}.tlv, ITLSEP{MAC}.tlv,
+// SEP{MAC}.cnf.xml.sgn). A request for one of those names hands the names
+// after it to next's Prefetch (the cache's; a Source without the
+// Prefetcher capability gets none), for the phone's sub-cluster: at once
+// for a rule or a learned route, after the answer for a fan-out (never
+// across every sub-cluster). Names that are not per-device never start a
+// prefetch. The cache counts what prefetches did; cluster serves them only
+// from idle backend slots.
+//
 // Goroutines: a parallel fan-out starts one goroutine per sub-cluster
 // for the duration of one Open; Open cancels the losers once the winner
 // is chosen and returns only after all of them have returned. Learned

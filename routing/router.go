@@ -73,6 +73,11 @@ type Decision struct {
 	// "rules[2] (mac_prefix 00AABB) -> west". Rules are named by their
 	// index as in config errors, counting from 0.
 	Reason string
+	// Prefetch are the files of the phone's boot set that follow this
+	// one (routing.prefetch): the forwarder prefetches them from the
+	// decided sub-cluster, at once for a rule or a learned route, after
+	// the answer for a fan-out. nil when the name is not in the boot set.
+	Prefetch []string
 }
 
 // Options are a Router's or a forwarder's collaborators. The zero value
@@ -121,6 +126,7 @@ type Router struct {
 	known       map[string]bool
 	learned     *learnTable // nil: learning is off
 	migrations  *Migrations // nil: no waves
+	prefetch    []bootPattern
 	log         *slog.Logger
 	now         func() time.Time
 	m           routerMetrics
@@ -165,6 +171,7 @@ func New(cfg Config, subclusters []string, opts Options) (*Router, error) {
 	if cfg.LearnTTL > 0 && cfg.LearnMax > 0 {
 		r.learned = newLearnTable(cfg.LearnTTL, cfg.LearnMax)
 	}
+	r.prefetch, _ = compilePrefetch(cfg.Prefetch) // Validate reported problems
 	for i, rule := range cfg.Rules {
 		key := fmt.Sprintf("rules[%d]", i)
 		c, err := rule.compile(key)
@@ -280,6 +287,7 @@ func (r *Router) route(req ctftp.Request) Decision {
 		}
 		return Decision{
 			MAC:         mac,
+			Prefetch:    r.prefetchAfter(req.Name, mac),
 			Kind:        RuleMatch,
 			Rule:        i,
 			Subclusters: []string{c.subcluster},
@@ -298,6 +306,7 @@ func (r *Router) route(req ctftp.Request) Decision {
 			}
 			return Decision{
 				MAC:         mac,
+				Prefetch:    r.prefetchAfter(req.Name, mac),
 				Kind:        Learned,
 				Rule:        -1,
 				Subclusters: []string{l.subcluster},
@@ -317,6 +326,7 @@ func (r *Router) route(req ctftp.Request) Decision {
 	}
 	return Decision{
 		MAC:         mac,
+		Prefetch:    r.prefetchAfter(req.Name, mac),
 		Kind:        FanOut,
 		Rule:        -1,
 		Subclusters: slices.Clone(r.subclusters),
