@@ -15,6 +15,10 @@ import (
 // fails with it, and the old configuration keeps serving.
 type MigrationError = trust.MigrationError
 
+// The wave guard sits between the router and the cache: it must pass the
+// router's prefetches on.
+var _ routing.Prefetcher = (*trust.WaveGuard)(nil)
+
 // buildMigrations compiles cfg's waves for gen and checks every wave
 // whose phones are, or are scheduled to be, served from its new
 // sub-cluster: one with a blocking device refuses the configuration.
