@@ -47,6 +47,11 @@ type GatewayConfig struct {
 	Trust TrustConfig
 	// Version is reported by /status.
 	Version string
+	// ConfigSHA256 is the hex SHA-256 of the configuration file's bytes,
+	// reported by /status and as ctftp_config_info{sha256}, so that the
+	// two gateways of an HA pair can be checked for drift; "" when the
+	// configuration did not come from a file.
+	ConfigSHA256 string
 }
 
 // withDefaults fills what the zero value stands for.
@@ -159,6 +164,7 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	gen.n, gen.loaded = 1, time.Now()
 	g.gen.Store(gen)
 	g.rl.generation.Set(1)
+	g.rl.setInfo(g.cfg.ConfigSHA256)
 
 	for _, a := range g.cfg.HTTPListen {
 		ln, err := net.Listen("tcp", a)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -45,19 +46,29 @@ func newLogger(c logConfig, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// sha256Hex is the file's hash for /status and ctftp_config_info; "" for
+// a config built in code (demo's), which has no file.
+func (c *fileConfig) sha256Hex() string {
+	if c.sum == [sha256.Size]byte{} {
+		return ""
+	}
+	return hex.EncodeToString(c.sum[:])
+}
+
 func (c *fileConfig) gatewayConfig() proxy.GatewayConfig {
 	t := c.TFTP
 	t.Listen = c.Listen
 	return proxy.GatewayConfig{
-		TFTP:        t,
-		Root:        c.Root,
-		HTTPListen:  c.HTTPListen,
-		AdminListen: c.AdminListen,
-		Cluster:     c.clusterConfig(),
-		Routing:     c.Routing,
-		Cache:       c.Cache,
-		Trust:       c.Trust,
-		Version:     versionString(),
+		TFTP:         t,
+		Root:         c.Root,
+		HTTPListen:   c.HTTPListen,
+		AdminListen:  c.AdminListen,
+		Cluster:      c.clusterConfig(),
+		Routing:      c.Routing,
+		Cache:        c.Cache,
+		Trust:        c.Trust,
+		Version:      versionString(),
+		ConfigSHA256: c.sha256Hex(),
 	}
 }
 
@@ -84,7 +95,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	sum, _ := fileSum(*path)
 	cfg, ok := loadOrReport(*path, stderr)
 	if !ok {
 		return exitUsage
@@ -112,7 +122,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return gw.Run(ctx) })
 	eg.Go(func() error {
-		w := configWatcher{path: *path, cur: cfg, sum: sum, gw: gw, log: logger}
+		w := configWatcher{path: *path, cur: cfg, sum: cfg.sum, gw: gw, log: logger}
 		w.run(ctx, hup)
 		return nil
 	})
