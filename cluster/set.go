@@ -106,9 +106,11 @@ type backend struct {
 	down    atomic.Bool
 	probing atomic.Bool // a probe is in flight; at most one at a time
 
-	mu      sync.Mutex
-	fails   int    // consecutive failures
-	lastErr string // the last failure or refusal
+	mu         sync.Mutex
+	fails      int           // consecutive failures
+	lastErr    string        // the last failure or refusal
+	lastAnswer time.Time     // when b last answered anything
+	answerTime time.Duration // how long that exchange took
 
 	src *source // guarded by Set.mu: the source that yields addr
 }
@@ -404,22 +406,23 @@ func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name stri
 	}
 	start := time.Now()
 	data, err := s.fetcher.fetch(ctx, b.addr, name, a)
+	took := time.Since(start)
 	if !probe {
-		sc.m.duration.UpdateDuration(start)
+		sc.m.duration.Update(took.Seconds())
 	}
 	switch {
 	case err == nil:
 		count(resultOK)
-		s.alive(sc, b, nil)
+		s.alive(sc, b, took, nil)
 	case errors.Is(err, ctftp.ErrNotFound):
 		count(resultNotFound)
-		s.alive(sc, b, nil)
+		s.alive(sc, b, took, nil)
 	case errors.Is(err, ErrRefused):
 		count(resultRefused)
-		s.alive(sc, b, err)
+		s.alive(sc, b, took, err)
 	case errors.Is(err, ErrTooLarge):
 		count(resultError)
-		s.alive(sc, b, err)
+		s.alive(sc, b, took, err)
 	default:
 		count(resultError)
 		// The caller's hurry is not the backend's fault: a fetch cut
@@ -457,12 +460,14 @@ func fitAttempt(ctx context.Context, a attempt, left int) (attempt, bool, error)
 	return a, false, nil
 }
 
-// alive records an answer from b: its failure count resets and a down
-// backend comes back up. note, when set, is kept as b's last error
-// (a refusal says something about the backend an admin wants to see).
-func (s *Set) alive(sc *subcluster, b *backend, note error) {
+// alive records an answer from b, which took took: its failure count
+// resets and a down backend comes back up. note, when set, is kept as
+// b's last error (a refusal says something about the backend an admin
+// wants to see).
+func (s *Set) alive(sc *subcluster, b *backend, took time.Duration, note error) {
 	b.mu.Lock()
 	b.fails = 0
+	b.lastAnswer, b.answerTime = time.Now(), took
 	if note != nil {
 		b.lastErr = note.Error()
 	}
