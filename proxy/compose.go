@@ -34,8 +34,8 @@ type GatewayConfig struct {
 	// HTTPListen are addresses of the HTTP provisioning front end
 	// (phones try port 6970 before TFTP); empty = off.
 	HTTPListen []string
-	// AdminListen serves /metrics /healthz /readyz /status and cache
-	// purges; "" = off.
+	// AdminListen serves the status page (/), /metrics /healthz /readyz
+	// /status /status/tables and cache purges; "" = off.
 	AdminListen string
 	// Cluster lists the sub-clusters; none means the gateway serves only
 	// its own files.
@@ -308,6 +308,8 @@ func (g *Gateway) adminHandler() http.Handler {
 		}
 		io.WriteString(w, "ready\n")
 	})
+	mux.HandleFunc("GET /{$}", g.serveStatusPage)
+	mux.HandleFunc("GET /status/tables", g.serveStatusTables)
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
