@@ -33,6 +33,7 @@ usage:
   ctftp cache purge [--admin HOST:PORT] [GLOB]
                                               drop cached files through the admin endpoint
   ctftp itl show|verify|hash|build|sign ...   read, check and write ITL/CTL/.sgn files
+  ctftp status   [--admin HOST:PORT] [--json]  a running gateway's state (exit 3: not ready)
   ctftp bench    --server HOST:PORT | --side-by-side [--phones N] [--concurrency C] [--json]
                                               boot-storm load generator (ctftp bench -h)
   ctftp version
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runRoute(ctx, rest, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, stdout, stderr)
+	case "status":
+		return runStatus(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
