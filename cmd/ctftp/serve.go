@@ -16,6 +16,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ctftp/ctftp/internal/sdnotify"
 	"github.com/ctftp/ctftp/proxy"
 )
 
@@ -119,11 +120,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		return exitFailure
 	}
+	sd := sdnotify.FromEnv()
+	notifyErr(logger, sd.Ready(serveStatus(gw)))
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return gw.Run(ctx) })
 	eg.Go(func() error {
-		w := configWatcher{path: *path, cur: cfg, sum: cfg.sum, gw: gw, log: logger}
+		w := configWatcher{path: *path, cur: cfg, sum: cfg.sum, gw: gw, log: logger, sd: sd}
 		w.run(ctx, hup)
+		notifyErr(logger, sd.Stopping())
 		return nil
 	})
 	if err := eg.Wait(); err != nil {
@@ -143,6 +147,7 @@ type configWatcher struct {
 	stat os.FileInfo
 	gw   *proxy.Gateway
 	log  *slog.Logger
+	sd   sdnotify.Notifier
 }
 
 // run waits for SIGHUP or a file change until ctx ends. A change is a
@@ -175,7 +180,35 @@ func (w *configWatcher) run(ctx context.Context, hup <-chan os.Signal) {
 		if sum, err := fileSum(w.path); err == nil {
 			w.sum = sum
 		}
+		notifyErr(w.log, w.sd.Reloading())
 		w.gw.Reload(ctx, w.load)
+		notifyErr(w.log, w.sd.Ready(serveStatus(w.gw)))
+	}
+}
+
+// serveStatus is the line `systemctl status` shows for a unit of
+// Type=notify.
+func serveStatus(gw *proxy.Gateway) string {
+	st := gw.Status()
+	sha := st.Config.SHA256
+	if len(sha) > 12 {
+		sha = sha[:12]
+	}
+	s := fmt.Sprintf("serving: config generation %d (sha256 %s), %d sub-clusters", st.Config.Generation, sha, len(st.Subclusters))
+	if r := st.Config.LastReload; r != nil && !r.OK {
+		s += "; last reload FAILED (ctftp status)"
+	}
+	if len(st.Ready) > 0 {
+		s += "; not ready: " + st.Ready[0]
+	}
+	return s
+}
+
+// notifyErr logs a failure to tell systemd: the service keeps serving,
+// but systemd may time it out or think it hung.
+func notifyErr(log *slog.Logger, err error) {
+	if err != nil {
+		log.Warn("systemd notification failed", "err", err)
 	}
 }
 
