@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -363,6 +364,8 @@ func (g *Gateway) readiness() []string {
 
 // GatewayStatus is what /status reports.
 type GatewayStatus struct {
+	// Host is the gateway's host name: which one of an HA pair this is.
+	Host        string                     `json:"host"`
 	Version     string                     `json:"version"`
 	Started     time.Time                  `json:"started"`
 	TFTP        []string                   `json:"tftp"`
@@ -376,7 +379,8 @@ type GatewayStatus struct {
 
 // Status reports the gateway's state.
 func (g *Gateway) Status() GatewayStatus {
-	st := GatewayStatus{Version: g.cfg.Version, Started: g.startedAt, TFTP: addrStrings(g.tftp.Addrs()), Ready: g.readiness()}
+	host, _ := os.Hostname()
+	st := GatewayStatus{Host: host, Version: g.cfg.Version, Started: g.startedAt, TFTP: addrStrings(g.tftp.Addrs()), Ready: g.readiness()}
 	gen := g.gen.Load()
 	if gen == nil {
 		return st

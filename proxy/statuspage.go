@@ -39,7 +39,16 @@ dt { color: #888; } dd { margin: 0; overflow-wrap: anywhere; }
 table { border-collapse: collapse; width: 100%; margin-top: .35rem; font-size: .92rem; }
 th, td { text-align: left; padding: .2rem .45rem; border-bottom: 1px solid #8883; vertical-align: top; }
 th { white-space: nowrap; }
-td { overflow-wrap: anywhere; min-width: 4rem; }
+td { overflow-wrap: anywhere; }
+/* A phone in portrait: each row becomes a card of "column: value" lines,
+   so nothing is cut off at the right edge. */
+@media (max-width: 40rem) {
+  table, tbody, tr, td { display: block; width: auto; }
+  thead { display: none; }
+  tr { border-bottom: 1px solid #8884; padding: .3rem 0; }
+  td { border: 0; padding: .05rem 0; }
+  td::before { content: attr(data-label) ": "; color: #888; }
+}
 .ok { color: var(--ok); } .warn { color: var(--warn); } .bad { color: var(--bad); font-weight: 600; }
 .badge.ok, .badge.bad { color: #fff; }
 ul { margin: .35rem 0; padding-left: 1.2rem; }
@@ -52,13 +61,13 @@ footer { color: #888; font-size: .8rem; margin-top: 1.5rem; }
 {{if .View.Ready}}<span class="badge ok" id="ready">ready</span>{{else}}<span class="badge bad" id="ready">not ready</span>{{end}}
 </header>
 {{with .View.NotReady}}<ul id="not-ready">{{range .}}<li class="bad">{{.}}</li>{{end}}</ul>{{end}}
-{{range .View.Sections}}
+{{range .View.Sections}}{{$cols := .Columns}}
 <section id="{{.ID}}">
 <h2>{{.Title}}</h2>
 {{with .Facts}}<dl>{{range .}}<dt>{{.Label}}</dt><dd{{with .Value.State}} class="{{.}}"{{end}}>{{.Value.Text}}</dd>{{end}}</dl>{{end}}
 {{if .Columns}}<div class="scroll"><table>
 <thead><tr>{{range .Columns}}<th>{{.}}</th>{{end}}</tr></thead>
-<tbody>{{range .Rows}}<tr>{{range .}}<td{{with .State}} class="{{.}}"{{end}}>{{.Text}}</td>{{end}}</tr>{{end}}</tbody>
+<tbody>{{range .Rows}}<tr>{{range $i, $c := .}}<td data-label="{{index $cols $i}}"{{with $c.State}} class="{{.}}"{{end}}>{{$c.Text}}</td>{{end}}</tr>{{end}}</tbody>
 </table></div>{{end}}
 {{with .Notes}}<ul>{{range .}}<li{{with .State}} class="{{.}}"{{end}}>{{.Text}}</li>{{end}}</ul>{{end}}
 </section>

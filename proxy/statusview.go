@@ -63,7 +63,10 @@ func stateCell(text string, state string) StatusCell { return StatusCell{Text: t
 
 // View lays st out; now is the time relative times are written against.
 func View(st GatewayStatus, now time.Time) StatusView {
-	v := StatusView{Title: "ctftp " + st.Version, At: now, Ready: len(st.Ready) == 0, NotReady: st.Ready}
+	v := StatusView{Title: "ctftp", At: now, Ready: len(st.Ready) == 0, NotReady: st.Ready}
+	if st.Host != "" {
+		v.Title += " on " + st.Host
+	}
 	v.Sections = append(v.Sections, configSection(st, now))
 	for _, sc := range st.Subclusters {
 		v.Sections = append(v.Sections, subclusterSection(sc, now))
@@ -81,6 +84,7 @@ func configSection(st GatewayStatus, now time.Time) StatusSection {
 		sha = stateCell("(not from a file)", StateWarn)
 	}
 	s := StatusSection{ID: "config", Title: "Configuration", Facts: []StatusFact{
+		{"version", cell(st.Version)},
 		{"generation", cell(fmt.Sprint(c.Generation))},
 		{"sha256", sha},
 		{"loaded", cell(ago(c.LoadedAt, now))},
