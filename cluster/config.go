@@ -169,6 +169,11 @@ var (
 	versionRE = regexp.MustCompile(`^[0-9]+(\.[0-9]+)*$`)
 )
 
+// ValidRelease reports whether v is written as a dotted release number
+// ("12.5", "7.1.5"), the form of SubclusterConfig.Version besides "auto".
+// The trust package reads the era from it.
+func ValidRelease(v string) bool { return versionRE.MatchString(v) }
+
 // Validate reports every problem in c at once, each message starting with
 // its key path ("subclusters[1].backends[0]: ..."). It does no I/O.
 func (c Config) Validate() error {

@@ -6,7 +6,8 @@
 //	First(local, route -> cache(subcluster+name) -> cluster.Set)
 //
 // so it answers for one sub-cluster (Request.Subcluster) and knows
-// nothing about phones, routing or caching.
+// nothing about phones, routing or caching. Whether phones will accept
+// what it fetches is the trust package's business.
 //
 // # Fetching
 //
@@ -48,29 +49,6 @@
 // (ErrLoop): New fails for a literal one, a resolved one is left out and
 // shown by Status and ProbeAll.
 //
-// # ITL eras and the trust watcher
-//
-// Centralized TFTP only works when every side is ITL-homogeneous: all
-// CUCM 8.0 or later, or all before 8.0 (domain.md). ParseVersion reads a
-// declared version and ClassifyITL a side's ITLFile.tlv (verified ITL:
-// ClassSBD; blank: ClassRollback; not found: ClassPre80; anything else
-// unknown, ErrBadITL when it does not verify), using the itl package, the
-// one internal package cluster imports besides the root contract. Check
-// judges the central side (the gateway's root) and every sub-cluster
-// together and reports a Verdict, the Problems (each starting with its
-// config key, sorted by kind for `ctftp validate`'s exit codes) and a
-// table with the ways out (Report.WriteTable).
-//
-// A Watcher keeps probing (Set.ProbeFetch of ITLFile.tlv, so trust probes
-// count as probes, not as fetches phones caused): its first round is the
-// caller's start-up guard and sets the baseline era; later rounds report
-// a sub-cluster whose ITL signer (issuer and serial) changed, latched
-// until the watcher is replaced by a reload, and one whose era now
-// conflicts with the baseline, while it does. A failed probe keeps the
-// previous finding (stale), so a lost packet never flips an era. Sub
-// serves the current ITL and alarm of a sub-cluster to the request path
-// without a lock.
-//
 // # Goroutines and concurrency
 //
 // New starts nothing. Run starts the resolution and probe loop in the
@@ -78,10 +56,7 @@
 // end, and Run returns, once its context is done. Open, Fetch, Resolve,
 // ProbeAll, Status and Names are safe for concurrent use with each other
 // and with Run. Resolve and ProbeAll use goroutines of their own and wait
-// for them before returning. NewWatcher starts nothing; Watcher.Probe
-// starts one goroutine per sub-cluster and waits for them; Watcher.Run
-// probes every interval in the caller's goroutine until its context is
-// done. A Watcher is safe for concurrent use; rounds take turns.
+// for them before returning.
 //
 // # Metrics
 //
@@ -95,14 +70,8 @@
 //	ctftp_backend_probes_total{subcluster,result}    counter; result: alive, dead
 //	ctftp_dns_resolutions_total{result}              counter, one per name lookup;
 //	                                                 result: ok, empty, error
-//	ctftp_homogeneous                                gauge: 1 while every side is of one
-//	                                                 era, 0 when mixed (with rollback) or
-//	                                                 heterogeneous (set by the active Watcher)
-//	ctftp_trust_signer_changes_total{subcluster}     counter: ITL signer changes seen
-//	ctftp_trust_heterogeneous_total{subcluster}      counter: turns into conflict with the
-//	                                                 setup's era
 //
-// ProbeFetch's attempts (the trust probes) count in
+// ProbeFetch's attempts (the trust package's ITL probes) count in
 // ctftp_backend_probes_total like the health probes.
 //
 // Labels come only from configuration (sub-cluster names, backend strings

@@ -41,11 +41,6 @@ var (
 	// returns it for literal addresses; resolved ones are left out of
 	// service and reported by Status and ProbeAll.
 	ErrLoop = errors.New("backend is one of the gateway's own listen addresses")
-	// ErrBadITL: a sub-cluster (or the gateway's root) serves an
-	// ITLFile.tlv that does not parse, is not an ITL, or does not verify
-	// against its own SAST record. Phones reject such a file, and the
-	// sub-cluster's ITL era cannot be read from it.
-	ErrBadITL = errors.New("ITLFile.tlv does not parse or verify")
 )
 
 // kindError is a sentinel that also satisfies a root-package sentinel

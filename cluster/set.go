@@ -236,6 +236,10 @@ func (s *Set) Names() []string {
 	return names
 }
 
+// Config returns the configuration the Set was built with. It shares
+// slices with the Set: callers read it and must not modify it.
+func (s *Set) Config() Config { return s.cfg }
+
 // Open fetches req.Name from the backends of sub-cluster req.Subcluster
 // and returns it whole, in memory, with a seekable Body and its exact
 // Size. Backends are tried in configured order, healthy ones first;

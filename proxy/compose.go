@@ -23,6 +23,7 @@ import (
 	"github.com/ctftp/ctftp/cache"
 	"github.com/ctftp/ctftp/cluster"
 	"github.com/ctftp/ctftp/routing"
+	"github.com/ctftp/ctftp/trust"
 )
 
 // GatewayConfig is everything the gateway needs, already decoded and
@@ -44,8 +45,8 @@ type GatewayConfig struct {
 	Routing routing.Config
 	Cache   cache.Config
 	// Trust is the ITL trust guard; the zero value means
-	// DefaultTrustConfig().
-	Trust TrustConfig
+	// trust.DefaultConfig().
+	Trust trust.Config
 	// Version is reported by /status.
 	Version string
 	// ConfigSHA256 is the hex SHA-256 of the configuration file's bytes,
@@ -57,8 +58,8 @@ type GatewayConfig struct {
 
 // withDefaults fills what the zero value stands for.
 func (c GatewayConfig) withDefaults() GatewayConfig {
-	if c.Trust == (TrustConfig{}) {
-		c.Trust = DefaultTrustConfig()
+	if c.Trust == (trust.Config{}) {
+		c.Trust = trust.DefaultConfig()
 	}
 	return c
 }
@@ -370,7 +371,7 @@ type GatewayStatus struct {
 	Started     time.Time                  `json:"started"`
 	TFTP        []string                   `json:"tftp"`
 	Config      ConfigStatus               `json:"config"`
-	Trust       cluster.TrustStatus        `json:"trust"`
+	Trust       trust.TrustStatus          `json:"trust"`
 	Subclusters []cluster.SubclusterStatus `json:"subclusters"`
 	Cache       *cache.Stats               `json:"cache,omitempty"`
 	Learned     int                        `json:"learned_routes"`

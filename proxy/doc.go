@@ -24,14 +24,21 @@
 //   - otherwise starts a transfer: a goroutine and a new UDP socket (the
 //     server's TID) bound to the exact local address the request arrived
 //     on (learnt from IP_PKTINFO/IPV6_PKTINFO on wildcard listeners; no
-//     interface lookup), a context from the server's base context with
-//     TransferTimeout, Source.Open, then OACK and DATA.
+//     interface lookup) and connected to the client, a context from the
+//     server's base context with TransferTimeout, Source.Open, then OACK
+//     and DATA.
 //
 // WRQ gets error 2; DATA, ACK, OACK and unknown opcodes at the listening
-// port get error 4; an ERROR packet is never answered. At a transfer's
-// port, a packet from any other address or port gets error 5 and leaves
-// the transfer alone; an ERROR from the client ends it. Duplicate ACKs
-// are ignored (no Sorcerer's Apprentice) and do not extend deadlines.
+// port get error 4; an ERROR packet is never answered. The transfer's
+// socket is connected, so the kernel keeps packets from any other address
+// or port away from it (they draw an ICMP port unreachable, as with
+// tftpd-hpa, not error 5) and reports an ICMP unreachable from the client
+// on the next read: the transfer ends at once (ErrClientUnreachable,
+// counted in ctftp_transfer_unreachable_total) instead of retransmitting
+// to a client that is gone. An ERROR from the client ends the transfer.
+// Duplicate ACKs are ignored (no Sorcerer's Apprentice) and do not extend
+// deadlines. The engine reaches its socket through the small transport
+// interface (transport.go), so other socket models share it.
 //
 // # Option choices
 //
@@ -92,7 +99,7 @@
 // with live probes, builds the next generation, swaps it in, and retires
 // the old one once the requests already inside it have finished; a
 // configuration that fails leaves the old generation serving. The trust
-// guard (trust.go) sits on the cache's fill path, so each forwarded
+// guard (trust.Guard) sits on the cache's fill path, so each forwarded
 // .tlv/.sgn is checked once per fill against its sub-cluster's ITL with
 // the phone trust model. Its metrics: ctftp_homogeneous,
 // ctftp_trust_signer_changes_total, ctftp_trust_heterogeneous_total,

@@ -21,6 +21,10 @@ var (
 	// ErrClientGone: the client stopped acknowledging and every
 	// retransmission went unanswered.
 	ErrClientGone = errors.New("proxy: client stopped answering")
+	// ErrClientUnreachable: an ICMP unreachable (port, host or network)
+	// answered a packet to the client: it is gone (or was never there,
+	// the request being spoofed). Nothing more is sent to it.
+	ErrClientUnreachable = errors.New("proxy: client unreachable")
 	// ErrClientAbort: the client ended the transfer with an ERROR packet.
 	ErrClientAbort = errors.New("proxy: client aborted the transfer")
 	// ErrWriteRefused: a WRQ; the gateway is read-only.
@@ -36,8 +40,8 @@ var (
 	// errIllegalOperation: a packet that has no business at the port it
 	// reached (DATA, ACK or an unknown opcode sent to the listening port).
 	errIllegalOperation = errors.New("proxy: illegal TFTP operation")
-	// errUnknownTID: a packet reached a transfer's port from another
-	// address or port than the transfer's client.
+	// errUnknownTID: in single-port mode, a DATA, ACK or OACK from an
+	// address and port that has no transfer running.
 	errUnknownTID = errors.New("proxy: unknown transfer ID")
 )
 

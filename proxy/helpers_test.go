@@ -21,6 +21,7 @@ import (
 
 	"github.com/ctftp/ctftp"
 	"github.com/ctftp/ctftp/internal/tftpwire"
+	"github.com/ctftp/ctftp/itl"
 )
 
 func TestMain(m *testing.M) {
@@ -367,4 +368,48 @@ func atoi(t testing.TB, s string) int {
 		n = n*10 + int(c-'0')
 	}
 	return n
+}
+
+// trustPKI signs like a CUCM cluster: a SAST for trust lists, a
+// CallManager (CCM+TFTP) key for configs.
+type trustPKI struct{ sast, ccm *itl.Signer }
+
+func newTrustPKI(t testing.TB, name string) trustPKI {
+	t.Helper()
+	sast, err := itl.NewSigner("ITLRecovery_"+name, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ccm, err := itl.NewSigner("cucm-"+name, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return trustPKI{sast, ccm}
+}
+
+func (p trustPKI) itl(t testing.TB, blank bool) []byte {
+	t.Helper()
+	b, err := itl.Build(itl.BuildOptions{Signer: p.sast, Records: []itl.RecordSpec{{Role: itl.RoleCCMTFTP, Cert: p.ccm.Cert}}, Blank: blank})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (p trustPKI) parsedITL(t testing.TB, blank bool) *itl.File {
+	t.Helper()
+	f, err := itl.Parse(p.itl(t, blank))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (p trustPKI) sign(t testing.TB, name string, payload []byte) []byte {
+	t.Helper()
+	b, err := itl.Sign(name, payload, p.ccm, itl.SHA1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

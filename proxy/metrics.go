@@ -20,6 +20,8 @@ import (
 //	                                       request to the last ACK or the failure
 //	ctftp_transfer_retransmits_total       packets sent again after a timeout
 //	                                       (a loss or a slow client)
+//	ctftp_transfer_unreachable_total       transfers ended by an ICMP unreachable
+//	                                       from the client (vanished or spoofed)
 //	ctftp_requests_rejected_total{reason}  packets refused before a transfer
 //	                                       started, by reason (see reason*)
 //
@@ -84,7 +86,9 @@ type serverMetrics struct {
 	bytes     *metrics.Counter
 	duration  *metrics.Histogram
 	resends   *metrics.Counter
-	rejected  [numReasons]*metrics.Counter
+	// unreachable counts transfers an ICMP unreachable ended.
+	unreachable *metrics.Counter
+	rejected    [numReasons]*metrics.Counter
 }
 
 func newServerMetrics(set *metrics.Set) *serverMetrics {
@@ -93,6 +97,8 @@ func newServerMetrics(set *metrics.Set) *serverMetrics {
 		bytes:    set.GetOrCreateCounter("ctftp_transfer_bytes_total"),
 		duration: set.GetOrCreateHistogram("ctftp_transfer_duration_seconds"),
 		resends:  set.GetOrCreateCounter("ctftp_transfer_retransmits_total"),
+
+		unreachable: set.GetOrCreateCounter("ctftp_transfer_unreachable_total"),
 	}
 	for i, s := range [numSources]string{"local", "cache", "backend", "none"} {
 		for j, r := range [numResults]string{resultOK, resultNotFound, resultDenied, resultError} {

@@ -20,19 +20,20 @@ import (
 	"github.com/ctftp/ctftp/cache"
 	"github.com/ctftp/ctftp/cluster"
 	"github.com/ctftp/ctftp/routing"
+	"github.com/ctftp/ctftp/trust"
 )
 
 // TrustError is the refusal of a setup whose ITL eras would break phones,
 // or whose own ITLFile.tlv is broken: Start returns it, a reload fails
 // with it. Report holds the table to print. Not modified once returned.
 type TrustError struct {
-	Report cluster.Report
+	Report trust.Report
 }
 
 func (e *TrustError) Error() string {
 	var msgs []string
 	for _, p := range e.Report.Problems {
-		if p.Kind == cluster.ProblemMixed || p.Kind == cluster.ProblemRoot {
+		if p.Kind == trust.ProblemMixed || p.Kind == trust.ProblemRoot {
 			msgs = append(msgs, p.Msg)
 		}
 	}
@@ -50,10 +51,10 @@ type generation struct {
 
 	local    *Local
 	clusters *cluster.Set // nil without sub-clusters
-	watcher  *cluster.Watcher
+	watcher  *trust.Watcher
 	cache    *cache.Cache    // nil without sub-clusters
 	upstream *switchSource   // the cache's next; travels with the cache
-	guard    *trustGuard     // nil without sub-clusters
+	guard    *trust.Guard    // nil without sub-clusters
 	router   *routing.Router // nil without sub-clusters
 	source   ctftp.Source
 
@@ -97,13 +98,13 @@ func (gen *generation) close(next *generation) {
 // about to be replaced by files signed with the new one); one that turned
 // heterogeneous loses them too when it is refused, so refusing means
 // nothing of it is served.
-func (gen *generation) onEvent(ev cluster.Event) {
+func (gen *generation) onEvent(ev trust.Event) {
 	if gen.cache == nil {
 		return
 	}
 	switch {
-	case ev.Kind == cluster.EventSignerChanged,
-		ev.Kind == cluster.EventHeterogeneous && gen.cfg.Trust.OnChange == PolicyRefuse:
+	case ev.Kind == trust.EventSignerChanged,
+		ev.Kind == trust.EventHeterogeneous && gen.cfg.Trust.OnChange == trust.PolicyRefuse:
 		gen.cache.PurgeSubcluster(ev.Subcluster)
 	}
 }
@@ -211,7 +212,7 @@ func (g *Gateway) build(ctx context.Context, cfg GatewayConfig, prev *generation
 			gen.cache, gen.upstream = prev.cache, prev.upstream
 		}
 	}
-	wopts := cluster.WatchOptions{
+	wopts := trust.WatchOptions{
 		Interval: cfg.Trust.ProbeInterval,
 		Retry:    cmp.Or(cfg.Cluster.Backend.ProbeInterval, unclassifiedRetry),
 		Timeout:  cfg.Trust.ProbeTimeout,
@@ -223,7 +224,7 @@ func (g *Gateway) build(ctx context.Context, cfg GatewayConfig, prev *generation
 	if prev != nil {
 		wopts.Previous = prev.watcher
 	}
-	gen.watcher = cluster.NewWatcher(gen.clusters, wopts)
+	gen.watcher = trust.NewWatcher(gen.clusters, wopts)
 	report := gen.watcher.Probe(ctx)
 	if report.Refused() {
 		return nil, &TrustError{Report: report}
@@ -234,7 +235,7 @@ func (g *Gateway) build(ctx context.Context, cfg GatewayConfig, prev *generation
 			g.log.Error("trust: "+p.Msg, "kind", p.Kind.String())
 		}
 	}
-	if report.Verdict == cluster.VerdictMixedRollback {
+	if report.Verdict == trust.VerdictMixedRollback {
 		g.log.Warn("trust: pre-8.0 and 8.x+ clusters are mixed; this runs only because every 8.x+ side publishes a blank (rollback) ITL: ITL security is off, and secured phone URLs must use HTTP")
 	}
 	gen.source = gen.local
@@ -247,7 +248,7 @@ func (g *Gateway) build(ctx context.Context, cfg GatewayConfig, prev *generation
 		return nil, err
 	}
 	gen.router = r
-	gen.guard = newTrustGuard(gen.clusters, cfg.Trust, gen.watcher, gen.clusters.Names(), g.log, g.metrics)
+	gen.guard = trust.NewGuard(gen.clusters, cfg.Trust, gen.watcher, gen.clusters.Names(), g.log, g.metrics)
 	if gen.cache == nil {
 		// A cache of an earlier generation (the one replaced, or one
 		// before a generation without sub-clusters) makes way: a Set
@@ -282,16 +283,16 @@ func unregisterCacheMetrics(set *metrics.Set) {
 
 // centralITL reads the root's ITLFile.tlv through local, so the check
 // sees exactly what phones are served.
-func centralITL(local *Local) cluster.CentralFunc {
+func centralITL(local *Local) trust.CentralFunc {
 	return func(ctx context.Context) ([]byte, error) {
-		f, err := local.Open(ctx, ctftp.Request{Name: cluster.ITLFileName, Mode: "octet"})
+		f, err := local.Open(ctx, ctftp.Request{Name: trust.ITLFileName, Mode: "octet"})
 		if err != nil {
 			return nil, err
 		}
 		defer f.Body.Close()
 		data, err := readAllLimit(f.Body, maxCentralITL)
 		if err != nil {
-			return nil, fmt.Errorf("root: %s: %w", cluster.ITLFileName, err)
+			return nil, fmt.Errorf("root: %s: %w", trust.ITLFileName, err)
 		}
 		return data, nil
 	}
@@ -332,7 +333,7 @@ type ReloadResult struct {
 	// values stay in force until a restart.
 	RestartNeeded []string `json:"restart_needed,omitempty"`
 	// Trust is the trust guard's table when it ran; nil otherwise.
-	Trust *cluster.Report `json:"-"`
+	Trust *trust.Report `json:"-"`
 }
 
 // ConfigStatus is the configuration part of /status.

@@ -22,6 +22,7 @@ import (
 	"github.com/ctftp/ctftp/cluster"
 	"github.com/ctftp/ctftp/internal/tftptest"
 	"github.com/ctftp/ctftp/routing"
+	"github.com/ctftp/ctftp/trust"
 )
 
 // gatewayRoot is a root directory holding itlBytes as ITLFile.tlv (none
@@ -30,7 +31,7 @@ func gatewayRoot(t *testing.T, itlBytes []byte) string {
 	t.Helper()
 	root := t.TempDir()
 	if itlBytes != nil {
-		if err := os.WriteFile(filepath.Join(root, cluster.ITLFileName), itlBytes, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(root, trust.ITLFileName), itlBytes, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -39,7 +40,7 @@ func gatewayRoot(t *testing.T, itlBytes []byte) string {
 
 // sub is a sub-cluster of one backend, probed ("auto").
 func sub(name string, srv *tftptest.Server) cluster.SubclusterConfig {
-	return cluster.SubclusterConfig{Name: name, Version: cluster.VersionAuto, Backends: []string{srv.Addr()}}
+	return cluster.SubclusterConfig{Name: name, Version: trust.VersionAuto, Backends: []string{srv.Addr()}}
 }
 
 // testGatewayConfig is fast to fail and probes only at start and reload.
@@ -49,7 +50,7 @@ func testGatewayConfig(root string, subs ...cluster.SubclusterConfig) GatewayCon
 	cc.Backend.Retries = 1
 	cc.Backend.ProbeInterval = 0
 	cc.Subclusters = subs
-	trust := DefaultTrustConfig()
+	trust := trust.DefaultConfig()
 	trust.ProbeInterval = 0
 	return GatewayConfig{TFTP: testConfig(), Root: root, Cluster: cc, Routing: routing.DefaultConfig(), Cache: cache.DefaultConfig(), Trust: trust}
 }
@@ -120,14 +121,14 @@ func (tg *testGateway) metric(t *testing.T, series string) string {
 
 func TestGatewayRefusesMixedEras(t *testing.T) {
 	east := newTrustPKI(t, "east")
-	e := tftptest.NewServer(t, map[string][]byte{cluster.ITLFileName: east.itl(t, false)})
+	e := tftptest.NewServer(t, map[string][]byte{trust.ITLFileName: east.itl(t, false)})
 	w := tftptest.NewServer(t, map[string][]byte{"SEP00AABB000001.cnf.xml": []byte("west")})
 	tg, err := tryGateway(t, testGatewayConfig(gatewayRoot(t, nil), sub("east", e), sub("west", w)))
 	var te *TrustError
 	if !errors.As(err, &te) {
 		t.Fatalf("Start: %v, want a *TrustError", err)
 	}
-	if te.Report.Verdict != cluster.VerdictMixed || !strings.Contains(err.Error(), "mixed ITL eras") {
+	if te.Report.Verdict != trust.VerdictMixed || !strings.Contains(err.Error(), "mixed ITL eras") {
 		t.Errorf("report %v: %v", te.Report.Verdict, err)
 	}
 	// Nothing is left bound.
@@ -142,21 +143,21 @@ func TestGatewayRefusesMixedEras(t *testing.T) {
 func TestGatewayRefusesBrokenRootITL(t *testing.T) {
 	_, err := tryGateway(t, testGatewayConfig(gatewayRoot(t, []byte("not an ITL"))))
 	var te *TrustError
-	if !errors.As(err, &te) || !te.Report.Has(cluster.ProblemRoot) {
+	if !errors.As(err, &te) || !te.Report.Has(trust.ProblemRoot) {
 		t.Fatalf("Start: %v", err)
 	}
 }
 
 func TestGatewayRunsMixedWithRollbackEverywhere(t *testing.T) {
 	central, east := newTrustPKI(t, "central"), newTrustPKI(t, "east")
-	e := tftptest.NewServer(t, map[string][]byte{cluster.ITLFileName: east.itl(t, true), "SEP001122334455.cnf.xml.sgn": east.sign(t, "SEP001122334455.cnf.xml.sgn", []byte("x"))})
+	e := tftptest.NewServer(t, map[string][]byte{trust.ITLFileName: east.itl(t, true), "SEP001122334455.cnf.xml.sgn": east.sign(t, "SEP001122334455.cnf.xml.sgn", []byte("x"))})
 	w := tftptest.NewServer(t, map[string][]byte{})
 	tg := startGateway(t, testGatewayConfig(gatewayRoot(t, central.itl(t, true)), sub("east", e), sub("west", w)))
 	if got := tg.metric(t, "ctftp_homogeneous"); got != "0" {
 		t.Errorf("ctftp_homogeneous = %q", got)
 	}
 	st := tg.Status()
-	if st.Trust.Verdict != cluster.VerdictMixedRollback || st.Config.Generation != 1 {
+	if st.Trust.Verdict != trust.VerdictMixedRollback || st.Config.Generation != 1 {
 		t.Errorf("status: trust %v, generation %d", st.Trust.Verdict, st.Config.Generation)
 	}
 	if len(tg.logs.records(t, "trust: pre-8.0 and 8.x+ clusters are mixed; this runs only because every 8.x+ side publishes a blank (rollback) ITL: ITL security is off, and secured phone URLs must use HTTP")) != 1 {
@@ -170,8 +171,8 @@ func TestGatewayRunsMixedWithRollbackEverywhere(t *testing.T) {
 func TestGatewayReload(t *testing.T) {
 	central, east := newTrustPKI(t, "central"), newTrustPKI(t, "east")
 	const name = "SEP001122334455.cnf.xml"
-	a := tftptest.NewServer(t, map[string][]byte{cluster.ITLFileName: east.itl(t, false), name: []byte("from A")})
-	b := tftptest.NewServer(t, map[string][]byte{cluster.ITLFileName: east.itl(t, false), name: []byte("from B")})
+	a := tftptest.NewServer(t, map[string][]byte{trust.ITLFileName: east.itl(t, false), name: []byte("from A")})
+	b := tftptest.NewServer(t, map[string][]byte{trust.ITLFileName: east.itl(t, false), name: []byte("from B")})
 	pre := tftptest.NewServer(t, map[string][]byte{name: []byte("from a pre-8.0 cluster")})
 	root := gatewayRoot(t, central.itl(t, false))
 	cfg1 := testGatewayConfig(root, sub("east", a))
@@ -203,7 +204,7 @@ func TestGatewayReload(t *testing.T) {
 	if res.SHA256 != "2222" || tg.Status().Config.SHA256 != "1111" || tg.metric(t, `ctftp_config_info{sha256="1111"}`) != "1" {
 		t.Errorf("a refused config must not change the sha256 in force: tried %q, status %q", res.SHA256, tg.Status().Config.SHA256)
 	}
-	if res.OK || res.Trust == nil || res.Trust.Verdict != cluster.VerdictMixed || !strings.Contains(strings.Join(res.Problems, "\n"), "mixed ITL eras") {
+	if res.OK || res.Trust == nil || res.Trust.Verdict != trust.VerdictMixed || !strings.Contains(strings.Join(res.Problems, "\n"), "mixed ITL eras") {
 		t.Errorf("mixed reload: %+v", res)
 	}
 	if _, got, err := tg.get(t, name); err != nil || string(got) != "from A" {
@@ -261,8 +262,8 @@ func TestGatewayReload(t *testing.T) {
 func TestGatewayReloadLetsRequestsInFlightFinish(t *testing.T) {
 	central, east := newTrustPKI(t, "central"), newTrustPKI(t, "east")
 	const name = "SEP001122334455.cnf.xml"
-	slow := tftptest.NewServer(t, map[string][]byte{cluster.ITLFileName: east.itl(t, false), name: []byte("old")}, tftptest.WithDelay(300*time.Millisecond))
-	fresh := tftptest.NewServer(t, map[string][]byte{cluster.ITLFileName: east.itl(t, false), name: []byte("new")})
+	slow := tftptest.NewServer(t, map[string][]byte{trust.ITLFileName: east.itl(t, false), name: []byte("old")}, tftptest.WithDelay(300*time.Millisecond))
+	fresh := tftptest.NewServer(t, map[string][]byte{trust.ITLFileName: east.itl(t, false), name: []byte("new")})
 	root := gatewayRoot(t, central.itl(t, false))
 	tg := startGateway(t, testGatewayConfig(root, sub("east", slow)))
 
@@ -287,11 +288,11 @@ func TestGatewayReloadLetsRequestsInFlightFinish(t *testing.T) {
 func TestGatewaySignerChange(t *testing.T) {
 	central, east, regenerated := newTrustPKI(t, "central"), newTrustPKI(t, "east"), newTrustPKI(t, "east-regenerated")
 	const name = "SEP001122334455.cnf.xml.sgn"
-	e := tftptest.NewServer(t, map[string][]byte{cluster.ITLFileName: east.itl(t, false), name: east.sign(t, name, []byte("<device/>"))})
+	e := tftptest.NewServer(t, map[string][]byte{trust.ITLFileName: east.itl(t, false), name: east.sign(t, name, []byte("<device/>"))})
 	root := gatewayRoot(t, central.itl(t, false))
 	cfg := testGatewayConfig(root, sub("east", e))
 	cfg.Trust.ProbeInterval = time.Second
-	cfg.Trust.OnChange = PolicyRefuse
+	cfg.Trust.OnChange = trust.PolicyRefuse
 	tg := startGateway(t, cfg)
 	if _, _, err := tg.get(t, name); err != nil {
 		t.Fatal(err)
@@ -300,14 +301,14 @@ func TestGatewaySignerChange(t *testing.T) {
 		t.Fatal("the second request was not a cache hit")
 	}
 
-	e.SetFile(cluster.ITLFileName, regenerated.itl(t, false))
+	e.SetFile(trust.ITLFileName, regenerated.itl(t, false))
 	waitFor(t, "the signer change to be reported", func() bool {
 		return strings.Contains(strings.Join(tg.readiness(), "\n"), "ITL signer changed")
 	})
 	if n := tg.Cache().Stats().Entries; n != 0 {
 		t.Errorf("%d cache entries left for the sub-cluster whose signer changed", n)
 	}
-	if _, _, err := tg.get(t, name); !errors.Is(err, ErrAlarmed) || !errors.Is(err, ctftp.ErrUnavailable) {
+	if _, _, err := tg.get(t, name); !errors.Is(err, trust.ErrAlarmed) || !errors.Is(err, ctftp.ErrUnavailable) {
 		t.Errorf("under on_change refuse: %v", err)
 	}
 	if got := tg.metric(t, `ctftp_trust_signer_changes_total{subcluster="east"}`); got != "1" {
@@ -329,7 +330,7 @@ func TestGatewaySignerChange(t *testing.T) {
 func TestGatewayReloadDropsAndRestoresSubclusters(t *testing.T) {
 	central, east := newTrustPKI(t, "central"), newTrustPKI(t, "east")
 	const name = "SEP001122334455.cnf.xml"
-	e := tftptest.NewServer(t, map[string][]byte{cluster.ITLFileName: east.itl(t, false), name: []byte("east")})
+	e := tftptest.NewServer(t, map[string][]byte{trust.ITLFileName: east.itl(t, false), name: []byte("east")})
 	root := gatewayRoot(t, central.itl(t, false))
 	cfg := testGatewayConfig(root, sub("east", e))
 	tg := startGateway(t, cfg)

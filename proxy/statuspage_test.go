@@ -12,6 +12,7 @@ import (
 
 	"github.com/ctftp/ctftp/cluster"
 	"github.com/ctftp/ctftp/internal/tftptest"
+	"github.com/ctftp/ctftp/trust"
 )
 
 // deadAddr is a loopback UDP address nothing listens on.
@@ -48,7 +49,7 @@ func fact(s *StatusSection, label string) StatusCell {
 // and one whose only backend is dead (west, declared 12.5).
 func statusGateway(t *testing.T) (*testGateway, *tftptest.Server) {
 	central, east := newTrustPKI(t, "central"), newTrustPKI(t, "east")
-	e := tftptest.NewServer(t, map[string][]byte{cluster.ITLFileName: east.itl(t, false), "SEP001122334455.cnf.xml": []byte("east")})
+	e := tftptest.NewServer(t, map[string][]byte{trust.ITLFileName: east.itl(t, false), "SEP001122334455.cnf.xml": []byte("east")})
 	west := cluster.SubclusterConfig{Name: "west", Version: "12.5", Backends: []string{deadAddr(t)}}
 	cfg := testGatewayConfig(gatewayRoot(t, central.itl(t, false)), sub("east", e), west)
 	cfg.Cluster.Backend.MaxFails = 1
@@ -96,7 +97,7 @@ func TestStatusView(t *testing.T) {
 	if vd := fact(tr, "verdict"); vd != (StatusCell{"homogeneous 8.x+", StateOK}) {
 		t.Errorf("verdict %+v", vd)
 	}
-	if len(tr.Rows) != 3 || tr.Rows[0][0].Text != cluster.CentralName || tr.Rows[1][0].Text != "east" ||
+	if len(tr.Rows) != 3 || tr.Rows[0][0].Text != trust.CentralName || tr.Rows[1][0].Text != "east" ||
 		tr.Rows[1][3].Text == "" || len(tr.Rows[1][4].Text) != 32 {
 		t.Errorf("trust rows %+v", tr.Rows)
 	}

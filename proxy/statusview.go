@@ -7,6 +7,7 @@ import (
 
 	"github.com/ctftp/ctftp/cache"
 	"github.com/ctftp/ctftp/cluster"
+	"github.com/ctftp/ctftp/trust"
 )
 
 // StatusView is GatewayStatus laid out as a person reads it: sections of
@@ -164,12 +165,12 @@ func subclusterSection(sc cluster.SubclusterStatus, now time.Time) StatusSection
 	return s
 }
 
-func trustSection(t cluster.TrustStatus) StatusSection {
+func trustSection(t trust.TrustStatus) StatusSection {
 	verdict := stateCell(t.Verdict.String(), StateOK)
 	switch t.Verdict {
-	case cluster.VerdictMixed:
+	case trust.VerdictMixed:
 		verdict.State = StateBad
-	case cluster.VerdictMixedRollback, cluster.VerdictUndecided:
+	case trust.VerdictMixedRollback, trust.VerdictUndecided:
 		verdict.State = StateWarn
 	}
 	s := StatusSection{ID: "trust", Title: "Trust (ITL eras)",
@@ -187,7 +188,7 @@ func trustSection(t cluster.TrustStatus) StatusSection {
 			}
 		}
 		declared := side.Declared
-		if declared != "" && side.DeclaredClass != cluster.ClassUnknown {
+		if declared != "" && side.DeclaredClass != trust.ClassUnknown {
 			declared += " (" + side.DeclaredClass.String() + ")"
 		}
 		var problems []string

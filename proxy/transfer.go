@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ctftp/ctftp"
@@ -30,12 +30,13 @@ type transfer struct {
 	// request again is a new transfer, not a duplicate.
 	established atomic.Bool
 
-	conn *net.UDPConn
-	ctx  context.Context
-	// rbuf receives ACKs and ERRORs; anything longer is truncated, which
-	// loses nothing we read. obuf holds the OACK (kept for
-	// retransmission), ebuf builds ERROR packets.
-	rbuf [516]byte
+	// tr carries the packets: a connected socket of the transfer's own
+	// (connTransport) or the listening socket shared through the
+	// single-port demultiplexer.
+	tr  transport
+	ctx context.Context
+	// obuf holds the OACK (kept for retransmission), ebuf builds ERROR
+	// packets.
 	obuf [128]byte
 	ebuf [128]byte
 }
@@ -50,28 +51,24 @@ type transferResult struct {
 // retransmits or gives up with ErrClientGone.
 var errAckTimeout = errors.New("proxy: no acknowledgement before the retransmission timeout")
 
-// run serves the transfer from a socket of its own (the server's TID),
-// bound to the address the request arrived on, so every packet the client
-// sees comes from the address it asked.
+// run serves the transfer. Unless the single-port demultiplexer already
+// gave it a transport, it opens a socket of its own (the server's TID),
+// bound to the address the request arrived on, so every packet the
+// client sees comes from the address it asked, and connected to the
+// client, so that the kernel keeps strangers' packets away and reports an
+// ICMP port unreachable from a vanished client on the next read.
 func (t *transfer) run(ctx context.Context) (res transferResult) {
 	t.ctx = ctx
-	network := "udp6"
-	if t.l.v4 {
-		network = "udp4"
+	if t.tr == nil {
+		tr, err := dialTransport(ctx, t.l.v4, t.local.addr, t.client)
+		if err != nil {
+			res.err = fmt.Errorf("proxy: transfer socket: %w", err)
+			t.l.sendError(res.err, t.client, t.local)
+			return res
+		}
+		t.tr = tr
 	}
-	conn, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(t.local.addr, 0)))
-	if err != nil {
-		res.err = fmt.Errorf("proxy: transfer socket: %w", err)
-		t.l.sendError(res.err, t.client, t.local)
-		return res
-	}
-	defer conn.Close()
-	t.conn = conn
-	// Cancellation (shutdown, TransferTimeout) must wake a blocked read;
-	// awaitAck re-checks ctx after every deadline it sets, so this cannot
-	// be overwritten unnoticed.
-	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
+	defer t.tr.close()
 
 	f, err := t.s.src.Open(ctx, t.req)
 	if err == nil && f == nil {
@@ -94,14 +91,19 @@ func (t *transfer) fail(err error) error {
 	if t.ctx.Err() != nil && !errors.Is(err, context.Cause(t.ctx)) {
 		err = fmt.Errorf("%w: %w", context.Cause(t.ctx), err)
 	}
-	t.sendError(err, t.client)
+	t.sendError(err)
 	return err
 }
 
-func (t *transfer) sendError(err error, to netip.AddrPort) {
+// sendError tells the client why the transfer ends, unless the client is
+// unreachable.
+func (t *transfer) sendError(err error) {
+	if errors.Is(err, ErrClientUnreachable) {
+		return
+	}
 	code, msg := WireError(err)
 	// A lost error is recovered by the peer's own timeout.
-	_, _ = t.conn.WriteToUDPAddrPort(tftpwire.AppendError(t.ebuf[:0], code, msg), to)
+	_ = t.tr.send(tftpwire.AppendError(t.ebuf[:0], code, msg))
 }
 
 // send negotiates (OACK) and then sends the file. It returns how many
@@ -241,31 +243,45 @@ func (t *transfer) interval(attempt int) time.Duration {
 }
 
 func (t *transfer) write(pkt []byte) error {
-	if _, err := t.conn.WriteToUDPAddrPort(pkt, t.client); err != nil {
+	if err := t.tr.send(pkt); err != nil {
 		if t.ctx.Err() != nil {
 			return context.Cause(t.ctx)
 		}
-		return fmt.Errorf("proxy: send: %w", err)
+		return t.transportError("send", err)
 	}
 	return nil
 }
 
+// transportError wraps a socket error; an ICMP unreachable (reported by
+// a connected socket as ECONNREFUSED, EHOSTUNREACH or ENETUNREACH) ends
+// the transfer at once as ErrClientUnreachable, and is counted.
+func (t *transfer) transportError(op string, err error) error {
+	if unreachable(err) {
+		t.s.met.unreachable.Inc()
+		return fmt.Errorf("%w: %s: %w", ErrClientUnreachable, op, err)
+	}
+	return fmt.Errorf("proxy: %s: %w", op, err)
+}
+
+func unreachable(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.ENETUNREACH)
+}
+
 // awaitAck waits until deadline for an ACK of one of the outstanding
 // blocks after lastAcked (wire numbers, so the comparison wraps) and
-// returns how many blocks it acknowledges. Packets from other addresses
-// get error 5 and change nothing; an ERROR from the client ends the
-// transfer (and is not answered).
+// returns how many blocks it acknowledges. Only the client's packets
+// reach it (the connected socket, or the demultiplexer, keeps strangers
+// out); an ERROR from the client ends the transfer (and is not
+// answered).
 func (t *transfer) awaitAck(deadline time.Time, lastAcked uint16, outstanding int) (int, error) {
-	if err := t.conn.SetReadDeadline(deadline); err != nil {
-		return 0, fmt.Errorf("proxy: set deadline: %w", err)
-	}
 	for {
 		if t.ctx.Err() != nil {
 			err := context.Cause(t.ctx)
-			t.sendError(err, t.client)
+			t.sendError(err)
 			return 0, err
 		}
-		n, from, err := t.conn.ReadFromUDPAddrPort(t.rbuf[:])
+		pkt, err := t.tr.recv(deadline)
 		if err != nil {
 			if t.ctx.Err() != nil {
 				continue // reported at the top of the loop
@@ -273,14 +289,8 @@ func (t *transfer) awaitAck(deadline time.Time, lastAcked uint16, outstanding in
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				return 0, errAckTimeout
 			}
-			return 0, fmt.Errorf("proxy: receive: %w", err)
+			return 0, t.transportError("receive", err)
 		}
-		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		if from.Port() != t.client.Port() || from.Addr().WithZone("") != t.client.Addr().WithZone("") {
-			t.sendError(errUnknownTID, from)
-			continue
-		}
-		pkt := t.rbuf[:n]
 		op, err := tftpwire.PacketOpcode(pkt)
 		if err != nil {
 			continue

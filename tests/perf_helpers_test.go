@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/ctftp/ctftp/itl"
 )
 
 // perfWriteRoot writes files (name -> bytes, world-readable, as tftpd-hpa
@@ -105,25 +103,4 @@ func perfRaiseNoFile(t testing.TB, n uint64) {
 // file served under another's name is noticed.
 func perfBytes(name string, n int) []byte {
 	return bytes.Repeat([]byte(name+"\n"), n/(len(name)+1)+1)[:n]
-}
-
-// perfSigner makes a 1024-bit RSA signer (quick to make and to use, and
-// a size phones accept).
-func perfSigner(t testing.TB, cn string) *itl.Signer {
-	t.Helper()
-	s, err := itl.NewSigner(cn, 1024)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// perfBuild builds and signs an ITL or CTL.
-func perfBuild(t testing.TB, o itl.BuildOptions) []byte {
-	t.Helper()
-	b, err := itl.Build(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

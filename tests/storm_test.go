@@ -11,90 +11,40 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ctftp/ctftp/internal/fleet"
 	"github.com/ctftp/ctftp/internal/loadgen"
 	"github.com/ctftp/ctftp/internal/tftptest"
-	"github.com/ctftp/ctftp/itl"
 )
 
-// stormFleet is the files of phones spread over sub-clusters east and
-// west (alternately): what each backend serves, what the gateway's root
-// holds, and what each phone must receive.
-type stormFleet struct {
-	macs  []string
-	roots map[string]string // sub-cluster (or "gateway") -> directory
-	want  map[string][]byte // file name -> bytes a phone must receive
-}
-
-// newStormFleet lays out n phones. No phone has a CTLSEP file (its first
-// request is a miss everywhere); CTLFile.tlv is on both backends, with
-// the same bytes, so it is a miss shared by every phone; each phone's
-// ITLSEP and signed config live on its own sub-cluster only. The gateway
-// root holds only ITLFile.tlv, which no phone asks for, so every request
-// of the storm goes past the root.
-//
-// The files are real: each sub-cluster's ITL lists its own CallManager
-// (CCM+TFTP) certificate and is signed by a SAST key the sub-clusters
-// share, which also signs the CTL; configs are signed by their
-// sub-cluster's CallManager key. So the gateway's trust guard, which
-// checks every forwarded .tlv and .sgn the way a phone would, passes them
-// all, and does its real work on the miss path. Sizes are about those
-// of the phone logs in the domain notes (CTL 4.7, ITL 5.4, config
-// 7.6 KB); 1024-bit keys keep signing quick under the race detector.
-func newStormFleet(t testing.TB, n int) *stormFleet {
+// newStormFleet generates the project's fleet (internal/fleet, the world
+// `ctftp bench --side-by-side` and `ctftp demo` serve) for n phones over
+// sub-clusters east and west, written under a temp dir: the gateway root
+// holds only files no phone asks for, so every request of the storm goes
+// past the root. The files are real (each sub-cluster's ITL, the CTL and
+// each phone's config signed by its cluster's keys), so the gateway's
+// trust guard, which checks every forwarded .tlv and .sgn the way a phone
+// would, does its real work on the miss path. 1024-bit keys keep the
+// generation quick under the race detector.
+func newStormFleet(t testing.TB, n int) (*fleet.World, string) {
 	t.Helper()
 	macs, err := loadgen.MACs("00AA55", 0, n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sast := perfSigner(t, "ITLRecovery_storm")
-	ccm := map[string]*itl.Signer{"east": perfSigner(t, "cucm-east.example.com"), "west": perfSigner(t, "cucm-west.example.com")}
-	itls := map[string][]byte{}
-	for sc, c := range ccm {
-		itls[sc] = perfBuild(t, itl.BuildOptions{Signer: sast, Records: []itl.RecordSpec{
-			{Role: itl.RoleCCMTFTP, Cert: c.Cert, DNSName: c.Cert.Subject.CommonName},
-			{Role: itl.RoleTVS, Cert: c.Cert, DNSName: "tvs-" + sc + ".example.com"},
-			{Role: itl.RoleCAPF, Cert: sast.Cert, HashOnly: true},
-		}})
+	w, err := fleet.Generate(context.Background(), fleet.Options{Phones: fleet.Spread(macs, fleet.DefaultSubclusters()), KeyBits: 1024})
+	if err != nil {
+		t.Fatal(err)
 	}
-	ctl := perfBuild(t, itl.BuildOptions{Kind: itl.KindCTL, Signer: sast, Records: []itl.RecordSpec{
-		{Role: itl.RoleCCMTFTP, Cert: ccm["east"].Cert}, {Role: itl.RoleCCMTFTP, Cert: ccm["west"].Cert},
-		{Role: itl.RoleCAPF, Cert: sast.Cert},
-	}})
-	f := &stormFleet{macs: macs, roots: map[string]string{}, want: map[string][]byte{"CTLFile.tlv": ctl}}
-	per := map[string]map[string][]byte{
-		"east": {"CTLFile.tlv": ctl, "ITLFile.tlv": itls["east"]},
-		"west": {"CTLFile.tlv": ctl, "ITLFile.tlv": itls["west"]},
+	dir := t.TempDir()
+	if err := w.Write(dir); err != nil {
+		t.Fatal(err)
 	}
-	for i, mac := range macs {
-		sc := []string{"east", "west"}[i%2]
-		itlName, cnf := "ITLSEP"+mac+".tlv", "SEP"+mac+".cnf.xml.sgn"
-		signed, err := itl.Sign(cnf, perfBytes(sc+"/"+cnf, 7000), ccm[sc], itl.SHA1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		per[sc][itlName], per[sc][cnf] = itls[sc], signed
-		f.want[itlName], f.want[cnf] = itls[sc], signed
-	}
-	for sc, files := range per {
-		f.roots[sc] = perfWriteRoot(t, files)
-	}
-	f.roots["gateway"] = perfWriteRoot(t, map[string][]byte{"ITLFile.tlv": itls["east"]})
-	return f
-}
-
-func (f *stormFleet) check(name string, body []byte) error {
-	want, ok := f.want[name]
-	switch {
-	case !ok:
-		return fmt.Errorf("no such file was published")
-	case string(body) != string(want):
-		return fmt.Errorf("got %d bytes, published %d (content differs)", len(body), len(want))
-	}
-	return nil
+	return w, dir
 }
 
 // stormConfig is the gateway's config: defaults except that "not found"
@@ -124,10 +74,10 @@ func TestBootStorm(t *testing.T) {
 	if testing.Short() {
 		phones, concurrency = 100, 50
 	}
-	f := newStormFleet(t, phones)
-	east := tftptest.StartTFTPD(t, f.roots["east"])
-	west := tftptest.StartTFTPD(t, f.roots["west"])
-	gw := startGateway(t, stormConfig(f.roots["gateway"], east, west))
+	f, dir := newStormFleet(t, phones)
+	east := tftptest.StartTFTPD(t, filepath.Join(dir, "east"))
+	west := tftptest.StartTFTPD(t, filepath.Join(dir, "west"))
+	gw := startGateway(t, stormConfig(filepath.Join(dir, fleet.Root), east, west))
 	addr := netip.MustParseAddrPort(gw.TFTP[0])
 
 	cfg := loadgen.DefaultConfig()
@@ -136,7 +86,7 @@ func TestBootStorm(t *testing.T) {
 	// loaded CI machine must not fail for want of patience.
 	cfg.Retries = 10
 	cfg.BootTimeout = 3 * time.Minute
-	rep, err := loadgen.Run(context.Background(), cfg, addr, loadgen.Options{Label: "storm", MACs: f.macs, Check: f.check})
+	rep, err := loadgen.Run(context.Background(), cfg, addr, loadgen.Options{Label: "storm", MACs: f.MACs(), Check: f.Check})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +136,7 @@ func TestBootStorm(t *testing.T) {
 	}
 
 	// A second storm of the same phones: everything is cached now.
-	rep2, err := loadgen.Run(context.Background(), cfg, addr, loadgen.Options{Label: "storm again", MACs: f.macs, Check: f.check})
+	rep2, err := loadgen.Run(context.Background(), cfg, addr, loadgen.Options{Label: "storm again", MACs: f.MACs(), Check: f.Check})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,22 +13,19 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/ctftp/ctftp/cache"
 	"github.com/ctftp/ctftp/cluster"
+	"github.com/ctftp/ctftp/internal/fleet"
 	"github.com/ctftp/ctftp/internal/loadgen"
-	"github.com/ctftp/ctftp/itl"
+	"github.com/ctftp/ctftp/internal/tftpd"
 	"github.com/ctftp/ctftp/proxy"
 	"github.com/ctftp/ctftp/routing"
 )
@@ -330,9 +325,8 @@ func benchSideBySide(ctx context.Context, f benchFlags, stdout, stderr io.Writer
 		fmt.Fprintf(stderr, "ctftp bench: --macs: %v\n", err)
 		return exitUsage
 	}
-	tftpd, err := findTFTPD()
-	if err != nil {
-		fmt.Fprintf(stderr, "ctftp bench: %v\n", err)
+	if _, err := tftpd.Find(); err != nil {
+		fmt.Fprintf(stderr, "ctftp bench: --side-by-side runs tftpd-hpa: %v\n", err)
 		return exitFailure
 	}
 	dir := f.keepDir
@@ -349,7 +343,10 @@ func benchSideBySide(ctx context.Context, f benchFlags, stdout, stderr io.Writer
 		}
 	}
 	note("generating PKI and signing files for %d phones in %s ...", len(macs), dir)
-	fleet, err := writeBenchFleet(ctx, dir, macs)
+	world, err := fleet.Generate(ctx, fleet.Options{Phones: fleet.Spread(macs, fleet.DefaultSubclusters())})
+	if err == nil {
+		err = world.Write(dir)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "ctftp bench: %v\n", err)
 		return exitFailure
@@ -357,7 +354,7 @@ func benchSideBySide(ctx context.Context, f benchFlags, stdout, stderr io.Writer
 	prog, term := progressTo(f, stderr)
 	storm := func(label string, addr netip.AddrPort) (*loadgen.Report, error) {
 		rep, err := loadgen.Run(ctx, f.storm, addr, loadgen.Options{
-			Label: label, MACs: macs, Check: fleet.check, Progress: prog, Terminal: term,
+			Label: label, MACs: macs, Check: world.Check, Progress: prog, Terminal: term,
 		})
 		if err != nil {
 			return nil, err
@@ -366,13 +363,13 @@ func benchSideBySide(ctx context.Context, f benchFlags, stdout, stderr io.Writer
 	}
 
 	// (a) tftpd-hpa serving every file itself.
-	direct, err := startTFTPD(ctx, tftpd, filepath.Join(dir, "direct"))
+	direct, err := tftpd.Start(ctx, filepath.Join(dir, fleet.Direct))
 	if err != nil {
 		fmt.Fprintf(stderr, "ctftp bench: %v\n", err)
 		return exitFailure
 	}
-	rDirect, err := storm("direct tftpd-hpa", direct.addr)
-	direct.stop()
+	rDirect, err := storm("direct tftpd-hpa", direct.Addr())
+	direct.Stop()
 	if err != nil {
 		fmt.Fprintf(stderr, "ctftp bench: direct: %v\n", err)
 		return exitFailure
@@ -380,16 +377,16 @@ func benchSideBySide(ctx context.Context, f benchFlags, stdout, stderr io.Writer
 
 	// (b), (c): the gateway in front of one tftpd-hpa per sub-cluster.
 	var backends []string
-	for _, sc := range benchSubclusters() {
-		d, err := startTFTPD(ctx, tftpd, filepath.Join(dir, sc))
+	for _, sc := range world.Subclusters() {
+		d, err := tftpd.Start(ctx, filepath.Join(dir, sc))
 		if err != nil {
 			fmt.Fprintf(stderr, "ctftp bench: %v\n", err)
 			return exitFailure
 		}
-		defer d.stop()
-		addr := d.addr
+		defer d.Stop()
+		addr := d.Addr()
 		if f.backendDelay > 0 {
-			link, err := loadgen.StartDelayLink(d.addr, f.backendDelay, 0)
+			link, err := loadgen.StartDelayLink(addr, f.backendDelay, 0)
 			if err != nil {
 				fmt.Fprintf(stderr, "ctftp bench: %v\n", err)
 				return exitFailure
@@ -399,7 +396,7 @@ func benchSideBySide(ctx context.Context, f benchFlags, stdout, stderr io.Writer
 		}
 		backends = append(backends, addr.String())
 	}
-	gw, err := startBenchGateway(ctx, f, filepath.Join(dir, "root"), backends, macs, stderr)
+	gw, err := startBenchGateway(ctx, f, filepath.Join(dir, fleet.Root), world, backends, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "ctftp bench: gateway: %v\n", err)
 		return exitFailure
@@ -505,14 +502,14 @@ type benchGateway struct {
 // startBenchGateway runs the gateway as `ctftp serve` would, with TTLs
 // long enough that the warm run stays warm (the negative TTL too: the
 // CTLSEP misses are most of the cold run's backend traffic).
-func startBenchGateway(ctx context.Context, f benchFlags, root string, backends, macs []string, stderr io.Writer) (*benchGateway, error) {
+func startBenchGateway(ctx context.Context, f benchFlags, root string, world *fleet.World, backends []string, stderr io.Writer) (*benchGateway, error) {
 	tcfg := proxy.DefaultConfig()
 	tcfg.Listen = []string{"127.0.0.1:0"}
 	tcfg.ShutdownGrace = 2 * time.Second
 	cc := cluster.DefaultConfig()
 	cc.Backend.BlockSize = f.backendBlksize
 	cc.Backend.MaxInFlight = f.backendInFlight
-	for i, sc := range benchSubclusters() {
+	for i, sc := range world.Subclusters() {
 		cc.Subclusters = append(cc.Subclusters, cluster.SubclusterConfig{Name: sc, Version: "14", Backends: []string{backends[i]}})
 	}
 	kc := cache.DefaultConfig()
@@ -520,13 +517,8 @@ func startBenchGateway(ctx context.Context, f benchFlags, root string, backends,
 	kc.NegativeTTL = time.Hour
 	rc := routing.DefaultConfig()
 	if f.routeByMAC {
-		// Phone i lives in sub-cluster i mod 2, as writeBenchFleet put it.
-		for j, sc := range benchSubclusters() {
-			r := routing.Rule{Subcluster: sc}
-			for i := j; i < len(macs); i += len(benchSubclusters()) {
-				r.MAC = append(r.MAC, macs[i])
-			}
-			rc.Rules = append(rc.Rules, r)
+		for _, sc := range world.Subclusters() {
+			rc.Rules = append(rc.Rules, routing.Rule{Subcluster: sc, MAC: world.DeviceList(sc)})
 		}
 	}
 	gc := proxy.GatewayConfig{
@@ -594,270 +586,6 @@ func sumSeries(exposition, name string) float64 {
 		}
 	}
 	return sum
-}
-
-// benchSubclusters returns the side-by-side's sub-clusters, in priority
-// order; phone i lives in number i mod 2. A function, so no caller can
-// change what the others see.
-func benchSubclusters() []string { return []string{"east", "west"} }
-
-// benchFleet is the generated world of a side-by-side run: what each
-// server serves, and what every phone must receive.
-type benchFleet struct {
-	// files maps each name a phone may receive to its bytes.
-	files map[string][]byte
-}
-
-// check is the storm's content check: every file must be exactly what
-// was generated.
-func (fl *benchFleet) check(name string, body []byte) error {
-	want, ok := fl.files[name]
-	if !ok {
-		return fmt.Errorf("not a generated file")
-	}
-	if !bytes.Equal(body, want) {
-		return fmt.Errorf("got %d bytes, generated %d (content differs)", len(body), len(want))
-	}
-	return nil
-}
-
-// writeBenchFleet lays out, under dir:
-//
-//	direct/  what tftpd-hpa serves alone: every phone's files
-//	east/    sub-cluster east: its phones' files, its ITLFile.tlv
-//	west/    the same for west
-//	root/    the gateway's own files: only its ITLFile.tlv (a central
-//	         server has one; phones with an ITLSEP file never ask for
-//	         it), so every request of the storm is a miss
-//
-// Phones alternate between east and west. Nobody has a CTLSEP<MAC>.tlv
-// (the common case, so every phone's first request is a miss);
-// CTLFile.tlv is the same everywhere, so which sub-cluster answers it does
-// not matter. Sizes are near the phone logs of the project's domain notes
-// (CTL 4.7 KB, ITL 5.4 KB, signed config 7.6 KB): here the CTL is about
-// 6.7 KB, the ITLs 5.9 KB, the configs 7.2 KB. Signing uses every CPU;
-// the keys are fresh 2048-bit RSA.
-func writeBenchFleet(ctx context.Context, dir string, macs []string) (*benchFleet, error) {
-	type pki struct{ sast, ccm, tvs *itl.Signer }
-	newPKI := func(name string) (pki, error) {
-		var p pki
-		var err error
-		if p.sast, err = itl.NewSigner("ITLRecovery_"+name, 2048); err != nil {
-			return p, err
-		}
-		if p.ccm, err = itl.NewSigner("cucm-"+name+".example.com", 2048); err != nil {
-			return p, err
-		}
-		p.tvs, err = itl.NewSigner("tvs-"+name+".example.com", 2048)
-		return p, err
-	}
-	pkis := map[string]pki{}
-	for _, name := range append([]string{"central"}, benchSubclusters()...) {
-		p, err := newPKI(name)
-		if err != nil {
-			return nil, fmt.Errorf("pki %s: %w", name, err)
-		}
-		pkis[name] = p
-	}
-	ctl, err := itl.Build(itl.BuildOptions{
-		Kind:   itl.KindCTL,
-		Signer: pkis["central"].sast,
-		Records: []itl.RecordSpec{
-			{Role: itl.RoleSAST, Cert: pkis["east"].sast.Cert},
-			{Role: itl.RoleCCMTFTP, Cert: pkis["east"].ccm.Cert, DNSName: "cucm-east.example.com"},
-			{Role: itl.RoleCCMTFTP, Cert: pkis["west"].ccm.Cert, DNSName: "cucm-west.example.com"},
-			{Role: itl.RoleCAPF, Cert: pkis["central"].tvs.Cert, HashOnly: true},
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("CTLFile.tlv: %w", err)
-	}
-	itls := map[string][]byte{}
-	for _, sc := range append([]string{"central"}, benchSubclusters()...) {
-		p := pkis[sc]
-		itls[sc], err = itl.Build(itl.BuildOptions{
-			Signer: p.sast,
-			Records: []itl.RecordSpec{
-				{Role: itl.RoleCCMTFTP, Cert: p.ccm.Cert, DNSName: "cucm-" + sc + ".example.com"},
-				{Role: itl.RoleTVS, Cert: p.tvs.Cert, DNSName: "tvs-" + sc + ".example.com"},
-				{Role: itl.RoleCAPF, Cert: p.ccm.Cert, HashOnly: true},
-				{Role: itl.RoleTVS, Cert: pkis["central"].tvs.Cert, HashOnly: true},
-			},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("ITLFile.tlv of %s: %w", sc, err)
-		}
-	}
-
-	fl := &benchFleet{files: map[string][]byte{"CTLFile.tlv": ctl}}
-	type dirFile struct {
-		dirs []string
-		name string
-		body []byte
-	}
-	files := []dirFile{
-		{[]string{"direct", "east", "west"}, "CTLFile.tlv", ctl},
-		{[]string{"direct", "root"}, "ITLFile.tlv", itls["central"]},
-		{[]string{"east"}, "ITLFile.tlv", itls["east"]},
-		{[]string{"west"}, "ITLFile.tlv", itls["west"]},
-	}
-	sgns := make([][]byte, len(macs))
-	eg, ectx := errgroup.WithContext(ctx)
-	eg.SetLimit(runtime.GOMAXPROCS(0))
-	for i, mac := range macs {
-		sc := benchSubclusters()[i%2]
-		eg.Go(func() error {
-			if err := ectx.Err(); err != nil {
-				return err
-			}
-			name := "SEP" + mac + ".cnf.xml"
-			sgn, err := itl.Sign(name, benchConfigXML(mac, sc), pkis[sc].ccm, itl.SHA1)
-			if err != nil {
-				return fmt.Errorf("sign %s: %w", name, err)
-			}
-			sgns[i] = sgn
-			return nil
-		})
-	}
-	if err := eg.Wait(); err != nil {
-		return nil, err
-	}
-	for i, mac := range macs {
-		sc := benchSubclusters()[i%2]
-		itlName, cnfName := "ITLSEP"+mac+".tlv", "SEP"+mac+".cnf.xml.sgn"
-		files = append(files,
-			dirFile{[]string{"direct", sc}, itlName, itls[sc]},
-			dirFile{[]string{"direct", sc}, cnfName, sgns[i]})
-		fl.files[itlName], fl.files[cnfName] = itls[sc], sgns[i]
-	}
-	for _, d := range []string{"direct", "east", "west", "root"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			return nil, err
-		}
-	}
-	for _, df := range files {
-		for _, d := range df.dirs {
-			// World-readable: tftpd-hpa serves nothing else.
-			if err := os.WriteFile(filepath.Join(dir, d, df.name), df.body, 0o644); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return fl, nil
-}
-
-// benchConfigXML is the demo's phone configuration, grown with line and
-// softkey entries to the 7.6 KB (signed) of a real phone's config.
-func benchConfigXML(mac, sc string) []byte {
-	base := string(demoConfigXML(demoPhone{mac: mac, subcluster: sc, model: "Cisco 8845"}, sc))
-	var b strings.Builder
-	b.WriteString("  <sipProfile>\n    <sipLines>\n")
-	for i := 1; b.Len() < 6000; i++ {
-		fmt.Fprintf(&b, `      <line button="%d" lineIndex="%d">
-        <featureID>9</featureID><featureLabel>%04d</featureLabel><proxy>USECALLMANAGER</proxy><port>5060</port>
-        <name>%04d</name><displayName>Desk %s line %d</displayName><autoAnswer><autoAnswerEnabled>2</autoAnswerEnabled></autoAnswer>
-        <callWaiting>3</callWaiting><sharedLine>false</sharedLine><messageWaitingLampPolicy>3</messageWaitingLampPolicy>
-      </line>
-`, i, i, 1000+i, 1000+i, mac, i)
-	}
-	b.WriteString("    </sipLines>\n  </sipProfile>\n")
-	return []byte(strings.Replace(base, "</device>", b.String()+"</device>", 1))
-}
-
-// findTFTPD locates tftpd-hpa's daemon. It must run as root: it chroots
-// into the directory it serves.
-func findTFTPD() (string, error) {
-	bin := "/usr/sbin/in.tftpd"
-	if _, err := os.Stat(bin); err != nil {
-		p, lerr := exec.LookPath("in.tftpd")
-		if lerr != nil {
-			return "", errors.New("--side-by-side needs tftpd-hpa's in.tftpd (apt-get install tftpd-hpa)")
-		}
-		bin = p
-	}
-	if os.Geteuid() != 0 {
-		return "", errors.New("--side-by-side runs in.tftpd, which must start as root (it chroots into the directory it serves)")
-	}
-	return bin, nil
-}
-
-// tftpdProc is one in.tftpd serving a directory on a loopback port.
-type tftpdProc struct {
-	cmd    *exec.Cmd
-	addr   netip.AddrPort
-	exited chan struct{}
-}
-
-// startTFTPD starts in.tftpd on 127.0.0.1 and a free port, and returns
-// once it answers. The port is picked by binding and closing a socket,
-// so another program may take it first; that is retried.
-func startTFTPD(ctx context.Context, bin, dir string) (*tftpdProc, error) {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return nil, err
-	}
-	var lastOut string
-	for range 5 {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			return nil, err
-		}
-		addr := c.LocalAddr().(*net.UDPAddr).AddrPort()
-		c.Close()
-		var out bytes.Buffer
-		// -L: stay in the foreground; -s: chroot; -u root: the files
-		// need not be readable by "nobody".
-		cmd := exec.Command(bin, "-L", "-s", "-u", "root", "-a", addr.String(), abs)
-		cmd.Stdout, cmd.Stderr = &out, &out
-		// Its own process group, so stop also kills the children it
-		// forks per transfer.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			return nil, fmt.Errorf("start %s: %w", bin, err)
-		}
-		p := &tftpdProc{cmd: cmd, addr: addr, exited: make(chan struct{})}
-		go func() {
-			cmd.Wait()
-			close(p.exited)
-		}()
-		if tftpAnswers(ctx, addr, p.exited) {
-			return p, nil
-		}
-		p.stop()
-		lastOut = out.String()
-	}
-	return nil, fmt.Errorf("in.tftpd did not answer on 127.0.0.1 after 5 tries; its output: %q", lastOut)
-}
-
-func (p *tftpdProc) stop() {
-	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	<-p.exited
-}
-
-// tftpAnswers asks addr for a made-up file until any TFTP packet comes
-// back, the process exits, ctx ends or 10 s pass.
-func tftpAnswers(ctx context.Context, addr netip.AddrPort, exited <-chan struct{}) bool {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	rrq := binary.BigEndian.AppendUint16(nil, 1)
-	rrq = append(append(rrq, "ctftp-bench-readiness-check\x00"...), "octet\x00"...)
-	buf := make([]byte, 600)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; {
-		select {
-		case <-exited:
-			return false
-		default:
-		}
-		c.WriteToUDPAddrPort(rrq, addr)
-		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		if n, _, err := c.ReadFromUDPAddrPort(buf); err == nil && n >= 4 {
-			return true
-		}
-	}
-	return false
 }
 
 // holdSample is the server's state at one moment of a hold, from its

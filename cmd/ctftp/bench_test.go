@@ -15,8 +15,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ctftp/ctftp/internal/loadgen"
+	"github.com/ctftp/ctftp/internal/tftpd"
 	"github.com/ctftp/ctftp/internal/tftptest"
-	"github.com/ctftp/ctftp/itl"
 )
 
 func runBenchTest(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -203,70 +203,10 @@ func TestBenchHold(t *testing.T) {
 	}
 }
 
-// TestBenchFleet checks the side-by-side's generated world: where each
-// file is, that it is what phones get (check), and that the files are
-// real: ITLs and the CTL parse, configs carry a signature by their
-// sub-cluster's CallManager key, sizes near the domain notes' phone logs.
-func TestBenchFleet(t *testing.T) {
-	dir := t.TempDir()
-	macs := []string{"0011215A1AE3", "00AABB000001", "00AABB000002"}
-	fl, err := writeBenchFleet(context.Background(), dir, macs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	where := map[string][]string{
-		"CTLFile.tlv":                     {"direct", "east", "west"},
-		"ITLFile.tlv":                     {"direct", "root", "east", "west"},
-		"ITLSEP0011215A1AE3.tlv":          {"direct", "east"},
-		"SEP0011215A1AE3.cnf.xml.sgn":     {"direct", "east"},
-		"ITLSEP00AABB000001.tlv":          {"direct", "west"},
-		"SEP00AABB000001.cnf.xml.sgn":     {"direct", "west"},
-		"SEP00AABB000002.cnf.xml.sgn":     {"direct", "east"},
-		"CTLSEP0011215A1AE3.tlv":          nil,
-		"SEP00AABB000002.cnf.xml.sgn.bak": nil,
-	}
-	for name, dirs := range where {
-		for _, d := range []string{"direct", "root", "east", "west"} {
-			b, err := os.ReadFile(filepath.Join(dir, d, name))
-			want := strings.Contains(strings.Join(dirs, " "), d)
-			if want != (err == nil) {
-				t.Errorf("%s/%s: present %v, want %v", d, name, err == nil, want)
-			}
-			if err == nil && name != "ITLFile.tlv" {
-				if cerr := fl.check(name, b); cerr != nil {
-					t.Errorf("%s/%s: %v", d, name, cerr)
-				}
-			}
-		}
-	}
-	sizes := map[string][2]int{
-		"CTLFile.tlv":                 {3000, 7000},
-		"ITLSEP0011215A1AE3.tlv":      {3500, 8000},
-		"SEP0011215A1AE3.cnf.xml.sgn": {6500, 9000},
-	}
-	for name, r := range sizes {
-		if n := len(fl.files[name]); n < r[0] || n > r[1] {
-			t.Errorf("%s is %d bytes, want %d..%d", name, n, r[0], r[1])
-		}
-	}
-	for _, name := range []string{"CTLFile.tlv", "ITLSEP0011215A1AE3.tlv", "SEP0011215A1AE3.cnf.xml.sgn"} {
-		f, err := itl.ParseNamed(name, fl.files[name])
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if name == "SEP0011215A1AE3.cnf.xml.sgn" && !strings.Contains(f.Header.Signer.Subject, "cucm-east.example.com") {
-			t.Errorf("%s signed by %q, want east CallManager", name, f.Header.Signer.Subject)
-		}
-	}
-	if err := fl.check("SEP0011215A1AE3.cnf.xml.sgn", fl.files["SEP00AABB000001.cnf.xml.sgn"]); err == nil {
-		t.Error("check accepted another phone's config")
-	}
-}
-
 // TestBenchSideBySide runs the whole comparison small: it needs
 // tftpd-hpa's in.tftpd and root, like the storm tests in tests/.
 func TestBenchSideBySide(t *testing.T) {
-	if _, err := findTFTPD(); err != nil {
+	if _, err := tftpd.Find(); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal(err)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/ctftp/ctftp/cluster"
 	"github.com/ctftp/ctftp/proxy"
 	"github.com/ctftp/ctftp/routing"
+	"github.com/ctftp/ctftp/trust"
 )
 
 // fileConfig is the shape of config.yaml. It is the only place that knows
@@ -34,7 +35,7 @@ type fileConfig struct {
 	Backend     cluster.BackendConfig      `mapstructure:"backend"`
 	Routing     routing.Config             `mapstructure:"routing"`
 	Cache       cache.Config               `mapstructure:"cache"`
-	Trust       proxy.TrustConfig          `mapstructure:"trust"`
+	Trust       trust.Config               `mapstructure:"trust"`
 	Reload      reloadConfig               `mapstructure:"reload"`
 	Log         logConfig                  `mapstructure:"log"`
 
@@ -85,7 +86,7 @@ func defaultFileConfig() fileConfig {
 		Backend:     cc.Backend,
 		Routing:     routing.DefaultConfig(),
 		Cache:       cache.DefaultConfig(),
-		Trust:       proxy.DefaultTrustConfig(),
+		Trust:       trust.DefaultConfig(),
 		Reload:      reloadConfig{PollInterval: 5 * time.Second},
 		Log:         logConfig{Level: "info", Format: "text"},
 	}

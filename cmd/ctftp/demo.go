@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -16,23 +15,20 @@ import (
 
 	"github.com/ctftp/ctftp/cache"
 	"github.com/ctftp/ctftp/cluster"
-	"github.com/ctftp/ctftp/itl"
+	"github.com/ctftp/ctftp/internal/fleet"
 	"github.com/ctftp/ctftp/proxy"
 	"github.com/ctftp/ctftp/routing"
 )
 
-// demoPhone is one phone of the demo fleet.
-type demoPhone struct {
-	mac        string
-	subcluster string
-	model      string
-}
-
-var demoPhones = []demoPhone{
-	{"0011215A1AE3", "east", "Cisco 8845"},
-	{"001122334455", "east", "Cisco 7841"},
-	{"00AABB000001", "west", "Cisco 8865"},
-	{"00AABB000002", "west", "Cisco 7821"},
+// demoPhones are the demo fleet's phones. A function, so no caller can
+// change what the others see.
+func demoPhones() []fleet.Phone {
+	return []fleet.Phone{
+		{MAC: "0011215A1AE3", Subcluster: "east", Model: "Cisco 8845"},
+		{MAC: "001122334455", Subcluster: "east", Model: "Cisco 7841"},
+		{MAC: "00AABB000001", Subcluster: "west", Model: "Cisco 8865"},
+		{MAC: "00AABB000002", Subcluster: "west", Model: "Cisco 7821"},
+	}
 }
 
 // runDemo is the self-contained tour: it generates a PKI per cluster,
@@ -67,16 +63,23 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
 	fmt.Fprintln(stdout, "ctftp demo: generating a PKI per cluster and signing ITL/config files ...")
-	if err := writeDemoFiles(base, stdout); err != nil {
+	world, err := fleet.Generate(ctx, fleet.Options{Phones: demoPhones()})
+	if err == nil {
+		err = world.Write(base)
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "ctftp demo: %v\n", err)
 		return exitFailure
+	}
+	for _, sc := range append([]string{fleet.Central}, world.Subclusters()...) {
+		fmt.Fprintf(stdout, "  %-8s SAST, CallManager (CCM+TFTP) and TVS keys: 2048-bit RSA\n", sc)
 	}
 
 	// The two sub-clusters: the project's own TFTP engine on loopback,
 	// each serving its cluster's directory, as a CUCM TFTP service would.
 	eg, ctx := errgroup.WithContext(ctx)
 	var subs []cluster.SubclusterConfig
-	for _, name := range []string{"east", "west"} {
+	for _, name := range world.Subclusters() {
 		cfg := proxy.DefaultConfig()
 		cfg.Listen = []string{"127.0.0.1:0"}
 		cfg.ShutdownGrace = time.Second
@@ -138,7 +141,8 @@ func printDemoHelp(w io.Writer, addr, admin, base string) {
 	host := addr
 	fmt.Fprintf(w, `
 ctftp demo is running: gateway on tftp://%[1]s, sub-clusters east and west behind it.
-Files: %[2]s (root = the gateway's own files; east/, west/ = what each cluster serves)
+Files: %[2]s (root = the gateway's own files; east/, west/ = what each cluster serves;
+direct/ = every phone's files on one server; devices/ = each sub-cluster's MACs)
 
 Try, in another terminal:
   curl -sS tftp://%[1]s/ITLFile.tlv -o ITLFile.tlv         # the gateway's own ITL (local)
@@ -153,114 +157,4 @@ Try, in another terminal:
 		fmt.Fprintf(w, "  curl -s http://%s/metrics | grep ^ctftp_              # counters\n  curl -s http://%s/status                               # sub-clusters, cache, learned routes\n", admin, admin)
 	}
 	fmt.Fprintln(w, "\nCtrl-C stops it.")
-}
-
-// writeDemoFiles lays out root/, east/ and west/ under base with freshly
-// generated, really signed files.
-func writeDemoFiles(base string, progress io.Writer) error {
-	type clusterPKI struct {
-		sast, ccm, tvs *itl.Signer
-	}
-	pkis := map[string]clusterPKI{}
-	for _, name := range []string{"central", "east", "west"} {
-		var p clusterPKI
-		var err error
-		if p.sast, err = itl.NewSigner("ITLRecovery_"+name, 2048); err != nil {
-			return fmt.Errorf("pki %s: %w", name, err)
-		}
-		if p.ccm, err = itl.NewSigner("cucm-"+name+".example.com", 2048); err != nil {
-			return fmt.Errorf("pki %s: %w", name, err)
-		}
-		if p.tvs, err = itl.NewSigner("tvs-"+name+".example.com", 2048); err != nil {
-			return fmt.Errorf("pki %s: %w", name, err)
-		}
-		pkis[name] = p
-		fmt.Fprintf(progress, "  %-8s SAST, CallManager (CCM+TFTP) and TVS keys: 2048-bit RSA\n", name)
-	}
-	buildITL := func(name string) ([]byte, error) {
-		p := pkis[name]
-		return itl.Build(itl.BuildOptions{
-			Signer: p.sast,
-			Records: []itl.RecordSpec{
-				{Role: itl.RoleCCMTFTP, Cert: p.ccm.Cert, DNSName: "cucm-" + name + ".example.com"},
-				{Role: itl.RoleTVS, Cert: p.tvs.Cert, HashOnly: true, DNSName: "tvs-" + name + ".example.com"},
-			},
-		})
-	}
-	write := func(rel string, b []byte) error {
-		p := filepath.Join(base, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		return os.WriteFile(p, b, 0o644)
-	}
-	central, err := buildITL("central")
-	if err != nil {
-		return err
-	}
-	if err := write("root/ITLFile.tlv", central); err != nil {
-		return err
-	}
-	if err := write("root/README.txt", []byte("The ctftp demo gateway's own files.\n")); err != nil {
-		return err
-	}
-	for _, name := range []string{"east", "west"} {
-		clusterITL, err := buildITL(name)
-		if err != nil {
-			return err
-		}
-		if err := write(name+"/ITLFile.tlv", clusterITL); err != nil {
-			return err
-		}
-		for _, ph := range demoPhones {
-			if ph.subcluster != name {
-				continue
-			}
-			if err := write(name+"/ITLSEP"+ph.mac+".tlv", clusterITL); err != nil {
-				return err
-			}
-			cnf := demoConfigXML(ph, name)
-			cnfName := "SEP" + ph.mac + ".cnf.xml"
-			if err := write(name+"/"+cnfName, cnf); err != nil {
-				return err
-			}
-			sgn, err := itl.Sign(cnfName, cnf, pkis[name].ccm, itl.SHA1)
-			if err != nil {
-				return fmt.Errorf("sign %s: %w", cnfName, err)
-			}
-			if err := write(name+"/"+cnfName+".sgn", sgn); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func demoConfigXML(ph demoPhone, cluster string) []byte {
-	var b strings.Builder
-	fmt.Fprintf(&b, `<?xml version="1.0" encoding="UTF-8"?>
-<device xsi:type="axl:XIPPhone" ctiid="1">
-  <fullConfig>true</fullConfig>
-  <deviceProtocol>SIP</deviceProtocol>
-  <devicePool>
-    <name>DP-%[1]s</name>
-    <callManagerGroup>
-      <members>
-        <member priority="0">
-          <callManager>
-            <name>cucm-%[1]s.example.com</name>
-            <ports><sipPort>5060</sipPort><securedSipPort>5061</securedSipPort></ports>
-            <processNodeName>cucm-%[1]s.example.com</processNodeName>
-          </callManager>
-        </member>
-      </members>
-    </callManagerGroup>
-  </devicePool>
-  <loadInformation model="%[2]s"></loadInformation>
-  <capfAuthMode>0</capfAuthMode>
-  <deviceSecurityMode>1</deviceSecurityMode>
-  <name>SEP%[3]s</name>
-</device>
-`, cluster, ph.model, ph.mac)
-	return []byte(b.String())
 }

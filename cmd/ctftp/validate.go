@@ -14,6 +14,7 @@ import (
 	"github.com/ctftp/ctftp"
 	"github.com/ctftp/ctftp/cluster"
 	"github.com/ctftp/ctftp/proxy"
+	"github.com/ctftp/ctftp/trust"
 )
 
 // runValidate checks a config without serving, in the order a rollout
@@ -53,7 +54,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	defer local.Close()
 	central := func(ctx context.Context) ([]byte, error) {
-		f, err := local.Open(ctx, ctftp.Request{Name: cluster.ITLFileName, Mode: "octet"})
+		f, err := local.Open(ctx, ctftp.Request{Name: trust.ITLFileName, Mode: "octet"})
 		if err != nil {
 			return nil, err
 		}
@@ -63,7 +64,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 
 	if *offline || len(cc.Subclusters) == 0 {
 		data, err := central(ctx)
-		rep := cluster.Check(cluster.Central(data, err, time.Now()), cluster.Declared(cc))
+		rep := trust.Check(trust.Central(data, err, time.Now()), trust.Declared(cc))
 		fmt.Fprintln(stdout)
 		if *offline && len(cc.Subclusters) > 0 {
 			fmt.Fprintln(stdout, "ITL homogeneity from the declared versions and the root's ITLFile.tlv (--offline: nothing probed):")
@@ -106,11 +107,11 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 
 	fmt.Fprintf(stderr, "probing %s of %d sub-clusters and reading the root's (timeout %s each) ...\n",
-		cluster.ITLFileName, len(cc.Subclusters), cfg.Trust.ProbeTimeout)
-	w := cluster.NewWatcher(set, cluster.WatchOptions{
+		trust.ITLFileName, len(cc.Subclusters), cfg.Trust.ProbeTimeout)
+	w := trust.NewWatcher(set, trust.WatchOptions{
 		Timeout: cfg.Trust.ProbeTimeout,
 		Central: central,
-		Progress: func(c cluster.Classification) {
+		Progress: func(c trust.Classification) {
 			what := c.Class().String()
 			if c.Err != nil {
 				what = "failed: " + c.Err.Error()
@@ -126,13 +127,13 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 
 // validateSummary prints the last line and returns the exit code: the
 // most serious of code and the report's problems.
-func validateSummary(w io.Writer, rep cluster.Report, code int) int {
+func validateSummary(w io.Writer, rep trust.Report, code int) int {
 	switch {
-	case rep.Has(cluster.ProblemMixed), rep.Has(cluster.ProblemRoot), rep.Has(cluster.ProblemVersion):
+	case rep.Has(trust.ProblemMixed), rep.Has(trust.ProblemRoot), rep.Has(trust.ProblemVersion):
 		code = exitUsage
-	case rep.Has(cluster.ProblemITL):
+	case rep.Has(trust.ProblemITL):
 		code = exitVerified
-	case rep.Has(cluster.ProblemUnreachable):
+	case rep.Has(trust.ProblemUnreachable):
 		code = max(code, exitFailure)
 	}
 	switch code {

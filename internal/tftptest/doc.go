@@ -11,10 +11,10 @@
 // announces), FailAfter (hangs after N requests) and Refuse (answers
 // every request with a given TFTP error code, which pin/tftp's server
 // cannot send). StartTFTPD runs a real tftpd-hpa on a loopback port
-// instead.
+// instead, through internal/tftpd (the launcher `ctftp bench` uses too).
 //
 // Goroutines: a Server runs one serve loop plus pin/tftp's goroutine per
-// transfer; StartTFTPD runs one goroutine waiting for the daemon. Close
+// transfer; StartTFTPD's daemon has one goroutine waiting for it. Close
 // (registered with t.Cleanup) stops them and waits for them. A Server is
 // safe for concurrent use. No metrics.
 package tftptest

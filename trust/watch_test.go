@@ -1,6 +1,7 @@
-package cluster
+package trust
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/ctftp/ctftp"
+	"github.com/ctftp/ctftp/cluster"
 	"github.com/ctftp/ctftp/internal/tftptest"
 )
 
@@ -19,7 +21,7 @@ import (
 type watchWorld struct {
 	t          *testing.T
 	east, west *tftptest.Server
-	set        *Set
+	set        *cluster.Set
 	metrics    *metrics.Set
 
 	mu         sync.Mutex
@@ -32,10 +34,21 @@ func newWatchWorld(t *testing.T, east, west, central []byte) *watchWorld {
 	w := &watchWorld{t: t, centralITL: central, metrics: metrics.NewSet()}
 	w.east = tftptest.NewServer(t, files(east))
 	w.west = tftptest.NewServer(t, files(west))
-	cfg := testConfig(w.east.Addr())
-	cfg.Subclusters[0].Version = VersionAuto
-	cfg.Subclusters = append(cfg.Subclusters, SubclusterConfig{Name: "west", Version: VersionAuto, Backends: []string{w.west.Addr()}})
-	w.set, _ = newTestSet(t, cfg, Options{Metrics: w.metrics})
+	// Fast timeouts and no active health probing: the watcher's probes
+	// are the subject.
+	cfg := cluster.DefaultConfig()
+	cfg.Backend.Timeout = 150 * time.Millisecond
+	cfg.Backend.Retries = 1
+	cfg.Backend.ProbeInterval = 0
+	cfg.Subclusters = []cluster.SubclusterConfig{
+		{Name: "east", Version: VersionAuto, Backends: []string{w.east.Addr()}},
+		{Name: "west", Version: VersionAuto, Backends: []string{w.west.Addr()}},
+	}
+	set, err := cluster.New(cfg, cluster.Options{Metrics: w.metrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.set = set
 	return w
 }
 
@@ -329,4 +342,17 @@ func TestWatcherRetriesWhileUnclassified(t *testing.T) {
 	if p := w.Problems(); len(p) != 0 {
 		t.Errorf("problems left: %q", p)
 	}
+}
+
+// metricValue is series' value as /metrics would show it, "" when absent.
+func metricValue(t *testing.T, set *metrics.Set, series string) string {
+	t.Helper()
+	var b bytes.Buffer
+	set.WritePrometheus(&b)
+	for l := range strings.Lines(b.String()) {
+		if v, ok := strings.CutPrefix(strings.TrimSuffix(l, "\n"), series+" "); ok {
+			return v
+		}
+	}
+	return ""
 }

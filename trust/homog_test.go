@@ -1,10 +1,11 @@
-package cluster
+package trust
 
 import (
 	"bytes"
 	"strings"
 	"testing"
 
+	"github.com/ctftp/ctftp/cluster"
 	"github.com/ctftp/ctftp/itl"
 )
 
@@ -95,7 +96,7 @@ func TestCheck(t *testing.T) {
 		{
 			name:    "auto sub-cluster unreachable: left out and reported",
 			central: central(t, ClassSBD),
-			subs:    []Classification{side(t, "east", 0, "auto", ClassSBD), failed(side(t, "west", 1, "auto", ClassUnknown), ErrBackendUnavailable)},
+			subs:    []Classification{side(t, "east", 0, "auto", ClassSBD), failed(side(t, "west", 1, "auto", ClassUnknown), cluster.ErrBackendUnavailable)},
 			verdict: VerdictAll8x, homogeneous: true,
 			problems: []ProblemKind{ProblemUnreachable},
 			mention:  []string{"subclusters[1].backends (west): ITLFile.tlv could not be fetched, its era is unknown"},
@@ -103,7 +104,7 @@ func TestCheck(t *testing.T) {
 		{
 			name:    "declared sub-cluster unreachable: counts as declared, unconfirmed",
 			central: central(t, ClassSBD),
-			subs:    []Classification{failed(side(t, "east", 0, "12.5", ClassUnknown), ErrBackendUnavailable)},
+			subs:    []Classification{failed(side(t, "east", 0, "12.5", ClassUnknown), cluster.ErrBackendUnavailable)},
 			verdict: VerdictAll8x, homogeneous: true,
 			problems: []ProblemKind{ProblemUnreachable},
 			mention:  []string{`declared "12.5" (8.x+) is unconfirmed`},
@@ -111,7 +112,7 @@ func TestCheck(t *testing.T) {
 		{
 			name:    "a failed probe after a good one keeps the finding quietly",
 			central: central(t, ClassSBD),
-			subs:    []Classification{failed(side(t, "east", 0, "auto", ClassSBD), ErrBackendUnavailable)},
+			subs:    []Classification{failed(side(t, "east", 0, "auto", ClassSBD), cluster.ErrBackendUnavailable)},
 			verdict: VerdictAll8x, homogeneous: true,
 		},
 		{

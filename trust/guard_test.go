@@ -1,13 +1,15 @@
-package proxy
+package trust
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,28 +17,26 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/ctftp/ctftp"
-	"github.com/ctftp/ctftp/cluster"
-	"github.com/ctftp/ctftp/itl"
 )
 
-func TestTrustConfigValidate(t *testing.T) {
+func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		name string
-		mod  func(*TrustConfig)
+		mod  func(*Config)
 		want []string // one substring per expected problem
 	}{
-		{name: "defaults", mod: func(*TrustConfig) {}},
-		{name: "probe only at start and reload", mod: func(c *TrustConfig) { c.ProbeInterval = 0 }},
-		{name: "refuse everything", mod: func(c *TrustConfig) { c.OnChange, c.ForwardedPolicy = PolicyRefuse, ForwardRefuse }},
-		{name: "negative interval", mod: func(c *TrustConfig) { c.ProbeInterval = -time.Second }, want: []string{"probe_interval: must not be negative"}},
-		{name: "continuous probing", mod: func(c *TrustConfig) { c.ProbeInterval = 50 * time.Millisecond }, want: []string{"probe_interval: 50ms would probe"}},
-		{name: "every problem at once", mod: func(c *TrustConfig) {
+		{name: "defaults", mod: func(*Config) {}},
+		{name: "probe only at start and reload", mod: func(c *Config) { c.ProbeInterval = 0 }},
+		{name: "refuse everything", mod: func(c *Config) { c.OnChange, c.ForwardedPolicy = PolicyRefuse, ForwardRefuse }},
+		{name: "negative interval", mod: func(c *Config) { c.ProbeInterval = -time.Second }, want: []string{"probe_interval: must not be negative"}},
+		{name: "continuous probing", mod: func(c *Config) { c.ProbeInterval = 50 * time.Millisecond }, want: []string{"probe_interval: 50ms would probe"}},
+		{name: "every problem at once", mod: func(c *Config) {
 			c.ProbeTimeout, c.OnChange, c.ForwardedPolicy = 0, "block", "drop"
 		}, want: []string{"probe_timeout: must be positive", `on_change: "block"`, `forwarded_policy: "drop"`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := DefaultTrustConfig()
+			c := DefaultConfig()
 			tc.mod(&c)
 			err := c.Validate()
 			if len(tc.want) == 0 {
@@ -61,54 +61,10 @@ func TestTrustConfigValidate(t *testing.T) {
 	}
 }
 
-// trustPKI signs like a CUCM cluster: a SAST for trust lists, a
-// CallManager (CCM+TFTP) key for configs.
-type trustPKI struct{ sast, ccm *itl.Signer }
-
-func newTrustPKI(t testing.TB, name string) trustPKI {
-	t.Helper()
-	sast, err := itl.NewSigner("ITLRecovery_"+name, 1024)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ccm, err := itl.NewSigner("cucm-"+name, 1024)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return trustPKI{sast, ccm}
-}
-
-func (p trustPKI) itl(t testing.TB, blank bool) []byte {
-	t.Helper()
-	b, err := itl.Build(itl.BuildOptions{Signer: p.sast, Records: []itl.RecordSpec{{Role: itl.RoleCCMTFTP, Cert: p.ccm.Cert}}, Blank: blank})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func (p trustPKI) parsedITL(t testing.TB, blank bool) *itl.File {
-	t.Helper()
-	f, err := itl.Parse(p.itl(t, blank))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
-
-func (p trustPKI) sign(t testing.TB, name string, payload []byte) []byte {
-	t.Helper()
-	b, err := itl.Sign(name, payload, p.ccm, itl.SHA1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // fakeTrust is a watcher stand-in: a fixed SubTrust per sub-cluster.
-type fakeTrust map[string]cluster.SubTrust
+type fakeTrust map[string]SubTrust
 
-func (f fakeTrust) Sub(name string) cluster.SubTrust { return f[name] }
+func (f fakeTrust) Sub(name string) SubTrust { return f[name] }
 
 // onceBody is a Body that can be read once and cannot seek, like a
 // stream.
@@ -117,7 +73,7 @@ type onceBody struct{ io.Reader }
 func (onceBody) Close() error { return nil }
 
 func TestTrustGuard(t *testing.T) {
-	east, stranger := newTrustPKI(t, "east"), newTrustPKI(t, "stranger")
+	east, stranger := newPKI(t, "east"), newPKI(t, "stranger")
 	const (
 		good     = "SEP001122334455.cnf.xml.sgn"
 		bad      = "SEP00AABB000001.cnf.xml.sgn"
@@ -129,22 +85,22 @@ func TestTrustGuard(t *testing.T) {
 	files := map[string][]byte{
 		good:     east.sign(t, good, []byte("<device>east</device>")),
 		bad:      stranger.sign(t, bad, []byte("<device>stranger</device>")),
-		itlOwn:   east.itl(t, false),
-		itlOther: stranger.itl(t, false),
+		itlOwn:   east.itlOf(t, false),
+		itlOther: stranger.itlOf(t, false),
 		junk:     []byte("<html>proxy error</html>"),
 		plain:    []byte("<device/>"),
 	}
 	state := fakeTrust{
-		"east":     {Known: true, Class: cluster.ClassSBD, ITL: east.parsedITL(t, false)},
-		"pre8":     {Known: true, Class: cluster.ClassPre80},
-		"rollback": {Known: true, Class: cluster.ClassRollback, ITL: east.parsedITL(t, true)},
+		"east":     {Known: true, Class: ClassSBD, ITL: east.parsedITL(t, false)},
+		"pre8":     {Known: true, Class: ClassPre80},
+		"rollback": {Known: true, Class: ClassRollback, ITL: east.parsedITL(t, true)},
 		"new":      {},
-		"alarmed":  {Known: true, Class: cluster.ClassSBD, ITL: east.parsedITL(t, false), Alarm: "ITL signer changed"},
+		"alarmed":  {Known: true, Class: ClassSBD, ITL: east.parsedITL(t, false), Alarm: "ITL signer changed"},
 	}
 	tests := []struct {
 		name       string
 		sub, file  string
-		mod        func(*TrustConfig)
+		mod        func(*Config)
 		seekable   bool
 		wantErr    []error
 		checked    string // counter values after the call
@@ -156,7 +112,7 @@ func TestTrustGuard(t *testing.T) {
 		{name: "config signed by a stranger: served, counted", sub: "east", file: bad, seekable: true, checked: "1", rejected: "1", nextCalled: true},
 		{name: "config signed by a stranger, streamed body: served whole", sub: "east", file: bad, checked: "1", rejected: "1", nextCalled: true},
 		{name: "config signed by a stranger, refuse policy", sub: "east", file: bad, seekable: true,
-			mod: func(c *TrustConfig) { c.ForwardedPolicy = ForwardRefuse }, wantErr: []error{ErrUntrusted, ctftp.ErrDenied}, checked: "1", rejected: "1", nextCalled: true},
+			mod: func(c *Config) { c.ForwardedPolicy = ForwardRefuse }, wantErr: []error{ErrUntrusted, ctftp.ErrDenied}, checked: "1", rejected: "1", nextCalled: true},
 		{name: "the cluster's own ITL", sub: "east", file: itlOwn, seekable: true, checked: "1", rejected: "0", nextCalled: true},
 		{name: "an ITL from another SAST", sub: "east", file: itlOther, seekable: true, checked: "1", rejected: "1", nextCalled: true},
 		{name: "a .sgn that does not parse", sub: "east", file: junk, seekable: true, checked: "1", rejected: "1", nextCalled: true},
@@ -164,15 +120,15 @@ func TestTrustGuard(t *testing.T) {
 		{name: "pre-8.0 phones take any config", sub: "pre8", file: bad, seekable: true, checked: "1", rejected: "0", nextCalled: true},
 		{name: "rollback ITL: any config", sub: "rollback", file: bad, seekable: true, checked: "1", rejected: "0", nextCalled: true},
 		{name: "not classified yet: not checked", sub: "new", file: bad, seekable: true, checked: "0", rejected: "0", nextCalled: true},
-		{name: "check_forwarded off", sub: "east", file: bad, seekable: true, mod: func(c *TrustConfig) { c.CheckForwarded = false },
+		{name: "check_forwarded off", sub: "east", file: bad, seekable: true, mod: func(c *Config) { c.CheckForwarded = false },
 			checked: "0", rejected: "0", nextCalled: true},
 		{name: "alarmed sub-cluster, warn: forwarded", sub: "alarmed", file: good, seekable: true, checked: "1", rejected: "0", refused: "0", nextCalled: true},
 		{name: "alarmed sub-cluster, refuse: not forwarded", sub: "alarmed", file: good, seekable: true,
-			mod: func(c *TrustConfig) { c.OnChange = PolicyRefuse }, wantErr: []error{ErrAlarmed, ctftp.ErrUnavailable}, checked: "0", rejected: "0", refused: "1"},
+			mod: func(c *Config) { c.OnChange = PolicyRefuse }, wantErr: []error{ErrAlarmed, ctftp.ErrUnavailable}, checked: "0", rejected: "0", refused: "1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := DefaultTrustConfig()
+			cfg := DefaultConfig()
 			if tc.mod != nil {
 				tc.mod(&cfg)
 			}
@@ -187,7 +143,7 @@ func TestTrustGuard(t *testing.T) {
 				return &ctftp.File{Body: body, Size: int64(len(b)), Origin: ctftp.OriginBackend, Subcluster: req.Subcluster}, nil
 			})
 			set := metrics.NewSet()
-			g := newTrustGuard(next, cfg, state, []string{tc.sub}, slog.New(slog.DiscardHandler), set)
+			g := NewGuard(next, cfg, state, []string{tc.sub}, slog.New(slog.DiscardHandler), set)
 			f, err := g.Open(context.Background(), ctftp.Request{Name: tc.file, Subcluster: tc.sub, Mode: "octet"})
 			if called.Load() != tc.nextCalled {
 				t.Errorf("next called: %v, want %v", called.Load(), tc.nextCalled)
@@ -227,14 +183,14 @@ func TestTrustGuard(t *testing.T) {
 }
 
 func TestTrustGuardLogsTheReason(t *testing.T) {
-	east, stranger := newTrustPKI(t, "east"), newTrustPKI(t, "stranger")
+	east, stranger := newPKI(t, "east"), newPKI(t, "stranger")
 	name := "SEP00AABB000001.cnf.xml.sgn"
 	data := stranger.sign(t, name, []byte("<device/>"))
 	next := ctftp.SourceFunc(func(ctx context.Context, req ctftp.Request) (*ctftp.File, error) {
 		return &ctftp.File{Body: memBody{bytes.NewReader(data)}, Size: int64(len(data)), Backend: "127.0.0.1:69"}, nil
 	})
 	sink := &logSink{}
-	g := newTrustGuard(next, DefaultTrustConfig(), fakeTrust{"east": {Known: true, Class: cluster.ClassSBD, ITL: east.parsedITL(t, false)}},
+	g := NewGuard(next, DefaultConfig(), fakeTrust{"east": {Known: true, Class: ClassSBD, ITL: east.parsedITL(t, false)}},
 		[]string{"east"}, slog.New(slog.NewJSONHandler(sink, nil)), metrics.NewSet())
 	if _, err := g.Open(context.Background(), ctftp.Request{Name: name, Subcluster: "east"}); err != nil {
 		t.Fatal(err)
@@ -273,4 +229,34 @@ func TestSignedName(t *testing.T) {
 			t.Errorf("signedName(%q) = %v, want %v", tc.name, got, tc.want)
 		}
 	}
+}
+
+// logSink collects JSON log records.
+type logSink struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+// records returns the records whose msg is msg.
+func (s *logSink) records(t *testing.T, msg string) []map[string]any {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []map[string]any
+	for line := range bytes.Lines(s.buf.Bytes()) {
+		var r map[string]any
+		if err := json.Unmarshal(line, &r); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if r["msg"] == msg {
+			out = append(out, r)
+		}
+	}
+	return out
 }

@@ -1,4 +1,4 @@
-package cluster
+package trust
 
 import (
 	"errors"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ctftp/ctftp"
+	"github.com/ctftp/ctftp/cluster"
 	"github.com/ctftp/ctftp/itl"
 )
 
@@ -40,6 +41,25 @@ func (p pki) itlOf(t testing.TB, blank bool) []byte {
 		Records: []itl.RecordSpec{{Role: itl.RoleCCMTFTP, Cert: p.ccm.Cert}},
 		Blank:   blank,
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (p pki) parsedITL(t testing.TB, blank bool) *itl.File {
+	t.Helper()
+	f, err := itl.Parse(p.itlOf(t, blank))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// sign signs a config as the cluster's CallManager (CCM+TFTP) key does.
+func (p pki) sign(t testing.TB, name string, payload []byte) []byte {
+	t.Helper()
+	b, err := itl.Sign(name, payload, p.ccm, itl.SHA1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +114,7 @@ func FuzzParseVersion(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		class, auto, err := ParseVersion(s)
-		valid := s == VersionAuto || versionRE.MatchString(s)
+		valid := s == VersionAuto || cluster.ValidRelease(s)
 		if (err == nil) != valid {
 			t.Fatalf("ParseVersion(%q) error %v, but Validate's rule says valid=%v", s, err, valid)
 		}
@@ -137,7 +157,7 @@ func TestClassifyITL(t *testing.T) {
 		{name: "verified ITL: 8.x+", data: real, want: ClassSBD, wantITL: true},
 		{name: "blank ITL: rollback", data: blank, want: ClassRollback, wantITL: true},
 		{name: "not found: pre-8.0", fetchErr: fmt.Errorf("cluster: east: %w", ctftp.ErrNotFound), want: ClassPre80},
-		{name: "no answer: unknown", fetchErr: fmt.Errorf("cluster: east: %w", ErrBackendUnavailable), want: ClassUnknown,
+		{name: "no answer: unknown", fetchErr: fmt.Errorf("cluster: east: %w", cluster.ErrBackendUnavailable), want: ClassUnknown,
 			wantIs: []error{ctftp.ErrUnavailable}},
 		{name: "garbage", data: []byte("<html>not found</html>"), want: ClassUnknown, wantIs: []error{ErrBadITL, itl.ErrMalformed}},
 		{name: "empty file", data: []byte{}, want: ClassUnknown, wantIs: []error{ErrBadITL}},
@@ -217,7 +237,7 @@ func TestClassificationRecordKeepsLastFinding(t *testing.T) {
 	if !c.Probed || c.Class() != ClassSBD || c.Signer == "" || len(c.MD5) != 32 || c.Stale {
 		t.Fatalf("after a good probe: %+v", c)
 	}
-	c.record(ClassUnknown, nil, ErrBackendUnavailable, t0.Add(time.Minute))
+	c.record(ClassUnknown, nil, cluster.ErrBackendUnavailable, t0.Add(time.Minute))
 	if !c.Stale || c.Class() != ClassSBD || c.ITL != f || !c.At.Equal(t0) || c.Err == nil {
 		t.Fatalf("a failed probe must keep the finding, marked stale: %+v", c)
 	}

@@ -1,4 +1,4 @@
-package proxy
+package trust
 
 import (
 	"bytes"
@@ -14,11 +14,10 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/ctftp/ctftp"
-	"github.com/ctftp/ctftp/cluster"
 	"github.com/ctftp/ctftp/itl"
 )
 
-// The values of TrustConfig.OnChange.
+// The values of Config.OnChange.
 const (
 	// PolicyWarn logs, counts and reports (/readyz) an alarmed
 	// sub-cluster and keeps forwarding to it: phones decide.
@@ -29,7 +28,7 @@ const (
 	PolicyRefuse = "refuse"
 )
 
-// The values of TrustConfig.ForwardedPolicy.
+// The values of Config.ForwardedPolicy.
 const (
 	// ForwardServe serves a forwarded file a phone would reject (it is
 	// logged and counted): the phone decides, and refusing it changes
@@ -53,10 +52,10 @@ var (
 	ErrAlarmed = fmt.Errorf("trust: sub-cluster not trusted now: %w", ctftp.ErrUnavailable)
 )
 
-// TrustConfig is the `trust:` section of config.yaml: the ITL trust
+// Config is the `trust:` section of config.yaml: the ITL trust
 // guard. Plain data, safe to copy; the zero value stands for
-// DefaultTrustConfig in GatewayConfig.
-type TrustConfig struct {
+// DefaultConfig in GatewayConfig.
+type Config struct {
 	// ProbeInterval is how often every sub-cluster's ITLFile.tlv (and the
 	// root's) is probed again after start-up. 0 probes only at start and
 	// at each reload.
@@ -78,11 +77,11 @@ type TrustConfig struct {
 	ForwardedPolicy string `mapstructure:"forwarded_policy"`
 }
 
-// DefaultTrustConfig returns the defaults documented in config.yaml:
+// DefaultConfig returns the defaults documented in config.yaml:
 // refusing is opt-in, because a gateway that stops serving on a
 // certificate change can strand phones that would have coped.
-func DefaultTrustConfig() TrustConfig {
-	return TrustConfig{
+func DefaultConfig() Config {
+	return Config{
 		ProbeInterval:   5 * time.Minute,
 		ProbeTimeout:    10 * time.Second,
 		OnChange:        PolicyWarn,
@@ -93,7 +92,7 @@ func DefaultTrustConfig() TrustConfig {
 
 // Validate reports every problem in c at once, each starting with its
 // key relative to the `trust:` section.
-func (c TrustConfig) Validate() error {
+func (c Config) Validate() error {
 	var errs []error
 	if c.ProbeInterval < 0 {
 		errs = append(errs, fmt.Errorf("probe_interval: must not be negative (0 probes only at start and reload), got %s", c.ProbeInterval))
@@ -116,22 +115,22 @@ func (c TrustConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// trustState is what the guard needs of the watcher (a fake in tests).
-type trustState interface {
-	Sub(name string) cluster.SubTrust
+// State is what the guard needs of the watcher (a fake in tests).
+type State interface {
+	Sub(name string) SubTrust
 }
 
-var _ trustState = (*cluster.Watcher)(nil)
+var _ State = (*Watcher)(nil)
 
-// trustGuard is the Source between the cache and the cluster Set: it
+// Guard is the Source between the cache and the cluster Set: it
 // stops requests to alarmed sub-clusters under PolicyRefuse and checks
 // each fetched trust list and signed file with itl.Evaluate. Sitting
 // below the cache, it checks each file once per fill, not per phone. It
 // is safe for concurrent use.
-type trustGuard struct {
+type Guard struct {
 	next  ctftp.Source
-	cfg   TrustConfig
-	state trustState
+	cfg   Config
+	state State
 	log   *slog.Logger
 	m     map[string]*trustMetrics // by sub-cluster; read-only after construction
 }
@@ -145,8 +144,8 @@ type trustMetrics struct {
 	checked, rejected, refused *metrics.Counter
 }
 
-func newTrustGuard(next ctftp.Source, cfg TrustConfig, state trustState, subclusters []string, log *slog.Logger, set *metrics.Set) *trustGuard {
-	g := &trustGuard{next: next, cfg: cfg, state: state, log: log, m: map[string]*trustMetrics{}}
+func NewGuard(next ctftp.Source, cfg Config, state State, subclusters []string, log *slog.Logger, set *metrics.Set) *Guard {
+	g := &Guard{next: next, cfg: cfg, state: state, log: log, m: map[string]*trustMetrics{}}
 	for _, sc := range subclusters {
 		g.m[sc] = &trustMetrics{
 			checked:  set.GetOrCreateCounter(fmt.Sprintf(`ctftp_trust_forwarded_checked_total{subcluster=%q}`, sc)),
@@ -159,7 +158,7 @@ func newTrustGuard(next ctftp.Source, cfg TrustConfig, state trustState, subclus
 
 // Open refuses alarmed sub-clusters (PolicyRefuse), fetches, and checks
 // what it fetched.
-func (g *trustGuard) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error) {
+func (g *Guard) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error) {
 	st := g.state.Sub(req.Subcluster)
 	m := g.m[req.Subcluster]
 	if st.Alarm != "" && g.cfg.OnChange == PolicyRefuse && m != nil {
@@ -203,7 +202,7 @@ func (g *trustGuard) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, 
 // evaluate predicts what a phone of the sub-cluster, holding its current
 // ITL (none for pre-8.0), does with data. A file that does not even parse
 // is rejected by any phone.
-func evaluate(st cluster.SubTrust, name string, data []byte) itl.Verdict {
+func evaluate(st SubTrust, name string, data []byte) itl.Verdict {
 	f, err := itl.ParseNamed(name, data)
 	if err != nil {
 		return itl.Verdict{Decision: itl.Reject, Reason: fmt.Sprintf("the file does not parse: %v", err)}

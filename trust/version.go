@@ -1,4 +1,4 @@
-package cluster
+package trust
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ctftp/ctftp"
+	"github.com/ctftp/ctftp/cluster"
 	"github.com/ctftp/ctftp/itl"
 )
 
@@ -74,7 +75,7 @@ func ParseVersion(v string) (class Class, auto bool, err error) {
 	if v == VersionAuto {
 		return ClassUnknown, true, nil
 	}
-	if !versionRE.MatchString(v) {
+	if !cluster.ValidRelease(v) {
 		return ClassUnknown, false, fmt.Errorf("version %q: want %q or a dotted release number such as \"12.5\"", v, VersionAuto)
 	}
 	major, _, _ := strings.Cut(v, ".")
@@ -244,7 +245,7 @@ func sameSigner(a, b itl.Identity) bool {
 // Declared returns one Classification per sub-cluster of cfg, in order,
 // from its declared version alone: what `ctftp validate --offline`
 // judges, no packet sent.
-func Declared(cfg Config) []Classification {
+func Declared(cfg cluster.Config) []Classification {
 	out := make([]Classification, len(cfg.Subclusters))
 	for i, sc := range cfg.Subclusters {
 		out[i] = newClassification(sc.Name, i, sc.Version)

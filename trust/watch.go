@@ -1,4 +1,4 @@
-package cluster
+package trust
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/ctftp/ctftp/cluster"
 	"github.com/ctftp/ctftp/itl"
 )
 
@@ -109,7 +110,7 @@ type Event struct {
 // gateway's policy. A Watcher is safe for concurrent use; rounds take
 // turns.
 type Watcher struct {
-	set     *Set
+	set     *cluster.Set
 	opts    WatchOptions
 	log     *slog.Logger
 	now     func() time.Time
@@ -165,7 +166,7 @@ type SubTrust struct {
 // NewWatcher watches set's sub-clusters (set may be nil: no
 // sub-clusters, only the central side). It starts nothing and probes
 // nothing: call Probe for the first round, then Run.
-func NewWatcher(set *Set, opts WatchOptions) *Watcher {
+func NewWatcher(set *cluster.Set, opts WatchOptions) *Watcher {
 	w := &Watcher{set: set, opts: opts, log: opts.Logger, now: opts.Now, central: opts.Central}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
@@ -182,7 +183,7 @@ func NewWatcher(set *Set, opts WatchOptions) *Watcher {
 	w.hetTotal = map[string]*metrics.Counter{}
 	w.centralSide.cls = newClassification(CentralName, -1, "")
 	if set != nil {
-		for i, sc := range set.cfg.Subclusters {
+		for i, sc := range set.Config().Subclusters {
 			st := &sideState{cls: newClassification(sc.Name, i, sc.Version)}
 			w.subs = append(w.subs, st)
 			w.signerTotal[sc.Name] = ms.GetOrCreateCounter(fmt.Sprintf(`ctftp_trust_signer_changes_total{subcluster=%q}`, sc.Name))
