@@ -295,3 +295,150 @@ func TestSystemdUnit(t *testing.T) {
 	}
 	t.Logf("systemd-analyze security: exposure %s %s", m[1], m[2])
 }
+
+// TestREADMEDeployment follows the README's Deployment block line by
+// line, with the file system it installs into moved under a temporary
+// directory: the binary it builds is the one installed, the config it
+// edits is the one validated and served, the unit it installs passes
+// `systemd-analyze verify`, and `systemctl enable --now` is done as
+// systemd would: the unit's ExecStart with a notification socket, until
+// READY=1. Then `ctftp status` must say ready, and the unit's ExecReload
+// must reload it. Environment overrides keep it on loopback ports.
+func TestREADMEDeployment(t *testing.T) {
+	needTool(t, "systemd-analyze")
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(readme), "\n## Deployment\n")
+	_, block, ok2 := strings.Cut(after, "```sh\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README has no Deployment section with a sh block")
+	}
+	repo, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	for _, d := range []string{"usr/local/bin", "etc/systemd/system", "build"} {
+		os.MkdirAll(filepath.Join(tmp, d), 0o755)
+	}
+	relocate := strings.NewReplacer("/etc/systemd/system", tmp+"/etc/systemd/system", "/etc/ctftp", tmp+"/etc/ctftp",
+		"/var/lib/ctftp", tmp+"/var/lib/ctftp", "/usr/local/bin", tmp+"/usr/local/bin")
+	unitPath := tmp + "/etc/systemd/system/ctftp.service"
+	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := adminLn.Addr().String()
+	adminLn.Close()
+	env := append(os.Environ(), "PATH="+tmp+"/usr/local/bin:"+os.Getenv("PATH"),
+		"CTFTP_LISTEN=127.0.0.1:0", "CTFTP_ADMIN_LISTEN="+admin, "CTFTP_LOG_FORMAT=json")
+
+	sock := filepath.Join(tmp, "notify")
+	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer notify.Close()
+	recv := func() string {
+		t.Helper()
+		notify.SetReadDeadline(time.Now().Add(60 * time.Second))
+		b := make([]byte, 4096)
+		n, err := notify.Read(b)
+		if err != nil {
+			t.Fatalf("no notification from the service: %v", err)
+		}
+		return string(b[:n])
+	}
+	unitKey := func(key string) string {
+		t.Helper()
+		unit, err := os.ReadFile(unitPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := regexp.MustCompile(`(?m)^` + key + `=(.+)$`).FindSubmatch(unit)
+		if m == nil {
+			t.Fatalf("unit has no %s=", key)
+		}
+		return string(m[1])
+	}
+	var service *exec.Cmd
+	t.Cleanup(func() {
+		if service != nil {
+			service.Process.Signal(syscall.SIGTERM)
+			service.Wait()
+		}
+	})
+	run := func(dir, line string, extraEnv ...string) string {
+		t.Helper()
+		cmd := exec.Command("bash", "-c", line)
+		cmd.Dir, cmd.Env = dir, append(env, extraEnv...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("README step %q: %v\n%s", line, err, out)
+		}
+		return string(out)
+	}
+
+	steps := 0
+	for _, line := range strings.Split(strings.TrimSpace(block), "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(line, "sudo "))
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		steps++
+		switch {
+		case line == "go build -o ctftp ./cmd/ctftp":
+			run(repo, "go build -o "+tmp+"/build/ctftp ./cmd/ctftp")
+		case strings.HasPrefix(line, "install -m 0755 ctftp "):
+			run(repo, relocate.Replace(strings.Replace(line, " ctftp ", " "+tmp+"/build/ctftp ", 1)))
+		case line == "systemctl daemon-reload":
+			t.Logf("skipped: %s", line)
+		case line == "systemctl enable --now ctftp":
+			exe := strings.Fields(unitKey("ExecStart"))
+			service = exec.Command(exe[0], exe[1:]...)
+			service.Env = append(env, "NOTIFY_SOCKET="+sock)
+			var logs bytes.Buffer
+			service.Stderr = &logs
+			if err := service.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if got := recv(); !strings.HasPrefix(got, "READY=1\n") {
+				t.Fatalf("first notification %q\n%s", got, logs.String())
+			}
+		case line == "ctftp status":
+			out := run(repo, "ctftp status --admin "+admin)
+			if !strings.Contains(out, ": ready (") {
+				t.Errorf("ctftp status after enable --now:\n%s", out)
+			}
+		default:
+			run(repo, relocate.Replace(line))
+			if strings.HasSuffix(line, "/etc/systemd/system/ctftp.service") && strings.HasPrefix(line, "install ") {
+				// The installed unit names the installed paths: move them too.
+				unit, err := os.ReadFile(unitPath)
+				if err != nil {
+					t.Fatal(err)
+				}
+				os.WriteFile(unitPath, []byte(relocate.Replace(string(unit))), 0o644)
+			}
+		}
+	}
+	if steps < 10 || service == nil {
+		t.Fatalf("followed %d steps, service started: %v; the README block changed shape", steps, service != nil)
+	}
+	cfg, _ := os.ReadFile(tmp + "/etc/ctftp/config.yaml")
+	if !bytes.Contains(cfg, []byte("\nlisten: [\"0.0.0.0:69\", \"[::]:69\"]\n")) || !bytes.Contains(cfg, []byte("\nroot: "+tmp+"/var/lib/ctftp\n")) {
+		t.Errorf("the README's edit of config.yaml did not take:\n%s", cfg)
+	}
+
+	// systemctl reload ctftp: the unit's ExecReload, with $MAINPID.
+	run(repo, unitKey("ExecReload"), fmt.Sprintf("MAINPID=%d", service.Process.Pid))
+	if got := recv(); !strings.HasPrefix(got, "RELOADING=1\n") {
+		t.Errorf("reload: %q", got)
+	}
+	if got := recv(); !strings.HasPrefix(got, "READY=1\nSTATUS=serving: config generation 2") {
+		t.Errorf("after reload: %q", got)
+	}
+}
