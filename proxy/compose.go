@@ -375,8 +375,15 @@ type GatewayStatus struct {
 	Subclusters []cluster.SubclusterStatus `json:"subclusters"`
 	Cache       *cache.Stats               `json:"cache,omitempty"`
 	Learned     int                        `json:"learned_routes"`
+	// Routes details the learned routes: per sub-cluster, and the
+	// statusRecentRoutes confirmed most recently.
+	Routes *routing.LearnedRoutes `json:"routes,omitempty"`
 	Ready       []string                   `json:"not_ready,omitempty"`
 }
+
+// statusRecentRoutes is how many of the most recently confirmed learned
+// routes /status lists: enough to see the phones booting now.
+const statusRecentRoutes = 20
 
 // Status reports the gateway's state.
 func (g *Gateway) Status() GatewayStatus {
@@ -396,7 +403,8 @@ func (g *Gateway) Status() GatewayStatus {
 		st.Cache = &s
 	}
 	if gen.router != nil {
-		st.Learned = gen.router.Learned()
+		lr := gen.router.LearnedRoutes(statusRecentRoutes)
+		st.Learned, st.Routes = lr.Total, &lr
 	}
 	return st
 }

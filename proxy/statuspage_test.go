@@ -107,8 +107,10 @@ func TestStatusView(t *testing.T) {
 	if r := fact(findSection(v, "cache"), "hit ratio"); !regexp.MustCompile(`^\d+\.\d% \(\d+ of [1-9]\d*\)$`).MatchString(r.Text) {
 		t.Errorf("hit ratio %+v", r)
 	}
-	if l := fact(findSection(v, "routing"), "learned routes"); l.Text != "1" {
-		t.Errorf("learned routes %+v", l)
+	rt := findSection(v, "routing")
+	if l, e := fact(rt, "learned routes"), fact(rt, "to east"); l.Text != "1" || e.Text != "1" ||
+		len(rt.Rows) != 1 || rt.Rows[0][0].Text != "001122334455" || rt.Rows[0][1].Text != "east" {
+		t.Errorf("routing %+v", rt)
 	}
 }
 

@@ -72,7 +72,7 @@ func View(st GatewayStatus, now time.Time) StatusView {
 	for _, sc := range st.Subclusters {
 		v.Sections = append(v.Sections, subclusterSection(sc, now))
 	}
-	v.Sections = append(v.Sections, trustSection(st.Trust), cacheSection(st.Cache), routingSection(st))
+	v.Sections = append(v.Sections, trustSection(st.Trust), cacheSection(st.Cache), routingSection(st, now))
 	// Issue 9's migration waves go here, as a "migrations" section built
 	// from GatewayStatus when it has any.
 	return v
@@ -238,10 +238,25 @@ func cacheSection(c *cache.Stats) StatusSection {
 	return s
 }
 
-func routingSection(st GatewayStatus) StatusSection {
-	return StatusSection{ID: "routing", Title: "Routing", Facts: []StatusFact{
+func routingSection(st GatewayStatus, now time.Time) StatusSection {
+	s := StatusSection{ID: "routing", Title: "Routing", Facts: []StatusFact{
 		{"learned routes", cell(fmt.Sprint(st.Learned))},
 	}}
+	if st.Routes == nil {
+		return s
+	}
+	for _, sc := range st.Subclusters { // configured order
+		if n := st.Routes.BySubcluster[sc.Name]; n > 0 {
+			s.Facts = append(s.Facts, StatusFact{"to " + sc.Name, cell(fmt.Sprint(n))})
+		}
+	}
+	if len(st.Routes.Recent) > 0 {
+		s.Columns = []string{"MAC (most recent first)", "sub-cluster", "learned or confirmed"}
+		for _, r := range st.Routes.Recent {
+			s.Rows = append(s.Rows, []StatusCell{cell(r.MAC), cell(r.Subcluster), cell(ago(r.At, now))})
+		}
+	}
+	return s
 }
 
 // ago writes t relative to now, to the second: "12s ago", "3h4m5s ago".
