@@ -378,7 +378,7 @@ type GatewayStatus struct {
 	// Routes details the learned routes: per sub-cluster, and the
 	// statusRecentRoutes confirmed most recently.
 	Routes *routing.LearnedRoutes `json:"routes,omitempty"`
-	Ready       []string                   `json:"not_ready,omitempty"`
+	Ready  []string               `json:"not_ready,omitempty"`
 }
 
 // statusRecentRoutes is how many of the most recently confirmed learned
