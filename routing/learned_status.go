@@ -1,6 +1,9 @@
 package routing
 
-import "time"
+import (
+	"maps"
+	"time"
+)
 
 // LearnedRoutes is a snapshot of the learned routes for /status and the
 // status page. The caller owns it.
@@ -22,9 +25,9 @@ type LearnedRoute struct {
 }
 
 // LearnedRoutes reports the live learned routes: their number per
-// sub-cluster and the recent ones newest first. It walks the whole table
-// under its lock, which is fine at status-page rates for learn_max's
-// scale (100,000 routes take well under a millisecond).
+// sub-cluster (kept as routes come and go, so no walk of the table) and
+// the recent ones newest first, the front of the table: the lock is held
+// for O(recent + sub-clusters), whatever learn_max is.
 func (r *Router) LearnedRoutes(recent int) LearnedRoutes {
 	if r.learned == nil {
 		return LearnedRoutes{}
@@ -33,13 +36,10 @@ func (r *Router) LearnedRoutes(recent int) LearnedRoutes {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.dropExpiredLocked(now)
-	out := LearnedRoutes{Total: t.order.Len(), BySubcluster: map[string]int{}}
-	for e := t.order.Front(); e != nil; e = e.Next() {
+	out := LearnedRoutes{Total: t.order.Len(), BySubcluster: maps.Clone(t.bySub)}
+	for e := t.order.Front(); e != nil && len(out.Recent) < recent; e = e.Next() {
 		l := e.Value.(*learned)
-		out.BySubcluster[l.subcluster]++
-		if len(out.Recent) < recent {
-			out.Recent = append(out.Recent, LearnedRoute{MAC: l.mac, Subcluster: l.subcluster, At: l.at})
-		}
+		out.Recent = append(out.Recent, LearnedRoute{MAC: l.mac, Subcluster: l.subcluster, At: l.at})
 	}
 	r.m.learned.Set(float64(out.Total))
 	return out

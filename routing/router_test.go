@@ -322,6 +322,13 @@ func TestLearnedRoutes(t *testing.T) {
 					if got := set.GetOrCreateGauge(metricLearned, nil).Get(); got != float64(s.d) {
 						t.Fatalf("step %d: %s = %v, want %d", i, metricLearned, got, s.d)
 					}
+					lr, sum := r.LearnedRoutes(0), 0
+					for _, n := range lr.BySubcluster {
+						sum += n
+					}
+					if lr.Total != int(s.d) || sum != lr.Total {
+						t.Fatalf("step %d: LearnedRoutes total %d, per sub-cluster %v; want %d", i, lr.Total, lr.BySubcluster, s.d)
+					}
 				}
 			}
 		})
