@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/ctftp/ctftp/cluster"
 	"github.com/ctftp/ctftp/internal/tftptest"
+	"github.com/ctftp/ctftp/routing"
 	"github.com/ctftp/ctftp/trust"
 )
 
@@ -184,4 +187,35 @@ func TestStatusPageEscapes(t *testing.T) {
 	if strings.Contains(b.String(), "<script>alert") || strings.Contains(b.String(), `" onclick="`) || strings.Contains(b.String(), "<b>t</b>") {
 		t.Errorf("unescaped: %s", b.String())
 	}
+}
+
+// BenchmarkStatusPage: rendering the page for ten sub-clusters of three
+// backends and twenty recent routes, the View and the template only.
+func BenchmarkStatusPage(b *testing.B) {
+	now := time.Now()
+	st := GatewayStatus{Host: "gw1", Version: "bench", Config: ConfigStatus{Generation: 3, SHA256: strings.Repeat("ab", 32), LoadedAt: now}}
+	for i := range 10 {
+		sc := cluster.SubclusterStatus{Name: fmt.Sprintf("sc%d", i), Version: "14"}
+		for j := range 3 {
+			sc.Backends = append(sc.Backends, cluster.BackendStatus{Source: fmt.Sprintf("10.%d.0.%d:69", i, j), Up: j != 2,
+				LastAnswer: now, AnswerSeconds: 0.004, LastError: "no answer"})
+		}
+		st.Subclusters = append(st.Subclusters, sc)
+		st.Trust.Sides = append(st.Trust.Sides, trust.SideStatus{Classification: trust.Classification{Name: sc.Name, Declared: "14", MD5: strings.Repeat("0f", 16)}})
+	}
+	st.Routes = &routing.LearnedRoutes{Total: 20}
+	for i := range 20 {
+		st.Routes.Recent = append(st.Routes.Recent, routing.LearnedRoute{MAC: fmt.Sprintf("%012X", i), Subcluster: "sc1", At: now})
+	}
+	var buf bytes.Buffer
+	for b.Loop() {
+		buf.Reset()
+		if err := statusPage.Execute(&buf, struct {
+			View    StatusView
+			Refresh int
+		}{View(st, now), 5}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(buf.Len()), "bytes/page")
 }
