@@ -74,6 +74,14 @@ func ReadDeviceFile(path string) (DeviceList, error) {
 	return parseDeviceFile(f, path)
 }
 
+// readDeviceFile is ReadDeviceFile for a caller that prefixes each bad
+// line with its own key (a rule's, a migration wave's): the MACs, and
+// the problems one per line.
+func readDeviceFile(path string) (map[string]struct{}, []error) {
+	dl, err := ReadDeviceFile(path)
+	return dl.MACs, unjoin(err)
+}
+
 // utf8BOM starts files saved by Windows editors, Excel among them.
 const utf8BOM = "\ufeff"
 
