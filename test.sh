@@ -11,8 +11,10 @@ need=()
 [ -x /usr/sbin/in.tftpd ] || command -v in.tftpd >/dev/null 2>&1 || need+=(tftpd-hpa)
 { command -v tftp >/dev/null 2>&1 && tftp -V 2>&1 | grep -q tftp-hpa; } || need+=(tftp-hpa)
 command -v curl >/dev/null 2>&1 || need+=(curl)
-# Headless Chromium renders the status page in tests/statuspage_test.go.
+# Headless Chromium renders the status page in tests/statuspage_test.go;
+# bash-completion's helpers run `ctftp completion bash` in tests/.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ -r /usr/share/bash-completion/bash_completion ] || need+=(bash-completion)
 if ((${#need[@]})); then
   echo "test.sh: installing ${need[*]}" >&2
   sudo=""

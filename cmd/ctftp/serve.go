@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ctftp/ctftp/internal/sdnotify"
@@ -73,22 +74,31 @@ func (c *fileConfig) gatewayConfig() proxy.GatewayConfig {
 	}
 }
 
+func serveCmd(a *cli) *cobra.Command {
+	var path string
+	c := &cobra.Command{
+		Use:   "serve [--config FILE]",
+		Short: "run the gateway",
+		Long: `Run the gateway until SIGINT or SIGTERM. Before serving, the trust guard probes
+every sub-cluster: a setup whose ITL eras would break phones exits 2 with the
+table. SIGHUP, and a change of the file, reload the configuration; one that
+does not validate keeps the old one serving. Under systemd (Type=notify) it
+reports readiness and reloads.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return exit(runServe(c.Context(), path, a.stdout, a.stderr))
+		},
+	}
+	configFlag(c, &path)
+	return c
+}
+
 // runServe runs the gateway until ctx ends. Before serving, the trust
 // guard probes every sub-cluster: a setup whose ITL eras would break
 // phones exits 2 with the table. While serving, SIGHUP and (every
 // reload.poll_interval) a change of the file reload it; a config that
 // fails keeps the old one serving.
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("serve", stderr)
-	path := fs.String("config", "config.yaml", "config `FILE`")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return exitUsage
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "ctftp serve: unexpected argument %q\n", pos[0])
-		return exitUsage
-	}
+func runServe(ctx context.Context, path string, stdout, stderr io.Writer) int {
 	// Registered first: SIGHUP's default action would kill the process
 	// while it probes at start-up; one that arrives then is a reload
 	// once serving.
@@ -96,7 +106,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	cfg, ok := loadOrReport(*path, stderr)
+	cfg, ok := loadOrReport(path, stderr)
 	if !ok {
 		return exitUsage
 	}
@@ -125,7 +135,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return gw.Run(ctx) })
 	eg.Go(func() error {
-		w := configWatcher{path: *path, cur: cfg, sum: cfg.sum, gw: gw, log: logger, sd: sd}
+		w := configWatcher{path: path, cur: cfg, sum: cfg.sum, gw: gw, log: logger, sd: sd}
 		w.run(ctx, hup)
 		notifyErr(logger, sd.Stopping())
 		return nil

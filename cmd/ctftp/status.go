@@ -10,30 +10,38 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/ctftp/ctftp/proxy"
 )
 
-// runStatus handles `ctftp status [--admin HOST:PORT] [--json]`: a
-// running gateway's state, from its admin endpoint. Exit 0 when it is
-// ready, exitVerified (3) when it answers but is not ready (what /readyz
-// calls 503: the check ran and failed), exitFailure (1) when it cannot
-// be reached.
-func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("status", stderr)
-	admin := fs.String("admin", "127.0.0.1:9069", "the gateway's admin endpoint `HOST:PORT` (admin_listen)")
-	asJSON := fs.Bool("json", false, "print /status as the gateway sends it")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return exitUsage
+// statusCmd is `ctftp status [--admin HOST:PORT] [--json]`: a running
+// gateway's state, from its admin endpoint. Exit 0 when it is ready,
+// exitVerified (3) when it answers but is not ready (what /readyz calls
+// 503: the check ran and failed), exitFailure (1) when it cannot be
+// reached.
+func statusCmd(a *cli) *cobra.Command {
+	var admin string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "status [--admin HOST:PORT] [--json]",
+		Short: "a running gateway's state as tables; exit 0 ready, 3 not ready, 1 unreachable",
+		Long: `Show a running gateway's state as tables, the same as its status page (the
+admin endpoint's /): configuration and its sha256, each sub-cluster's backends,
+the trust verdict, the cache, learned routes. Exit 0 when the gateway is ready,
+3 when it answers but is not ready (the reasons come first), 1 when it cannot
+be reached.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return exit(runStatus(c.Context(), admin, asJSON, a.stdout, a.stderr))
+		},
 	}
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "ctftp status: unexpected argument %q\n", pos[0])
-		return exitUsage
-	}
-	return statusCmd(ctx, *admin, *asJSON, stdout, stderr)
+	adminFlag(c, &admin)
+	c.Flags().BoolVar(&asJSON, "json", false, "print /status as the gateway sends it")
+	return c
 }
 
-func statusCmd(ctx context.Context, admin string, asJSON bool, stdout, stderr io.Writer) int {
+func runStatus(ctx context.Context, admin string, asJSON bool, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	path := "/status/tables"
