@@ -21,6 +21,11 @@ var (
 	// now (every backend down or timed out). Sent as TFTP error 0 with a
 	// generic text.
 	ErrUnavailable = errors.New("temporarily unavailable")
+	// ErrNotAsked: the source is known to be down and was not asked at
+	// all (no timeout was waited). It is ErrUnavailable, so it is sent
+	// as error 0 like any outage; a fan-out over several sources may use
+	// the distinction (see routing).
+	ErrNotAsked = fmt.Errorf("known down, not asked: %w", ErrUnavailable)
 )
 
 // Request is one read request, after the front end cleaned its name.

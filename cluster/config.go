@@ -13,17 +13,22 @@ import (
 	"github.com/ctftp/ctftp"
 )
 
-// The values of BackendConfig.AllDown.
+// The values of BackendConfig.AllDown: what a phone's fetch does when
+// every backend of its sub-cluster is marked down. Either way a backend
+// marked down is never waited on while a sibling is up, and the
+// background probes (half-open, with backoff) bring it back.
 const (
-	// AllDownTry keeps trying backends that are marked down, after the
-	// healthy ones, in configured order. When every backend is down the
-	// health checks are as likely to be wrong as the backends (CoreDNS
-	// forward reasons the same way), and a phone is better served by one
-	// more timeout than by a certain failure.
+	// AllDownTry lets one fetch at a time through to the down backends,
+	// in configured order, as a half-open trial that can bring the
+	// sub-cluster back with real traffic; every other fetch fails at
+	// once (ErrSubclusterDown). The phone whose fetch is the trial waits
+	// for it. For a gateway with one sub-cluster, where a health check
+	// that is wrong would otherwise cost every phone.
 	AllDownTry = "try"
-	// AllDownFail never tries a backend that is marked down; a
-	// sub-cluster whose backends are all down fails at once with
-	// ErrNoBackends.
+	// AllDownFail (the default) fails every fetch at once
+	// (ErrSubclusterDown) and leaves the trials to the background
+	// probes: one sub-cluster's outage costs the phones of the others
+	// nothing, since fan-outs skip it without waiting.
 	AllDownFail = "fail"
 )
 
@@ -38,6 +43,7 @@ const (
 	minBlockSize = 512   // RFC 1350's block; asking for less is meaningless
 	maxBlockSize = 65464 // RFC 2348's ceiling
 	maxRetries   = 10    // more only stacks timeouts past any phone's patience
+	maxWindow    = 64    // RFC 7440 allows 65535; more than this only floods a lossy link
 )
 
 // Config is the `subclusters`, `dns` and `backend` sections of
@@ -122,14 +128,44 @@ type BackendConfig struct {
 	// ProbeFile is the file an active health probe asks for. Any TFTP
 	// answer, even "file not found", proves the backend alive.
 	ProbeFile string `mapstructure:"probe_file"`
-	// ProbeInterval is how often every backend is probed. 0 turns active
-	// probing off (passive health still works).
+	// ProbeInterval is how often every backend that is up is probed. 0
+	// turns active probing off (passive health still works). A backend
+	// that stops answering is marked down by the first probe it leaves
+	// unanswered, so it is seen within ProbeInterval + ProbeTimeout ×
+	// (Retries+1): 5 s by default, with no traffic at all.
 	ProbeInterval time.Duration `mapstructure:"probe_interval"`
-	// MaxFails is how many consecutive failures mark a backend down. Any
-	// answer marks it up again.
+	// ProbeTimeout is a probe's per-packet timeout (Retries
+	// retransmissions follow). A probe asks for one packet, so it can be
+	// much shorter than Timeout.
+	ProbeTimeout time.Duration `mapstructure:"probe_timeout"`
+	// DownRetryMax caps the backoff of the probes of a backend marked
+	// down: the first comes ProbeInterval after it went down, each
+	// failure doubles the wait, up to DownRetryMax. One at a time.
+	DownRetryMax time.Duration `mapstructure:"down_retry_max"`
+	// MaxFails is how many consecutive failed fetches mark a backend
+	// down. A probe left unanswered marks it down at once. Any answer
+	// marks it up again.
 	MaxFails int `mapstructure:"max_fails"`
-	// AllDown is AllDownTry or AllDownFail.
+	// AllDown is AllDownFail or AllDownTry.
 	AllDown string `mapstructure:"all_down"`
+	// HedgeMin and HedgeMax bound the hedge delay: when a backend has
+	// not started answering a fetch within it, the next backend is asked
+	// too, and the first whole answer wins (the other is cancelled). The
+	// delay follows the sub-cluster's answer times (smoothed time to the
+	// first block + 4 deviations, as TCP's retransmission timer), within
+	// these bounds; HedgeMax is used until answers have been seen.
+	// HedgeMax 0 turns hedging off.
+	HedgeMin time.Duration `mapstructure:"hedge_min"`
+	HedgeMax time.Duration `mapstructure:"hedge_max"`
+	// SlotWait bounds the wait for a free slot when every backend of a
+	// sub-cluster has max_in_flight fetches running: after it the fetch
+	// fails (ErrBusy) rather than outlast a phone's patience in a queue.
+	SlotWait time.Duration `mapstructure:"slot_wait"`
+	// WindowSize is the RFC 7440 windowsize asked of backends (1 asks
+	// for none). A backend that does not know the option ignores it and
+	// is read one block per round trip; one that agrees sends WindowSize
+	// blocks per ACK, which matters across a WAN.
+	WindowSize int `mapstructure:"window_size"`
 }
 
 // DefaultConfig returns the configuration used for keys config.yaml
@@ -148,9 +184,15 @@ func DefaultConfig() Config {
 			BlockSize:     1428,
 			MaxFileSize:   64 << 20,
 			ProbeFile:     "ITLFile.tlv",
-			ProbeInterval: 30 * time.Second,
+			ProbeInterval: 2 * time.Second,
+			ProbeTimeout:  time.Second,
+			DownRetryMax:  30 * time.Second,
 			MaxFails:      2,
-			AllDown:       AllDownTry,
+			AllDown:       AllDownFail,
+			HedgeMin:      50 * time.Millisecond,
+			HedgeMax:      time.Second,
+			SlotWait:      3 * time.Second,
+			WindowSize:    8,
 		},
 	}
 }
@@ -264,6 +306,24 @@ func (c Config) Validate() error {
 	}
 	if b.ProbeInterval < 0 {
 		bad("backend.probe_interval", "must not be negative (0 turns probing off), got %s", b.ProbeInterval)
+	}
+	if b.ProbeTimeout <= 0 {
+		bad("backend.probe_timeout", "must be positive, got %s", b.ProbeTimeout)
+	}
+	if b.DownRetryMax < b.ProbeInterval {
+		bad("backend.down_retry_max", "must be at least backend.probe_interval (%s), got %s", b.ProbeInterval, b.DownRetryMax)
+	}
+	if b.HedgeMin < 0 {
+		bad("backend.hedge_min", "must not be negative, got %s", b.HedgeMin)
+	}
+	if b.HedgeMax != 0 && b.HedgeMax < b.HedgeMin {
+		bad("backend.hedge_max", "must be 0 (no hedging) or at least backend.hedge_min (%s), got %s", b.HedgeMin, b.HedgeMax)
+	}
+	if b.SlotWait <= 0 {
+		bad("backend.slot_wait", "must be positive, got %s", b.SlotWait)
+	}
+	if b.WindowSize < 1 || b.WindowSize > maxWindow {
+		bad("backend.window_size", "must be between 1 and %d, got %d", maxWindow, b.WindowSize)
 	}
 	if b.MaxFails < 1 {
 		bad("backend.max_fails", "must be at least 1, got %d", b.MaxFails)

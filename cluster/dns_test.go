@@ -256,7 +256,7 @@ func TestDNSKeepsHealthOfAddressesThatStay(t *testing.T) {
 	if kept.addr != a.AddrPort() {
 		t.Fatalf("first backend %s, want a %s", kept, a.Addr())
 	}
-	s.failed(sc, kept, errors.New("one failure to remember"))
+	s.failed(sc, kept, errors.New("one failure to remember"), false)
 
 	startRun(t, s)
 	d.SetSRV("_tftp._udp.east.test", 1,

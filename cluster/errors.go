@@ -29,6 +29,23 @@ var (
 	// backend's permission problem. The backend is alive, so its health is
 	// not affected; the next backend is tried.
 	ErrRefused error = &kindError{"backend refused the request", ctftp.ErrUnavailable}
+	// ErrCorrupt: a fetched .tlv, .sgn or .enc.sgn is not whole: its own
+	// lengths (header, records, payload) do not match the bytes received,
+	// or its signature does not match them. The transfer itself was well
+	// formed (a backend ended the file early with a short block and no
+	// tsize). It counts against the backend like ErrBackendUnavailable,
+	// the next backend is tried, and nothing of it is cached or served.
+	ErrCorrupt error = &kindError{"fetched file is not whole", ctftp.ErrUnavailable}
+	// ErrSubclusterDown: every backend of the sub-cluster is known down,
+	// so it was not asked at all: the answer comes at once instead of
+	// after timeouts, and background probes (half-open, with backoff)
+	// find it when it comes back. It wraps ctftp.ErrNotAsked, so a
+	// fan-out can tell "could not be asked" from "asked and failed".
+	ErrSubclusterDown error = &kindError{"every backend is known down; not asked", ctftp.ErrNotAsked}
+	// ErrBusy: every slot of the backends that could be asked stayed
+	// taken for backend.slot_wait. It says nothing about the backends'
+	// health.
+	ErrBusy error = &kindError{"every backend slot busy for backend.slot_wait", ctftp.ErrUnavailable}
 	// ErrTooLarge: the file is bigger than backend.max_file_size. The
 	// fetch stops; siblings are not tried (they serve the same file).
 	ErrTooLarge error = &kindError{"file exceeds backend.max_file_size", ctftp.ErrUnavailable}

@@ -7,11 +7,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/pin/tftp/v3"
+	"github.com/ctftp/ctftp/internal/tftpclient"
 )
 
 // attempt is what one fetch or probe of one backend is allowed.
@@ -24,6 +23,12 @@ type attempt struct {
 	blockSize int
 	// maxSize bounds the file.
 	maxSize int64
+	// windowSize is the RFC 7440 windowsize asked for; 0 or 1 asks for
+	// none.
+	windowSize int
+	// answered, when set, is called at every DATA block received: the
+	// backend is answering (the hedge timer starts over).
+	answered func()
 }
 
 // budget is the longest an attempt can wait for a silent backend.
@@ -42,7 +47,7 @@ type fetcher interface {
 	probe(ctx context.Context, addr netip.AddrPort, name string, a attempt) error
 }
 
-// tftpFetcher fetches with the pin/tftp client and probes with a raw
+// tftpFetcher fetches with internal/tftpclient and probes with a raw
 // socket. It has no state; it is safe for concurrent use.
 type tftpFetcher struct{}
 
@@ -51,72 +56,63 @@ var _ fetcher = tftpFetcher{}
 // fetch holds the whole file in memory instead of streaming it: failover
 // stays possible until the last byte (a stream that breaks half-way
 // would reach the phone as a broken transfer), the tsize the backend
-// announced can be checked before anything is passed on, and the caller
-// gets a seekable body, so the front end can answer tsize itself. The
-// files a phone boots from are a few KB; max_file_size bounds the rest.
+// announced and the file's own lengths (checkIntegrity) can be checked
+// before anything is passed on, and the caller gets a seekable body, so
+// the front end can answer tsize itself. The files a phone boots from are
+// a few KB; max_file_size bounds the rest.
 //
-// pin/tftp's client takes no context. ctx is honoured three ways: the
-// per-packet timeout is shortened so every retransmission fits before
-// ctx's deadline, the writer fails as soon as ctx is done (which aborts
-// the transfer at the next block), and an expired ctx is checked before
-// the request is sent. A blocked read still finishes its own timeout.
+// The client is the project's own (internal/tftpclient): it takes the
+// first answer only from the backend's address and then only from that
+// answer's port (the transfer ID), reports the backend's ERROR packet as
+// a typed error, stops as soon as ctx is done (hedging cancels the
+// loser), and asks for windowsize, which a backend that does not know it
+// ignores.
 func (tftpFetcher) fetch(ctx context.Context, addr netip.AddrPort, name string, a attempt) ([]byte, error) {
-	c, err := newClient(addr, a)
-	if err != nil {
-		return nil, err
-	}
-	c.RequestTSize(true)
-	if a.blockSize > minBlockSize {
-		c.SetBlockSize(a.blockSize)
-	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	wt, err := c.Receive(name, "octet")
+	retries := a.retries
+	if retries == 0 {
+		retries = -1 // tftpclient reads 0 as its default
+	}
+	o := tftpclient.Options{
+		TransferSize: true,
+		Timeout:      a.timeout,
+		Retries:      retries,
+		MaxSize:      a.maxSize,
+		WindowSize:   a.windowSize,
+	}
+	if a.blockSize > minBlockSize {
+		o.BlockSize = a.blockSize
+	}
+	w := &progressWriter{progress: a.answered}
+	res, err := tftpclient.Get(ctx, addr, name, w, o)
 	if err != nil {
-		return nil, classifyClientError(err)
+		return nil, classifyClientError(ctx, err)
 	}
-	// Size must be read before WriteTo: pin/tftp forgets the options once
-	// the transfer starts.
-	announced, hasSize := wt.(tftp.IncomingTransfer).Size()
-	// pin/tftp reports the "0" it asked with when the backend ignored the
-	// option, so a tsize of 0 says nothing; anything else is a promise.
-	hasSize = hasSize && announced > 0
-	w := &boundedBuffer{ctx: ctx, max: a.maxSize}
-	if hasSize {
-		if announced > a.maxSize {
-			w.max = 0 // refuse the first block; WriteTo then closes the transfer
-		} else {
-			w.b = make([]byte, 0, min(announced, 1<<20))
-		}
+	if res.TransferSize >= 0 && int64(len(w.b)) != res.TransferSize {
+		return nil, fmt.Errorf("%w: received %d bytes, backend announced tsize %d", ErrBackendUnavailable, len(w.b), res.TransferSize)
 	}
-	if _, err := wt.WriteTo(w); err != nil {
-		return nil, classifyClientError(err)
-	}
-	if hasSize && int64(len(w.b)) != announced {
-		return nil, fmt.Errorf("%w: received %d bytes, backend announced tsize %d", ErrBackendUnavailable, len(w.b), announced)
+	if w.b == nil {
+		w.b = []byte{}
 	}
 	return w.b, nil
 }
 
-// newClient builds a pin/tftp client for addr. Retransmissions follow the
-// timeout directly, without pin/tftp's default random 0-1 s sleep: the
-// timeout already spaces them, and a phone waiting on this fetch has a
-// budget of a few seconds in all.
-func newClient(addr netip.AddrPort, a attempt) (*tftp.Client, error) {
-	c, err := tftp.NewClient(addr.String())
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
+// progressWriter collects a transfer and calls progress at each DATA
+// block: the backend is answering, and hedging waits for a stall, not
+// for the whole file.
+type progressWriter struct {
+	b        []byte
+	progress func()
+}
+
+func (w *progressWriter) Write(p []byte) (int, error) {
+	if w.progress != nil {
+		w.progress()
 	}
-	if ip, ok := localBind(addr); ok {
-		if err := c.SetLocalAddr(ip.String()); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
-		}
-	}
-	c.SetTimeout(a.timeout)
-	c.SetRetries(a.retries)
-	c.SetBackoff(func(int) time.Duration { return 0 })
-	return c, nil
+	w.b = append(w.b, p...)
+	return len(p), nil
 }
 
 // localBind picks the local address to bind for talking to addr: a
@@ -131,85 +127,31 @@ func localBind(addr netip.AddrPort) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// boundedBuffer collects a transfer, failing once it would exceed max or
-// once ctx is done. pin/tftp answers a failing writer by sending the
-// backend an ERROR and closing its socket, so no transfer is left behind.
-type boundedBuffer struct {
-	ctx context.Context
-	b   []byte
-	max int64
-}
-
-func (w *boundedBuffer) Write(p []byte) (int, error) {
-	if err := w.ctx.Err(); err != nil {
-		return 0, err
-	}
-	if int64(len(w.b))+int64(len(p)) > w.max {
-		return 0, ErrTooLarge
-	}
-	w.b = append(w.b, p...)
-	return len(p), nil
-}
-
-// pinErrorPrefix and pinErrorSep frame the only text pin/tftp v3.2.0's
-// client gives for an ERROR packet (receiver.go, receiveDatagram):
+// classifyClientError turns an error from tftpclient into one of this
+// package's, by type, never by text:
 //
-//	fmt.Errorf("code: %d, message: %s", p.code(), p.message())
-//
-// where message is every byte after the code, terminating NUL included.
-const (
-	pinErrorPrefix = "code: "
-	pinErrorSep    = ", message: "
-)
-
-// classifyClientError turns an error from pin/tftp's client into one of
-// this package's. It is the only code that reads pin/tftp's error text:
-// the client has no typed error for a backend's ERROR packet, so its
-// "code: N, message: M" string is parsed here and nowhere else.
-//
-//   - nil stays nil;
-//   - errors this package's writer returned (ctx's error, ErrTooLarge)
-//     come back unchanged, as pin/tftp returns a writer's error as is;
-//   - a net.Error (timeouts, socket errors) is ErrBackendUnavailable;
-//   - "code: N, message: M" is a *TFTPError (code 1 reads as
+//   - ctx's error and ErrTooLarge come back as themselves;
+//   - a *tftpclient.ServerError is a *TFTPError (code 1 reads as
 //     ctftp.ErrNotFound, others as ErrRefused);
-//   - anything else (a malformed packet: "short packet", "unknown
-//     opcode: 9", ...) is ErrBackendUnavailable.
-func classifyClientError(err error) error {
-	if err == nil {
+//   - no answer, a protocol violation (a garbage opcode, a bad OACK) or a
+//     socket error is ErrBackendUnavailable.
+func classifyClientError(ctx context.Context, err error) error {
+	var se *tftpclient.ServerError
+	switch {
+	case err == nil:
 		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, tftpclient.ErrTooLarge):
+		return ErrTooLarge
+	case errors.As(err, &se):
+		return &TFTPError{Code: se.Code, Message: cleanMessage(se.Message)}
+	case errors.Is(err, tftpclient.ErrTimeout):
+		return fmt.Errorf("%w: no answer: %w", ErrBackendUnavailable, err)
+	case errors.Is(err, tftpclient.ErrProtocol):
+		return fmt.Errorf("%w: malformed answer: %w", ErrBackendUnavailable, err)
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrTooLarge) {
-		return err
-	}
-	var ne net.Error
-	if errors.As(err, &ne) {
-		if ne.Timeout() {
-			return fmt.Errorf("%w: no answer: %w", ErrBackendUnavailable, err)
-		}
-		return fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
-	}
-	if te, ok := parseErrorText(err.Error()); ok {
-		return te
-	}
-	return fmt.Errorf("%w: malformed answer: %w", ErrBackendUnavailable, err)
-}
-
-// parseErrorText reads pin/tftp's "code: N, message: M" text.
-func parseErrorText(s string) (*TFTPError, bool) {
-	rest, ok := strings.CutPrefix(s, pinErrorPrefix)
-	if !ok {
-		return nil, false
-	}
-	code, msg, ok := strings.Cut(rest, pinErrorSep)
-	if !ok {
-		return nil, false
-	}
-	n, err := strconv.ParseUint(code, 10, 16)
-	if err != nil {
-		return nil, false
-	}
-	return &TFTPError{Code: uint16(n), Message: cleanMessage(msg)}, true
+	return fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
 }
 
 // cleanMessage keeps a backend's error text fit for a log line: cut at
@@ -240,9 +182,9 @@ const (
 // probe sends one RRQ (no options, so the first answer is DATA 1 or an
 // ERROR) and waits for the first packet from the backend's address.
 // DATA, OACK and ERROR all prove it alive. It uses a raw socket rather
-// than pin/tftp's client because it must stop at the first packet and
+// than tftpclient because it must stop at the first packet and
 // must be cancellable: closing the socket when ctx ends unblocks the read,
-// which pin/tftp's client cannot do. On DATA or OACK it sends the backend
+// which a whole-file client has no use for. On DATA or OACK it sends the backend
 // an ERROR so its transfer ends at once instead of timing out.
 func (tftpFetcher) probe(ctx context.Context, addr netip.AddrPort, name string, a attempt) error {
 	laddr := &net.UDPAddr{}

@@ -8,10 +8,12 @@ import (
 
 // The results of ctftp_backend_fetches_total, one per backend attempt.
 const (
-	resultOK       = "ok"        // the file came back whole
-	resultNotFound = "not_found" // TFTP error 1
-	resultRefused  = "refused"   // any other TFTP error
-	resultError    = "error"     // no or a broken answer, too large, or the caller gave up
+	resultOK        = "ok"        // the file came back whole
+	resultNotFound  = "not_found" // TFTP error 1
+	resultRefused   = "refused"   // any other TFTP error
+	resultError     = "error"     // no or a broken answer, too large, or the caller gave up
+	resultInvalid   = "invalid"   // a signed file that is not whole (ErrCorrupt)
+	resultCancelled = "cancelled" // a hedge's loser, or the caller gave up, mid-transfer
 )
 
 // fetchBuckets span a loopback hit (1 ms) to a silent backend with
@@ -27,6 +29,10 @@ type subMetrics struct {
 	inFlight *metrics.Gauge               // ctftp_backend_in_flight{subcluster}
 	waiting  *metrics.Gauge               // ctftp_backend_waiting{subcluster}
 	probes   map[bool]*metrics.Counter    // ctftp_backend_probes_total{subcluster,result=alive|dead}
+	skipped  *metrics.Counter             // ctftp_backend_skipped_total{subcluster}
+	hedges   *metrics.Counter             // ctftp_backend_hedges_total{subcluster}
+	// ctftp_backend_slot_timeouts_total{subcluster}
+	slotTimeouts *metrics.Counter
 }
 
 func newSubMetrics(set *metrics.Set, sub string) subMetrics {
@@ -39,8 +45,11 @@ func newSubMetrics(set *metrics.Set, sub string) subMetrics {
 			true:  set.GetOrCreateCounter(fmt.Sprintf(`ctftp_backend_probes_total{subcluster=%q,result="alive"}`, sub)),
 			false: set.GetOrCreateCounter(fmt.Sprintf(`ctftp_backend_probes_total{subcluster=%q,result="dead"}`, sub)),
 		},
+		skipped:      set.GetOrCreateCounter(fmt.Sprintf(`ctftp_backend_skipped_total{subcluster=%q}`, sub)),
+		hedges:       set.GetOrCreateCounter(fmt.Sprintf(`ctftp_backend_hedges_total{subcluster=%q}`, sub)),
+		slotTimeouts: set.GetOrCreateCounter(fmt.Sprintf(`ctftp_backend_slot_timeouts_total{subcluster=%q}`, sub)),
 	}
-	for _, r := range []string{resultOK, resultNotFound, resultRefused, resultError} {
+	for _, r := range []string{resultOK, resultNotFound, resultRefused, resultError, resultInvalid, resultCancelled} {
 		m.fetches[r] = set.GetOrCreateCounter(fmt.Sprintf(`ctftp_backend_fetches_total{subcluster=%q,result=%q}`, sub, r))
 	}
 	return m

@@ -229,10 +229,21 @@ func (s *Set) applyLocked(sc *subcluster, src *source, res lookupResult) error {
 	return nil
 }
 
-// probeAll starts a probe of every backend that has none in flight.
+// probeAll starts a probe of every backend that has none in flight: of
+// every backend up, and of each backend down whose next trial is due
+// (half-open: one trial at a time, with backoff).
 func (s *Set) probeAll(ctx context.Context, wg *sync.WaitGroup) {
+	now := s.now()
 	for _, sc := range s.subs {
 		for _, b := range *sc.backends.Load() {
+			if b.down.Load() {
+				b.mu.Lock()
+				due := !now.Before(b.nextTrial)
+				b.mu.Unlock()
+				if !due {
+					continue
+				}
+			}
 			if !b.probing.CompareAndSwap(false, true) {
 				continue
 			}
@@ -250,16 +261,19 @@ func (s *Set) probeAll(ctx context.Context, wg *sync.WaitGroup) {
 var errProbeSkipped = errors.New("probe skipped: backend busy")
 
 // probe asks b for backend.probe_file and records the outcome. Any TFTP
-// answer proves b alive; only silence or I/O errors count against it. A
-// probe takes one of b's slots, so probes never push a backend past its
-// cap; when b is full it is skipped.
+// answer proves b alive; silence or an I/O error marks it down at once.
+// A probe takes one of b's slots at low priority, so probes never push a
+// backend past its cap nor make a phone's fetch wait; when b is busy it
+// is skipped. Its per-packet timeout is backend.probe_timeout.
 func (s *Set) probe(ctx context.Context, sc *subcluster, b *backend) (time.Duration, error) {
-	if !b.tryAcquire() {
+	if !b.slots.tryAcquire(PriorityLow) {
 		return 0, errProbeSkipped
 	}
-	defer b.release()
+	defer b.slots.release()
+	a := sc.att
+	a.timeout = s.cfg.Backend.ProbeTimeout
 	start := time.Now()
-	err := s.fetcher.probe(ctx, b.addr, s.cfg.Backend.ProbeFile, sc.att)
+	err := s.fetcher.probe(ctx, b.addr, s.cfg.Backend.ProbeFile, a)
 	rtt := time.Since(start)
 	var te *TFTPError
 	switch {
@@ -271,7 +285,7 @@ func (s *Set) probe(ctx context.Context, sc *subcluster, b *backend) (time.Durat
 		return rtt, err
 	default:
 		sc.m.probes[false].Inc()
-		s.failed(sc, b, err)
+		s.failed(sc, b, err, true)
 		return rtt, err
 	}
 }
@@ -423,7 +437,7 @@ func (s *Set) Status() []SubclusterStatus {
 				}
 				b.mu.Lock()
 				bs := BackendStatus{Source: src.raw, Address: b.String(), Up: !b.down.Load(),
-					Fails: b.fails, LastError: b.lastErr, InFlight: len(b.sem), LookupError: lookupErr,
+					Fails: b.fails, LastError: b.lastErr, InFlight: b.slots.inUse(), LookupError: lookupErr,
 					LastAnswer: b.lastAnswer, AnswerSeconds: b.answerTime.Seconds()}
 				b.mu.Unlock()
 				st.Backends = append(st.Backends, bs)

@@ -160,7 +160,7 @@ func TestReResolutionKeepsHealth(t *testing.T) {
 			t.Fatalf("%d backends", len(first))
 		}
 		kept := first[0]
-		s.failed(sc, kept, ErrBackendUnavailable) // down (max_fails 1)
+		s.failed(sc, kept, ErrBackendUnavailable, false) // down (max_fails 1)
 		if got, _ := s.Fetch(context.Background(), "east", "f"); string(got) != "192.0.2.2:69" {
 			t.Fatalf("served by %s, want the healthy 192.0.2.2", got)
 		}
@@ -322,8 +322,10 @@ func TestRunProbesAtMostOncePerBackend(t *testing.T) {
 	})
 }
 
-// Probes find a silent death with no traffic, and any TFTP answer, even
-// an ERROR packet, brings the backend back.
+// Probes find a silent death with no traffic: the first probe left
+// unanswered marks the backend down at once. A down backend is then
+// probed with backoff (probe_interval, doubling up to down_retry_max),
+// and any TFTP answer, even an ERROR packet, brings it back.
 func TestRunProbeHealth(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
@@ -335,22 +337,28 @@ func TestRunProbeHealth(t *testing.T) {
 		}}
 		cfg := testConfig(addrA.String())
 		cfg.Backend.ProbeInterval = 10 * time.Second
+		cfg.Backend.DownRetryMax = 40 * time.Second
 		cfg.Backend.MaxFails = 2
 		s, set := newTestSet(t, cfg, Options{})
 		s.fetcher = ff
-		runFor(t, s, 15*time.Second, nil) // probes at 0 and 10 s
-		if st := backendStatus(t, s, addrA.String()); st.Up || st.Fails != 2 {
-			t.Fatalf("after two silent probes: %+v", st)
+		runFor(t, s, 5*time.Second, nil) // the probe at 0 s
+		if st := backendStatus(t, s, addrA.String()); st.Up || st.Fails != 1 {
+			t.Fatalf("after one silent probe: %+v", st)
+		}
+		// Trials at 10 s, 30 s (+20), 70 s (+40), 110 s (+40, the cap).
+		runFor(t, s, 115*time.Second, nil)
+		if n := ff.count(&ff.probes, addrA); n != 5 {
+			t.Errorf("%d probes in 120 s, want 5 (0, 10, 30, 70, 110 s)", n)
 		}
 		mu.Lock()
 		answer = &TFTPError{Code: 1, Message: "File not found"}
 		mu.Unlock()
-		runFor(t, s, time.Second, nil) // Run probes at once
+		runFor(t, s, 45*time.Second, nil) // the next trial is due within 40 s
 		if st := backendStatus(t, s, addrA.String()); !st.Up || st.Fails != 0 {
 			t.Fatalf("after an ERROR answer: %+v", st)
 		}
-		if v := metricValue(t, set, `ctftp_backend_probes_total{subcluster="east",result="dead"}`); v != "2" {
-			t.Errorf("dead probes %q, want 2", v)
+		if v := metricValue(t, set, `ctftp_backend_probes_total{subcluster="east",result="dead"}`); v != "5" {
+			t.Errorf("dead probes %q, want 5", v)
 		}
 	})
 }

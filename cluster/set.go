@@ -77,7 +77,12 @@ type subcluster struct {
 	// sources, then each source's address order), replaced whole when a
 	// name resolves differently so Open reads it without a lock.
 	backends atomic.Pointer[[]*backend]
-	m        subMetrics
+	// hedge derives the hedge delay from this sub-cluster's answers.
+	hedge *hedgeTimer
+	// trial is held by the one fetch let through to a sub-cluster whose
+	// backends are all down (all_down "try").
+	trial atomic.Bool
+	m     subMetrics
 }
 
 // source is one configured backend string and what it resolved to.
@@ -99,9 +104,9 @@ type source struct {
 // as some source still yields the address.
 type backend struct {
 	addr netip.AddrPort
-	// sem holds one token per fetch or probe in flight; its capacity is
-	// the per-backend cap.
-	sem chan struct{}
+	// slots caps the fetches and probes in flight (the per-backend cap),
+	// phones first.
+	slots *slots
 	// down is read lock-free on every fetch; written under mu.
 	down    atomic.Bool
 	probing atomic.Bool // a probe is in flight; at most one at a time
@@ -111,24 +116,17 @@ type backend struct {
 	lastErr    string        // the last failure or refusal
 	lastAnswer time.Time     // when b last answered anything
 	answerTime time.Duration // how long that exchange took
+	// While down: when the next background trial is due, and the wait
+	// after it if it fails too (doubling up to backend.down_retry_max).
+	nextTrial time.Time
+	backoff   time.Duration
 
 	src *source // guarded by Set.mu: the source that yields addr
 }
 
 func newBackend(addr netip.AddrPort, maxInFlight int) *backend {
-	return &backend{addr: addr, sem: make(chan struct{}, maxInFlight)}
+	return &backend{addr: addr, slots: newSlots(maxInFlight)}
 }
-
-func (b *backend) tryAcquire() bool {
-	select {
-	case b.sem <- struct{}{}:
-		return true
-	default:
-		return false
-	}
-}
-
-func (b *backend) release() { <-b.sem }
 
 // New builds a Set from cfg, which it validates. Literal backend
 // addresses are usable at once; names are resolved by Resolve or Run. A
@@ -170,12 +168,14 @@ func New(cfg Config, opts Options) (*Set, error) {
 			name:    scfg.Name,
 			version: scfg.Version,
 			att: attempt{
-				timeout:   cmpOr(scfg.Timeout, cfg.Backend.Timeout),
-				retries:   cmpOr(scfg.Retries, cfg.Backend.Retries),
-				blockSize: cfg.Backend.BlockSize,
-				maxSize:   int64(cfg.Backend.MaxFileSize),
+				timeout:    cmpOr(scfg.Timeout, cfg.Backend.Timeout),
+				retries:    cmpOr(scfg.Retries, cfg.Backend.Retries),
+				blockSize:  cfg.Backend.BlockSize,
+				maxSize:    int64(cfg.Backend.MaxFileSize),
+				windowSize: cfg.Backend.WindowSize,
 			},
 			maxInFlight: cmpOr(scfg.MaxInFlight, cfg.Backend.MaxInFlight),
+			hedge:       &hedgeTimer{min: cfg.Backend.HedgeMin, max: cfg.Backend.HedgeMax},
 			m:           newSubMetrics(set, scfg.Name),
 		}
 		for j, raw := range scfg.Backends {
@@ -242,19 +242,25 @@ func (s *Set) Config() Config { return s.cfg }
 
 // Open fetches req.Name from the backends of sub-cluster req.Subcluster
 // and returns it whole, in memory, with a seekable Body and its exact
-// Size. Backends are tried in configured order, healthy ones first;
-// backends marked down come last, or not at all when backend.all_down is
-// "fail". Files are always fetched in octet mode; netascii is the front
-// end's business. A backend that does not answer, answers badly, or refuses
-// (TFTP errors other than 1) hands over to the next one. A backend's
-// "file not found" ends the search: siblings serve the same files.
+// Size. Files are always fetched in octet mode; netascii is the front
+// end's business.
+//
+// Backends that are up are asked in configured order, hedged: when the
+// one asked has not started answering within the hedge delay, the next
+// is asked too, and the first whole answer wins (the other is
+// cancelled). A backend that fails (no answer, a broken or short
+// transfer, a file that is not whole: ErrCorrupt, a refusal) hands over
+// to the next at once. A backend's "file not found" ends the search:
+// siblings serve the same files. A backend marked down is never asked by
+// Open; when all of them are, Open fails at once with ErrSubclusterDown
+// (all_down "try" lets one fetch at a time through as a trial).
 //
 // The error wraps ErrUnknownSubcluster, ctftp.ErrNotFound (a backend
 // said so), or ctftp.ErrUnavailable (with ErrBackendUnavailable,
-// ErrRefused, ErrTooLarge or ErrNoBackends saying why, and ctx's error
-// when the caller gave up first). Open returns at about ctx's deadline:
-// each attempt's per-packet timeout is shortened so that every backend
-// still to try gets an equal share of the time left.
+// ErrCorrupt, ErrRefused, ErrTooLarge, ErrBusy, ErrNoBackends or
+// ErrSubclusterDown saying why, and ctx's error when the caller gave up
+// first). Open returns at about ctx's deadline, after every attempt it
+// started has returned.
 func (s *Set) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error) {
 	data, b, err := s.fetch(ctx, req.Subcluster, req.Name, false)
 	if err != nil {
@@ -280,7 +286,10 @@ func (s *Set) Fetch(ctx context.Context, subcluster, name string) ([]byte, error
 // ITLFile.tlv probe, `ctftp validate`): the same backends, order, slots
 // and health, but each attempt is counted in ctftp_backend_probes_total
 // (any answer is "alive") instead of ctftp_backend_fetches_total, so that
-// the fetch counters keep counting what phones caused.
+// the fetch counters keep counting what phones caused. Unlike Open it
+// also asks backends marked down (after the others): a probe is how a
+// down sub-cluster is found again, and one left unanswered marks its
+// backend down at once.
 func (s *Set) ProbeFetch(ctx context.Context, subcluster, name string) ([]byte, error) {
 	data, _, err := s.fetch(ctx, subcluster, name, true)
 	return data, err
@@ -294,108 +303,221 @@ func (byteBody) Close() error { return nil }
 
 func (b *backend) String() string { return b.addr.String() }
 
+// attemptResult is what one attempt's goroutine reports.
+type attemptResult struct {
+	b    *backend
+	data []byte
+	err  error
+}
+
 func (s *Set) fetch(ctx context.Context, subName, name string, probe bool) ([]byte, *backend, error) {
 	sc, ok := s.byName[subName]
 	if !ok {
 		return nil, nil, fmt.Errorf("cluster: %q: %w", subName, ErrUnknownSubcluster)
 	}
 	prefix := fmt.Sprintf("cluster: %s: %q", sc.name, name)
-	cands, nUp := sc.candidates(s.cfg.Backend.AllDown == AllDownTry)
+	cands, trial := sc.candidates(probe)
+	if trial {
+		if s.cfg.Backend.AllDown != AllDownTry || !sc.trial.CompareAndSwap(false, true) {
+			sc.m.skipped.Inc()
+			return nil, nil, fmt.Errorf("%s: %w", prefix, ErrSubclusterDown)
+		}
+		defer sc.trial.Store(false)
+		s.log.Info("cluster: every backend down; this fetch is the trial (all_down: try)", "subcluster", sc.name, "file", name)
+	}
 	if len(cands) == 0 {
 		return nil, nil, fmt.Errorf("%s: %w (%s)", prefix, ErrNoBackends, s.noBackendReason(sc))
 	}
+	return s.hedged(ctx, sc, cands, name, probe, prefix)
+}
+
+// hedged runs the attempts of one fetch: cands in order, the next one
+// started when an attempt fails, or when none has started answering
+// within the hedge delay. It returns the first whole answer or "not
+// found", cancels the attempts still running and waits for them.
+func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name string, probe bool, prefix string) ([]byte, *backend, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	prio := priorityOf(ctx)
+	if probe {
+		prio = PriorityLow
+	}
+	results := make(chan attemptResult, len(cands))
+	// answering gets a token when a block arrives from any attempt.
+	answering := make(chan struct{}, 1)
+	running := 0
+	defer func() {
+		cancel()
+		for ; running > 0; running-- {
+			<-results
+		}
+	}()
 	var errs []error
-	for len(cands) > 0 {
-		i, err := sc.acquire(ctx, cands, nUp)
-		if err != nil {
-			return nil, nil, gaveUp(prefix+" (waiting for a free backend slot)", errs, err)
+	// start launches an attempt on the first candidate left with a free
+	// slot; wait says how long to wait for one when none is free (0: do
+	// not wait). It reports whether one was started.
+	start := func(wait time.Duration) (bool, error) {
+		i := slices.IndexFunc(cands, func(b *backend) bool { return b.slots.tryAcquire(prio) })
+		if i < 0 {
+			if wait <= 0 {
+				return false, nil
+			}
+			sc.m.waiting.Inc()
+			err := cands[0].slots.acquire(ctx, prio, wait)
+			sc.m.waiting.Dec()
+			if err != nil {
+				if errors.Is(err, ErrBusy) {
+					sc.m.slotTimeouts.Inc()
+				}
+				return false, err
+			}
+			i = 0
 		}
 		b := cands[i]
 		cands = slices.Delete(slices.Clone(cands), i, i+1)
-		if i < nUp {
-			nUp--
+		// Without hedging, a silent backend would eat the whole deadline:
+		// each backend left gets an equal share of it instead.
+		left := 1
+		if sc.hedge.max <= 0 {
+			left = len(cands) + 1
 		}
-		data, err := s.attempt(ctx, sc, b, name, len(cands)+1, probe)
-		b.release()
-		sc.m.inFlight.Dec()
-		if err == nil {
-			return data, b, nil
+		running++
+		sc.m.inFlight.Inc()
+		go func() {
+			defer func() {
+				b.slots.release()
+				sc.m.inFlight.Dec()
+			}()
+			data, err := s.attempt(ctx, sc, b, name, left, probe, func() {
+				select {
+				case answering <- struct{}{}:
+				default: // the loop has a token to read already
+				}
+			})
+			results <- attemptResult{b: b, data: data, err: err}
+		}()
+		return true, nil
+	}
+
+	if _, err := start(s.cfg.Backend.SlotWait); err != nil {
+		return nil, nil, gaveUp(prefix+" (waiting for a free backend slot)", errs, err)
+	}
+	var hedgeC <-chan time.Time
+	var hedge *time.Timer
+	defer func() {
+		if hedge != nil {
+			hedge.Stop()
 		}
-		err = fmt.Errorf("%s: %w", b, err)
-		if errors.Is(err, ctftp.ErrNotFound) || errors.Is(err, ErrTooLarge) {
-			// The answer, not a failure: earlier attempts' errors are
-			// already in the backends' health and would only blur it.
-			return nil, nil, fmt.Errorf("%s: %w", prefix, err)
+	}()
+	armHedge := func() {
+		d := sc.hedge.delay()
+		if d <= 0 || len(cands) == 0 {
+			hedgeC = nil
+			return
 		}
-		errs = append(errs, err)
-		if ctx.Err() != nil {
+		if hedge == nil {
+			hedge = time.NewTimer(d)
+		} else {
+			hedge.Reset(d) // Go 1.23+: no stale value after Reset
+		}
+		hedgeC = hedge.C
+	}
+	armHedge()
+	for {
+		select {
+		case r := <-results:
+			running--
+			if r.err == nil {
+				return r.data, r.b, nil
+			}
+			err := fmt.Errorf("%s: %w", r.b, r.err)
+			if errors.Is(r.err, ctftp.ErrNotFound) || errors.Is(r.err, ErrTooLarge) {
+				// The answer, not a failure: earlier attempts' errors are
+				// already in the backends' health and would only blur it.
+				return nil, nil, fmt.Errorf("%s: %w", prefix, err)
+			}
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				return nil, nil, gaveUp(prefix, errs, ctx.Err())
+			}
+			if len(cands) > 0 {
+				wait := time.Duration(0)
+				if running == 0 {
+					wait = s.cfg.Backend.SlotWait
+				}
+				started, err := start(wait)
+				if err != nil {
+					return nil, nil, gaveUp(prefix+" (waiting for a free backend slot)", errs, err)
+				}
+				if started {
+					armHedge()
+				}
+			}
+			if running == 0 {
+				return nil, nil, &attemptsError{prefix: prefix, errs: errs}
+			}
+		case <-answering:
+			// A backend is making progress: the hedge waits for a stall
+			// of a whole hedge delay, not for the whole file.
+			armHedge()
+		case <-hedgeC:
+			started, err := start(0)
+			if err == nil && started {
+				sc.m.hedges.Inc()
+				s.log.Debug("cluster: hedging a fetch", "subcluster", sc.name, "file", name, "delay", sc.hedge.delay())
+			}
+			// Again after another delay, for the next backend, or for a
+			// slot when none was free.
+			armHedge()
+		case <-ctx.Done():
 			return nil, nil, gaveUp(prefix, errs, ctx.Err())
 		}
 	}
-	return nil, nil, &attemptsError{prefix: prefix, errs: errs}
 }
 
-// gaveUp is the error for a fetch whose caller stopped waiting: it is
-// ctx's error and also ctftp.ErrUnavailable, because for the phone the
-// file simply did not come in time.
-func gaveUp(prefix string, errs []error, ctxErr error) error {
-	errs = append(errs, fmt.Errorf("gave up: %w: %w", ctxErr, ctftp.ErrUnavailable))
+// gaveUp is the error for a fetch whose caller stopped waiting (or that
+// found no free slot in time): it is ctftp.ErrUnavailable, because for
+// the phone the file simply did not come in time.
+func gaveUp(prefix string, errs []error, why error) error {
+	errs = append(errs, fmt.Errorf("gave up: %w: %w", why, ctftp.ErrUnavailable))
 	return &attemptsError{prefix: prefix, errs: errs}
 }
 
-// candidates lists the backends to try: up ones in order, then (with
-// try) down ones in order. nUp counts the up ones at the front.
-func (sc *subcluster) candidates(try bool) (list []*backend, nUp int) {
+// candidates lists the backends to ask, in configured order: those up.
+// When none is up, trial is true and the list is every backend (down):
+// a probe asks them anyway, a phone's fetch only as the half-open trial.
+func (sc *subcluster) candidates(probe bool) (list []*backend, trial bool) {
 	all := *sc.backends.Load()
-	down := make([]bool, len(all))
-	for i, b := range all {
-		down[i] = b.down.Load()
-		if !down[i] {
+	for _, b := range all {
+		if !b.down.Load() {
 			list = append(list, b)
 		}
 	}
-	nUp = len(list)
-	if try {
-		for i, b := range all {
-			if down[i] {
-				list = append(list, b)
-			}
-		}
+	if len(list) > 0 || len(all) == 0 {
+		return list, false
 	}
-	return list, nUp
+	return all, !probe
 }
 
-// acquire takes a slot on a backend and returns its index in cands. It
-// takes the first healthy backend with a free slot, so a busy primary
-// spills over to an idle sibling rather than queueing; when none is free
-// it waits for the first candidate, since priority order is what the
-// admin asked for and the cap is what CUCM needs.
-func (sc *subcluster) acquire(ctx context.Context, cands []*backend, nUp int) (int, error) {
-	for i := range nUp {
-		if cands[i].tryAcquire() {
-			sc.m.inFlight.Inc()
-			return i, nil
-		}
-	}
-	sc.m.waiting.Inc()
-	defer sc.m.waiting.Dec()
-	select {
-	case cands[0].sem <- struct{}{}:
-		sc.m.inFlight.Inc()
-		return 0, nil
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-}
-
-// attempt fetches name from b once (with pin/tftp's retransmissions) and
-// records the outcome in b's health and the metrics. left counts the
-// backends still to try, b included, which share what is left of ctx's
-// time. A probe attempt (ProbeFetch) is counted as a probe, not a fetch.
-func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name string, left int, probe bool) ([]byte, error) {
+// attempt fetches name from b once (with retransmissions), checks that
+// a signed file is whole, and records the outcome in b's health and the
+// metrics. answered is called at every block received; the first one's
+// delay feeds the sub-cluster's hedge delay. A probe attempt
+// (ProbeFetch) is counted as a probe, not a fetch, and one left
+// unanswered marks b down at once.
+func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name string, left int, probe bool, answered func()) ([]byte, error) {
 	a, shortened, err := fitAttempt(ctx, sc.att, left)
 	if err != nil {
 		return nil, err // no attempt was made: nothing to count
+	}
+	start := time.Now()
+	first := true
+	a.answered = func() {
+		if first {
+			first = false
+			sc.hedge.observe(time.Since(start))
+		}
+		answered()
 	}
 	count := func(result string) {
 		if probe {
@@ -406,12 +528,22 @@ func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name stri
 			}
 			return
 		}
+		if result == resultError && ctx.Err() != nil {
+			// Cancelled: a hedge's loser, or the caller gave up.
+			result = resultCancelled
+		}
 		sc.m.fetches[result].Inc()
 	}
-	start := time.Now()
 	data, err := s.fetcher.fetch(ctx, b.addr, name, a)
 	took := time.Since(start)
-	if !probe {
+	// A probe's bytes are judged by the caller (the trust guard reads an
+	// ITL more strictly, and reports a bad one as such).
+	if err == nil && !probe {
+		if cerr := checkIntegrity(name, data); cerr != nil {
+			data, err = nil, cerr
+		}
+	}
+	if !probe && ctx.Err() == nil {
 		sc.m.duration.Update(took.Seconds())
 	}
 	switch {
@@ -427,14 +559,20 @@ func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name stri
 	case errors.Is(err, ErrTooLarge):
 		count(resultError)
 		s.alive(sc, b, took, err)
+	case errors.Is(err, ErrCorrupt):
+		count(resultInvalid)
+		s.log.Warn("cluster: backend sent a file that is not whole; not served, not cached",
+			"subcluster", sc.name, "backend", b.String(), "file", name, "err", err)
+		s.failed(sc, b, err, false)
 	default:
 		count(resultError)
 		// The caller's hurry is not the backend's fault: a fetch cut
-		// short by ctx, or timed out under a timeout shortened to fit
-		// ctx, leaves health alone. The active probe, which always uses
-		// the full timeout, still finds a dead backend.
+		// short by ctx (a hedge's loser, a phone that gave up), or timed
+		// out under a timeout shortened to fit ctx, leaves health alone.
+		// The active probe, which always uses its full timeout, still
+		// finds a dead backend.
 		if ctx.Err() == nil && !shortened {
-			s.failed(sc, b, err)
+			s.failed(sc, b, err, probe)
 		}
 	}
 	return data, err
@@ -442,9 +580,9 @@ func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name stri
 
 // fitAttempt shortens a's per-packet timeout so that all its
 // retransmissions fit in an equal share of the time left before ctx's
-// deadline, the other share going to the left-1 backends after it: a
-// silent first backend must not eat the whole budget and leave its
-// healthy sibling no time to answer.
+// deadline, the other shares going to the left-1 backends after it.
+// shortened says it did: a failure then says more about the deadline
+// than about the backend.
 func fitAttempt(ctx context.Context, a attempt, left int) (attempt, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return a, false, err
@@ -484,17 +622,25 @@ func (s *Set) alive(sc *subcluster, b *backend, took time.Duration, note error) 
 	}
 }
 
-// failed records a failure of b; backend.max_fails in a row mark it down.
-// Only the change is logged, not every failure.
-func (s *Set) failed(sc *subcluster, b *backend, err error) {
+// failed records a failure of b; backend.max_fails in a row mark it
+// down, and so does a single failed probe (now): a probe that got no
+// answer to Retries+1 requests has seen a dead backend, and detection
+// must not wait for a second probe interval. A down backend's next
+// background trial is scheduled with backoff. Only the change is logged,
+// not every failure.
+func (s *Set) failed(sc *subcluster, b *backend, err error, now bool) {
 	b.mu.Lock()
 	b.fails++
 	b.lastErr = err.Error()
 	fails := b.fails
-	changed := !b.down.Load() && fails >= s.cfg.Backend.MaxFails
+	changed := !b.down.Load() && (now || fails >= s.cfg.Backend.MaxFails)
 	if changed {
 		b.down.Store(true)
+		b.backoff = s.cfg.Backend.ProbeInterval
+	} else if b.down.Load() {
+		b.backoff = min(2*b.backoff, s.cfg.Backend.DownRetryMax)
 	}
+	b.nextTrial = s.now().Add(b.backoff)
 	b.mu.Unlock()
 	if changed {
 		s.log.Warn("cluster: backend down", "subcluster", sc.name, "backend", b.String(), "fails", fails, "err", err)

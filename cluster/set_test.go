@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -86,14 +87,14 @@ func backendStatus(t *testing.T, s *Set, addr string) BackendStatus {
 
 func TestOpen(t *testing.T) {
 	want := pattern(3000, 5)
-	srv := tftptest.NewServer(t, map[string][]byte{"SEP001122334455.cnf.xml.sgn": want})
+	srv := tftptest.NewServer(t, map[string][]byte{"SEP001122334455.cnf.xml": want})
 	s, set := newTestSet(t, testConfig(srv.Addr()), Options{})
 	if b := backendStatus(t, s, srv.Addr()); !b.LastAnswer.IsZero() || b.AnswerSeconds != 0 {
 		t.Errorf("before any answer: %+v", b)
 	}
 
 	before := time.Now()
-	f, got, err := open(t, s, "SEP001122334455.cnf.xml.sgn")
+	f, got, err := open(t, s, "SEP001122334455.cnf.xml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +119,7 @@ func TestOpen(t *testing.T) {
 	if b := backendStatus(t, s, srv.Addr()); b.LastAnswer.Before(before) || b.AnswerSeconds <= 0 {
 		t.Errorf("after an answer: last answer %v (fetch started %v), %gs", b.LastAnswer, before, b.AnswerSeconds)
 	}
-	data, err := s.Fetch(context.Background(), "east", "SEP001122334455.cnf.xml.sgn")
+	data, err := s.Fetch(context.Background(), "east", "SEP001122334455.cnf.xml")
 	if err != nil || !bytes.Equal(data, want) {
 		t.Fatalf("Fetch: %d bytes, %v", len(data), err)
 	}
@@ -176,10 +177,13 @@ func TestOpenOutcomes(t *testing.T) {
 	}
 }
 
+// A killed backend looks silent (an unconnected UDP socket gets no
+// ICMP error): the sibling is asked after the hedge delay and answers;
+// the cancelled attempt does not blame a, and one probe marks it down.
 func TestFailoverWhenBackendKilled(t *testing.T) {
 	a := tftptest.NewServer(t, map[string][]byte{"f": []byte("from a")})
 	b := tftptest.NewServer(t, map[string][]byte{"f": []byte("from b")})
-	s, _ := newTestSet(t, testConfig(a.Addr(), b.Addr()), Options{})
+	s, set := newTestSet(t, testConfig(a.Addr(), b.Addr()), Options{})
 
 	if f, got, err := open(t, s, "f"); err != nil || string(got) != "from a" || f.Backend != a.Addr() {
 		t.Fatalf("before: %q, %v", got, err)
@@ -189,8 +193,21 @@ func TestFailoverWhenBackendKilled(t *testing.T) {
 	if err != nil || string(got) != "from b" || f.Backend != b.Addr() {
 		t.Fatalf("after killing a: %q, %v", got, err)
 	}
-	if st := backendStatus(t, s, a.Addr()); st.Fails != 1 || !st.Up || st.LastError == "" {
-		t.Errorf("a after one failure: %+v", st)
+	if v := metricValue(t, set, `ctftp_backend_hedges_total{subcluster="east"}`); v != "1" {
+		t.Errorf("hedges = %s, want 1", v)
+	}
+	if st := backendStatus(t, s, a.Addr()); st.Fails != 0 || !st.Up {
+		t.Errorf("a blamed for a cancelled attempt: %+v", st)
+	}
+	s.ProbeAll(context.Background())
+	if st := backendStatus(t, s, a.Addr()); st.Up || st.LastError == "" {
+		t.Errorf("a after one unanswered probe: %+v", st)
+	}
+	if f, got, err := open(t, s, "f"); err != nil || string(got) != "from b" || f.Backend != b.Addr() {
+		t.Fatalf("after a is down: %q, %v", got, err)
+	}
+	if v := metricValue(t, set, `ctftp_backend_hedges_total{subcluster="east"}`); v != "1" {
+		t.Errorf("hedges = %s after a is down, want still 1: a down backend is not asked", v)
 	}
 }
 
@@ -221,13 +238,14 @@ func TestNotFoundEndsTheSearch(t *testing.T) {
 	}
 }
 
-// A silent backend (socket open, never answers) costs one timeout budget
-// per fetch, the sibling answers, and after max_fails it is down and no
-// longer asked first.
+// Without hedging, a silent backend (socket open, never answers) costs
+// one timeout budget per fetch, the sibling answers, and after max_fails
+// it is down and no longer asked.
 func TestSilentBackendCostsOneTimeout(t *testing.T) {
 	silent := tftptest.NewServer(t, nil, tftptest.Silent())
 	good := tftptest.NewServer(t, map[string][]byte{"f": []byte("ok")})
 	cfg := testConfig(silent.Addr(), good.Addr())
+	cfg.Backend.HedgeMax = 0 // the cost without hedging; TestHedge has it with
 	s, set := newTestSet(t, cfg, Options{})
 	up := `ctftp_backend_up{subcluster="east",backend="` + silent.Addr() + `"}`
 	attempts := cfg.Backend.Retries + 1
@@ -254,15 +272,19 @@ func TestSilentBackendCostsOneTimeout(t *testing.T) {
 	}
 }
 
+// A sub-cluster whose backends are all down is not waited on: with
+// all_down "fail" every fetch fails at once, counted as skipped; with
+// "try" one fetch at a time goes through to the down backends as the
+// trial.
 func TestAllDown(t *testing.T) {
 	tests := []struct {
-		policy    string
-		asked     bool
-		wantIs    error
-		wantInErr string
+		policy  string
+		asked   bool
+		wantIs  error
+		skipped string
 	}{
-		{policy: AllDownTry, asked: true, wantIs: ErrBackendUnavailable},
-		{policy: AllDownFail, asked: false, wantIs: ErrNoBackends, wantInErr: "all_down"},
+		{policy: AllDownTry, asked: true, wantIs: ErrBackendUnavailable, skipped: "0"},
+		{policy: AllDownFail, asked: false, wantIs: ErrSubclusterDown, skipped: "1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.policy, func(t *testing.T) {
@@ -282,12 +304,22 @@ func TestAllDown(t *testing.T) {
 			if n := attempts(); n != "2" {
 				t.Fatalf("first fetch made %s attempts, want 2", n)
 			}
+			start := time.Now()
 			_, _, err := open(t, s, "f")
-			if !errors.Is(err, tc.wantIs) || !errors.Is(err, ctftp.ErrUnavailable) || !strings.Contains(err.Error(), tc.wantInErr) {
-				t.Fatalf("err = %v, want %v mentioning %q", err, tc.wantIs, tc.wantInErr)
+			if !errors.Is(err, tc.wantIs) || !errors.Is(err, ctftp.ErrUnavailable) {
+				t.Fatalf("err = %v, want %v", err, tc.wantIs)
+			}
+			if tc.policy == AllDownFail {
+				if !errors.Is(err, ctftp.ErrNotAsked) {
+					t.Errorf("err = %v, want ctftp.ErrNotAsked", err)
+				}
+				t.Logf("failed in %s without asking", time.Since(start))
 			}
 			if asked := attempts() != "2"; asked != tc.asked {
 				t.Errorf("down backends asked: %v, want %v", asked, tc.asked)
+			}
+			if v := metricValue(t, set, `ctftp_backend_skipped_total{subcluster="east"}`); v != tc.skipped {
+				t.Errorf("skipped = %s, want %s", v, tc.skipped)
 			}
 		})
 	}
@@ -457,13 +489,39 @@ func TestCallerDeadline(t *testing.T) {
 	waitFor(t, "the retransmission", func() bool { return silent.TotalRequests() == cfg.Backend.Retries+1 })
 }
 
-// Under a short deadline a silent first backend gets only its share of
-// the time, and the sibling still answers.
+// Under a short deadline a silent first backend does not eat the time:
+// the sibling is asked after the hedge delay and answers, and the silent
+// attempt is cancelled without being blamed.
 func TestCallerDeadlineLeavesTimeForSibling(t *testing.T) {
 	silent := tftptest.NewServer(t, nil, tftptest.Silent())
 	good := tftptest.NewServer(t, map[string][]byte{"f": []byte("ok")})
 	cfg := testConfig(silent.Addr(), good.Addr())
 	cfg.Backend.Timeout = time.Hour
+	s, set := newTestSet(t, cfg, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if got, err := s.Fetch(ctx, "east", "f"); err != nil || string(got) != "ok" {
+		t.Fatalf("%q, %v", got, err)
+	}
+	if n := silent.TotalRequests(); n != 1 {
+		t.Errorf("silent backend asked %d times, want once", n)
+	}
+	if v := metricValue(t, set, `ctftp_backend_hedges_total{subcluster="east"}`); v != "1" {
+		t.Errorf("hedges = %s, want 1", v)
+	}
+	if st := backendStatus(t, s, silent.Addr()); !st.Up || st.Fails != 0 {
+		t.Errorf("the hedge's loser was blamed: %+v", st)
+	}
+}
+
+// Without hedging, the share of the deadline is what protects the
+// sibling: each backend left gets an equal part.
+func TestCallerDeadlineSharedWithoutHedging(t *testing.T) {
+	silent := tftptest.NewServer(t, nil, tftptest.Silent())
+	good := tftptest.NewServer(t, map[string][]byte{"f": []byte("ok")})
+	cfg := testConfig(silent.Addr(), good.Addr())
+	cfg.Backend.Timeout = time.Hour
+	cfg.Backend.HedgeMax = 0
 	s, _ := newTestSet(t, cfg, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -485,6 +543,7 @@ func TestHealthComesBack(t *testing.T) {
 		return []byte("ok"), nil
 	}}
 	cfg := testConfig(addrA.String())
+	cfg.Backend.AllDown = AllDownTry
 	s, _ := newTestSet(t, cfg, Options{})
 	s.fetcher = ff
 	for range cfg.Backend.MaxFails {
@@ -517,7 +576,7 @@ func TestProbeAll(t *testing.T) {
 	// packet must bring it back.
 	sc := s.byName["east"]
 	b := (*sc.backends.Load())[1]
-	s.failed(sc, b, ErrBackendUnavailable)
+	s.failed(sc, b, ErrBackendUnavailable, false)
 	if backendStatus(t, s, noFile.Addr()).Up {
 		t.Fatal("setup: not down")
 	}
@@ -647,7 +706,7 @@ func TestSubclusterOverrides(t *testing.T) {
 	cfg.Subclusters[0].MaxInFlight = 3
 	s, _ := newTestSet(t, cfg, Options{})
 	sc := s.byName["east"]
-	if sc.att.timeout != 7*time.Second || sc.att.retries != 4 || sc.maxInFlight != 3 || cap((*sc.backends.Load())[0].sem) != 3 {
+	if sc.att.timeout != 7*time.Second || sc.att.retries != 4 || sc.maxInFlight != 3 || (*sc.backends.Load())[0].slots.cap != 3 {
 		t.Errorf("overrides not applied: %+v, cap %d", sc.att, sc.maxInFlight)
 	}
 	cfg.Subclusters[0] = SubclusterConfig{Name: "east", Version: "auto", Backends: []string{addrA.String()}}
@@ -666,9 +725,15 @@ func TestOpenWithTFTPD(t *testing.T) {
 	if err := os.Chmod(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	sf := newSignedFiles(t)
+	sibConfig := slices.Clone(sf.cnf)
 	for name, mode := range map[string]os.FileMode{"ITLSEP001122334455.tlv": 0o644, "SEP001122334455.cnf.xml.sgn": 0o600} {
 		p := filepath.Join(root, name)
-		if err := os.WriteFile(p, []byte("tftpd "+name), mode); err != nil {
+		content := sf.itl
+		if strings.HasSuffix(name, ".sgn") {
+			content = sf.cnf
+		}
+		if err := os.WriteFile(p, content, mode); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Chmod(p, mode); err != nil {
@@ -676,7 +741,7 @@ func TestOpenWithTFTPD(t *testing.T) {
 		}
 	}
 	tftpd := tftptest.StartTFTPD(t, root)
-	sibling := tftptest.NewServer(t, map[string][]byte{"SEP001122334455.cnf.xml.sgn": []byte("sibling config")})
+	sibling := tftptest.NewServer(t, map[string][]byte{"SEP001122334455.cnf.xml.sgn": sibConfig})
 	cfg := testConfig(tftpd, sibling.Addr())
 	cfg.Backend.Timeout = time.Second
 	s, set := newTestSet(t, cfg, Options{})
@@ -685,8 +750,8 @@ func TestOpenWithTFTPD(t *testing.T) {
 		file, want, from string
 		notFound         bool
 	}{
-		{file: "ITLSEP001122334455.tlv", want: "tftpd ITLSEP001122334455.tlv", from: tftpd},
-		{file: "SEP001122334455.cnf.xml.sgn", want: "sibling config", from: sibling.Addr()},
+		{file: "ITLSEP001122334455.tlv", want: string(sf.itl), from: tftpd},
+		{file: "SEP001122334455.cnf.xml.sgn", want: string(sibConfig), from: sibling.Addr()},
 		{file: "CTLSEP001122334455.tlv", notFound: true},
 	}
 	for _, tc := range tests {
@@ -699,7 +764,7 @@ func TestOpenWithTFTPD(t *testing.T) {
 				return
 			}
 			if err != nil || string(got) != tc.want || f.Backend != tc.from {
-				t.Fatalf("got %q from %v, %v; want %q from %s", got, f, err, tc.want, tc.from)
+				t.Fatalf("got %d bytes from %v, %v; want %d bytes from %s", len(got), f, err, len(tc.want), tc.from)
 			}
 		})
 	}

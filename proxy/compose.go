@@ -187,6 +187,7 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	g.startedAt = time.Now()
 	g.started.Store(true)
 	g.log.Info("listening", "tftp", addrStrings(g.tftp.Addrs()), "http", lnStrings(g.httpLns), "admin", lnStrings(listOf(g.adminLn)),
+		"single_port", g.cfg.TFTP.SinglePort,
 		"root", g.cfg.Root, "subclusters", len(g.cfg.Cluster.Subclusters))
 	return nil
 }
@@ -410,19 +411,29 @@ func (g *Gateway) Status() GatewayStatus {
 }
 
 // provisioningHandler is the HTTP front end on port 6970 that phones (and
-// CUCM's HTTP provisioning) try before TFTP: the same chain, over HTTP.
+// CUCM's HTTP provisioning) try before TFTP: the same chain, over HTTP,
+// behind the same client ACL (tftp.allow, tftp.deny) as TFTP.
 func (g *Gateway) provisioningHandler() http.Handler {
 	transfers := func(source, result string) *metrics.Counter {
 		return g.metrics.GetOrCreateCounter(fmt.Sprintf(`ctftp_transfers_total{source=%q,result=%q}`, source, result))
 	}
+	acl, rejected := g.tftp.ACL(), g.tftp.ACLRejections()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		client, _ := netip.ParseAddrPort(r.RemoteAddr)
+		if !acl.Permits(client.Addr()) {
+			// TCP cannot be spoofed, so unlike TFTP the refusal is
+			// answered; it is logged at debug level only, like TFTP's.
+			rejected.Inc()
+			g.log.Debug("request refused by tftp.allow/tftp.deny", "proto", "http", "client", r.RemoteAddr)
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
 		start := time.Now()
-		client, _ := netip.ParseAddrPort(r.RemoteAddr)
 		name, err := CleanName(r.URL.Path)
 		var f *ctftp.File
 		if err == nil {

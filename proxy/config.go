@@ -3,10 +3,12 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"time"
 
 	"github.com/ctftp/ctftp/internal/tftpwire"
+	"github.com/ctftp/ctftp/routing"
 )
 
 // Config tunes the TFTP front end. The CLI decodes it from the `tftp`
@@ -40,6 +42,32 @@ type Config struct {
 	// ShutdownGrace is how long Shutdown (or cancelling Serve's context)
 	// lets transfers in flight finish before cancelling them.
 	ShutdownGrace time.Duration `mapstructure:"shutdown_grace"`
+
+	// Allow lists the client CIDRs (or bare addresses) that may ask at
+	// all; empty allows everyone. Deny lists those refused; it wins over
+	// Allow. A refused client's packets are dropped in silence (an answer
+	// would make the gateway a reflector for spoofed sources). Both lists
+	// also apply to the HTTP provisioning front end (403 there).
+	Allow []string `mapstructure:"allow"`
+	Deny  []string `mapstructure:"deny"`
+	// ClientRate is how many requests per second one client address may
+	// send to the listening port, with bursts of up to ClientBurst; over
+	// it, packets are dropped. 0 turns the limit off.
+	ClientRate  float64 `mapstructure:"client_rate"`
+	ClientBurst int     `mapstructure:"client_burst"`
+	// MaxTransfersPerClient is how many transfers one client address may
+	// run at once; requests over it are dropped. 0 = no limit.
+	MaxTransfersPerClient int `mapstructure:"max_transfers_per_client"`
+	// MaxClients bounds the per-client rate state: the least recently
+	// seen address is forgotten (its next request starts with a full
+	// burst) when more addresses than this are tracked, so a flood from
+	// varying source addresses cannot grow memory.
+	MaxClients int `mapstructure:"max_clients"`
+	// SinglePort serves every packet of every transfer from the listening
+	// port instead of a new port per transfer; transfers are told apart
+	// by the client's address and port. For NAT, firewalls that only open
+	// port 69, and containers.
+	SinglePort bool `mapstructure:"single_port"`
 }
 
 // DefaultConfig returns the defaults documented in config.yaml.
@@ -53,6 +81,13 @@ func DefaultConfig() Config {
 		TransferTimeout: 5 * time.Minute,
 		MaxTransfers:    10000,
 		ShutdownGrace:   10 * time.Second,
+
+		Allow:                 []string{},
+		Deny:                  []string{},
+		ClientRate:            50,
+		ClientBurst:           100,
+		MaxTransfersPerClient: 16,
+		MaxClients:            65536,
 	}
 }
 
@@ -63,6 +98,7 @@ const (
 	maxRetries      = 100
 	maxRetransmit   = tftpwire.MaxTimeout * time.Second
 	maxTransfersCap = 1 << 20
+	maxClientsCap   = 1 << 24
 )
 
 // Validate reports every problem in c at once, each prefixed with its key.
@@ -106,6 +142,28 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownGrace < 0 {
 		bad("shutdown_grace: must not be negative, got %v", c.ShutdownGrace)
+	}
+	for _, l := range []struct {
+		key  string
+		list []string
+	}{{"allow", c.Allow}, {"deny", c.Deny}} {
+		for i, a := range l.list {
+			if _, err := routing.ParseClient(a); err != nil {
+				bad("%s[%d]: %v", l.key, i, err)
+			}
+		}
+	}
+	if c.ClientRate < 0 || math.IsNaN(c.ClientRate) || math.IsInf(c.ClientRate, 0) {
+		bad("client_rate: must be 0 (no limit) or more, got %v", c.ClientRate)
+	}
+	if c.ClientRate > 0 && c.ClientBurst < 1 {
+		bad("client_burst: must be at least 1 when client_rate is set, got %d", c.ClientBurst)
+	}
+	if c.MaxTransfersPerClient < 0 {
+		bad("max_transfers_per_client: must be 0 (no limit) or more, got %d", c.MaxTransfersPerClient)
+	}
+	if c.MaxClients < 1 || c.MaxClients > maxClientsCap {
+		bad("max_clients: must be between 1 and %d, got %d", maxClientsCap, c.MaxClients)
 	}
 	return errors.Join(errs...)
 }

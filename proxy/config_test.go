@@ -37,10 +37,22 @@ func TestValidate(t *testing.T) {
 		{"max_transfers 0", func(c *Config) { c.MaxTransfers = 0 }, []string{"max_transfers:"}},
 		{"shutdown_grace negative", func(c *Config) { c.ShutdownGrace = -time.Second }, []string{"shutdown_grace:"}},
 		{"shutdown_grace 0", func(c *Config) { c.ShutdownGrace = 0 }, nil},
+		{"allow and deny, v4 and v6, bare addresses", func(c *Config) {
+			c.Allow = []string{"10.0.0.0/8", "2001:db8::/32", "192.0.2.7"}
+			c.Deny = []string{"10.9.0.0/16", "::ffff:10.8.0.0/112"}
+		}, nil},
+		{"allow not a CIDR", func(c *Config) { c.Allow = []string{"10.0.0.0/8", "10.0.0.0/33"} }, []string{"allow[1]:"}},
+		{"deny a host name", func(c *Config) { c.Deny = []string{"phones.example.com"} }, []string{"deny[0]:"}},
+		{"client_rate negative", func(c *Config) { c.ClientRate = -1 }, []string{"client_rate:"}},
+		{"client_rate 0 turns it off", func(c *Config) { c.ClientRate, c.ClientBurst = 0, 0 }, nil},
+		{"client_burst 0 with a rate", func(c *Config) { c.ClientBurst = 0 }, []string{"client_burst:"}},
+		{"max_transfers_per_client negative", func(c *Config) { c.MaxTransfersPerClient = -1 }, []string{"max_transfers_per_client:"}},
+		{"max_transfers_per_client 0 turns it off", func(c *Config) { c.MaxTransfersPerClient = 0 }, nil},
+		{"max_clients 0", func(c *Config) { c.MaxClients = 0 }, []string{"max_clients:"}},
 		{
 			"all at once",
 			func(c *Config) { *c = Config{} },
-			[]string{"listen:", "max_blksize:", "max_windowsize:", "timeout:", "transfer_timeout:", "max_transfers:"},
+			[]string{"listen:", "max_blksize:", "max_windowsize:", "timeout:", "transfer_timeout:", "max_transfers:", "max_clients:"},
 		},
 	}
 	for _, tt := range tests {

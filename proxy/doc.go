@@ -40,6 +40,28 @@
 // deadlines. The engine reaches its socket through the small transport
 // interface (transport.go), so other socket models share it.
 //
+// # Abuse resistance
+//
+// Before anything else, a packet at the listening port is checked against
+// the client ACL (Config.Allow, Config.Deny; acl.go) and the client's
+// token bucket (Config.ClientRate, ClientBurst; clients.go, a table
+// bounded by MaxClients); a request over MaxTransfersPerClient is dropped
+// too. All three drop in silence (an answer to a spoofed source is a
+// reflection) and count. A transfer whose client has acknowledged nothing
+// sends its first packet and one retransmission (preAckRetries), then ends
+// without an error packet: a spoofed RRQ draws at most two packets.
+//
+// # Single-port mode
+//
+// With Config.SinglePort the transfers use the listening socket instead
+// of sockets of their own (demux.go): its reader hands packets from a
+// client address:port with a transfer running to that transfer's inbox,
+// and the transfer sends through the listening socket (source address
+// pinned on wildcard sockets). The transfer engine is the same; only its
+// transport differs. A new request from the same address:port supersedes
+// the transfer there, which falls silent. A shutdown keeps the listening
+// sockets open until the transfers have ended.
+//
 // # Option choices
 //
 // Per RFC 2347 unknown options are ignored and only recognised ones are
@@ -67,8 +89,8 @@
 // ends them; Serve and Shutdown return only after all have ended. Server,
 // Local and the functions here are safe for concurrent use.
 //
-// Memory is bounded by MaxTransfers: each transfer holds one socket, a
-// goroutine, about 1 KiB of state and its packet buffers (pooled by size
+// Memory is bounded by MaxTransfers: each transfer holds one socket (in
+// single-port mode, an inbox of four small packets instead), a goroutine, about 1 KiB of state and its packet buffers (pooled by size
 // class): one block for a Body implementing io.ReaderAt, which must then
 // serve the same bytes as Read from offset 0 (an *os.File, a
 // bytes.Reader), and WindowSize blocks for other bodies. The data path
@@ -88,7 +110,13 @@
 // listening port are not timed), ctftp_transfer_retransmits_total (DATA
 // or OACK packets sent again after a timeout: loss or slow clients) and
 // ctftp_requests_rejected_total{reason} with reason one of malformed,
-// illegal_opcode, write, bad_name, bad_option, busy, duplicate.
+// illegal_opcode, write, bad_name, bad_option, busy, duplicate, acl,
+// rate_limited, client_busy; ctftp_transfer_unreachable_total and
+// ctftp_transfer_unacknowledged_total (transfers ended by an ICMP
+// unreachable, or because the client never acknowledged),
+// ctftp_client_rate_entries and ctftp_client_rate_evictions_total (the
+// bounded per-client table), ctftp_tftp_single_port. Dropped packets are
+// logged at Debug only, so a flood cannot flood the log.
 //
 // # The gateway: generations, trust guard, reload
 //

@@ -21,6 +21,10 @@ var (
 	// ErrClientGone: the client stopped acknowledging and every
 	// retransmission went unanswered.
 	ErrClientGone = errors.New("proxy: client stopped answering")
+	// ErrNoAcknowledgement: the client acknowledged nothing, not even
+	// after one retransmission; the transfer ended without an error
+	// packet (see preAckRetries).
+	ErrNoAcknowledgement = errors.New("proxy: client never acknowledged (spoofed request or vanished client)")
 	// ErrClientUnreachable: an ICMP unreachable (port, host or network)
 	// answered a packet to the client: it is gone (or was never there,
 	// the request being spoofed). Nothing more is sent to it.
@@ -73,7 +77,7 @@ func WireError(err error) (code uint16, msg string) {
 		return tftpwire.CodeNotDefined, "Server busy"
 	case errors.Is(err, ErrServerClosed):
 		return tftpwire.CodeNotDefined, "Server shutting down"
-	case errors.Is(err, ErrTransferTimeout), errors.Is(err, ErrClientGone):
+	case errors.Is(err, ErrTransferTimeout), errors.Is(err, ErrClientGone), errors.Is(err, ErrNoAcknowledgement):
 		return tftpwire.CodeNotDefined, "Transfer timed out"
 	case errors.Is(err, ctftp.ErrUnavailable):
 		return tftpwire.CodeNotDefined, "Temporarily unavailable"

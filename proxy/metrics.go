@@ -22,8 +22,17 @@ import (
 //	                                       (a loss or a slow client)
 //	ctftp_transfer_unreachable_total       transfers ended by an ICMP unreachable
 //	                                       from the client (vanished or spoofed)
+//	ctftp_transfer_unacknowledged_total    transfers whose client acknowledged
+//	                                       nothing (spoofed requests; ended after
+//	                                       at most two packets, in silence)
 //	ctftp_requests_rejected_total{reason}  packets refused before a transfer
 //	                                       started, by reason (see reason*)
+//	ctftp_tftp_single_port                 1 in single-port mode (tftp.single_port),
+//	                                       else 0
+//	ctftp_client_rate_entries              client addresses with a token bucket
+//	                                       (at most tftp.max_clients)
+//	ctftp_client_rate_evictions_total      buckets forgotten to stay within
+//	                                       tftp.max_clients
 //
 // Counters are created once, here, so the packet path never formats a
 // metric name. GetOrCreate lets the HTTP front end share the same series.
@@ -73,11 +82,15 @@ const (
 	reasonBadOption                   // option value outside its RFC range
 	reasonBusy                        // MaxTransfers reached
 	reasonDuplicate                   // retransmitted RRQ of a running transfer (ignored)
+	reasonACL                         // client refused by tftp.allow / tftp.deny (dropped)
+	reasonRateLimited                 // client over tftp.client_rate (dropped)
+	reasonClientBusy                  // client at tftp.max_transfers_per_client (dropped)
 	numReasons
 )
 
 func (r reason) String() string {
-	return [numReasons]string{"malformed", "illegal_opcode", "write", "bad_name", "bad_option", "busy", "duplicate"}[r]
+	return [numReasons]string{"malformed", "illegal_opcode", "write", "bad_name", "bad_option", "busy", "duplicate",
+		"acl", "rate_limited", "client_busy"}[r]
 }
 
 type serverMetrics struct {
@@ -88,7 +101,9 @@ type serverMetrics struct {
 	resends   *metrics.Counter
 	// unreachable counts transfers an ICMP unreachable ended.
 	unreachable *metrics.Counter
-	rejected    [numReasons]*metrics.Counter
+	// unacknowledged counts transfers whose client never acknowledged.
+	unacknowledged *metrics.Counter
+	rejected       [numReasons]*metrics.Counter
 }
 
 func newServerMetrics(set *metrics.Set) *serverMetrics {
@@ -98,7 +113,8 @@ func newServerMetrics(set *metrics.Set) *serverMetrics {
 		duration: set.GetOrCreateHistogram("ctftp_transfer_duration_seconds"),
 		resends:  set.GetOrCreateCounter("ctftp_transfer_retransmits_total"),
 
-		unreachable: set.GetOrCreateCounter("ctftp_transfer_unreachable_total"),
+		unreachable:    set.GetOrCreateCounter("ctftp_transfer_unreachable_total"),
+		unacknowledged: set.GetOrCreateCounter("ctftp_transfer_unacknowledged_total"),
 	}
 	for i, s := range [numSources]string{"local", "cache", "backend", "none"} {
 		for j, r := range [numResults]string{resultOK, resultNotFound, resultDenied, resultError} {

@@ -33,6 +33,8 @@ type Server struct {
 	met    *serverMetrics
 	limits tftpwire.Limits
 	bufs   bufferPool
+	acl    *ACL
+	rates  *clientRates
 	// bind opens one listening socket; tests replace it to play a host
 	// without IPv6.
 	bind func(netip.AddrPort) (*listener, error)
@@ -47,6 +49,10 @@ type Server struct {
 	// inflight maps (client, requested name) to the running transfer, so
 	// a retransmitted RRQ does not start a second one.
 	inflight map[transferKey]*transfer
+	// perClient counts running transfers per client address, for
+	// MaxTransfersPerClient; an address leaves it with its last transfer,
+	// so it never holds more than MaxTransfers entries.
+	perClient map[netip.Addr]int
 
 	active  atomic.Int64   // running transfers, for MaxTransfers
 	readers sync.WaitGroup // one per listener, started by Serve
@@ -68,6 +74,9 @@ type listener struct {
 	// transfers leave from the address the client talked to (a client
 	// rejects packets from any other).
 	wildcard bool
+	// demux routes packets to the transfers this socket carries in
+	// single-port mode; unused otherwise.
+	demux demux
 }
 
 // dest is the local address a request arrived on.
@@ -91,16 +100,28 @@ func NewServer(cfg Config, src ctftp.Source, logger *slog.Logger, m *metrics.Set
 	if m == nil {
 		m = metrics.NewSet()
 	}
+	acl, err := NewACL(cfg.Allow, cfg.Deny)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: invalid config: %w", err)
+	}
+	single := 0.0
+	if cfg.SinglePort {
+		single = 1
+	}
+	m.GetOrCreateGauge("ctftp_tftp_single_port", nil).Set(single)
 	cfg.Listen = append([]string(nil), cfg.Listen...)
 	return &Server{
-		cfg:      cfg,
-		src:      src,
-		log:      logger,
-		met:      newServerMetrics(m),
-		limits:   tftpwire.Limits{MaxBlockSize: cfg.MaxBlockSize, MaxWindowSize: cfg.MaxWindowSize},
-		bind:     listenUDP,
-		closing:  make(chan struct{}),
-		inflight: make(map[transferKey]*transfer),
+		cfg:       cfg,
+		src:       src,
+		log:       logger,
+		met:       newServerMetrics(m),
+		limits:    tftpwire.Limits{MaxBlockSize: cfg.MaxBlockSize, MaxWindowSize: cfg.MaxWindowSize},
+		acl:       acl,
+		rates:     newClientRates(cfg, m),
+		bind:      listenUDP,
+		closing:   make(chan struct{}),
+		inflight:  make(map[transferKey]*transfer),
+		perClient: make(map[netip.Addr]int),
 	}, nil
 }
 
@@ -278,15 +299,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.closed {
 		s.closed = true
 		close(s.closing)
-		for _, l := range s.listeners {
-			l.conn.Close()
+		if !s.cfg.SinglePort {
+			s.closeListenersLocked()
 		}
 	}
 	cancel := s.cancel
 	s.mu.Unlock()
-	// Readers are the only callers of xfers.Add; once they are gone,
-	// waiting on xfers is race-free.
-	s.readers.Wait()
+	// Readers are the only callers of xfers.Add, under mu and only while
+	// the server is not closed: from here on waiting on xfers is
+	// race-free. In single-port mode the transfers' packets go through
+	// the listening sockets and their readers, so those are closed only
+	// once the transfers have ended.
+	defer func() {
+		s.mu.Lock()
+		s.closeListenersLocked()
+		s.mu.Unlock()
+		s.readers.Wait()
+	}()
 	drained := make(chan struct{})
 	go func() { // ends when the last transfer does, which the cancel below guarantees
 		s.xfers.Wait()
@@ -309,6 +338,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	<-drained
 	return fmt.Errorf("proxy: shutdown: cancelled %d transfers still running: %w", n, why)
+}
+
+func (s *Server) closeListenersLocked() {
+	for _, l := range s.listeners {
+		l.conn.Close()
+	}
 }
 
 // readLoop reads requests from one listening socket until it is closed.
@@ -370,9 +405,31 @@ func (l *listener) destination(oob []byte, cm4 *ipv4.ControlMessage, cm6 *ipv6.C
 	return d
 }
 
+// ACL returns the client access list of Config.Allow and Config.Deny,
+// for other front ends to apply the same lists.
+func (s *Server) ACL() *ACL { return s.acl }
+
+// ACLRejections returns the ctftp_requests_rejected_total series of
+// clients the ACL refused, for other front ends to count theirs in.
+func (s *Server) ACLRejections() *metrics.Counter { return s.met.rejected[reasonACL] }
+
 // handlePacket decides what a packet at the listening port gets: a
-// transfer (RRQ), an error, or silence (ERROR packets, retransmitted RRQs).
+// transfer (RRQ), an error, or silence (ERROR packets, retransmitted RRQs,
+// clients refused by the ACL or over their rate).
 func (s *Server) handlePacket(l *listener, pkt []byte, from netip.AddrPort, d dest) {
+	if s.cfg.SinglePort && s.deliver(l, pkt, from) {
+		return
+	}
+	// Refusals that cost nothing come first and answer nothing: an
+	// answer to a spoofed source is a reflection.
+	if !s.acl.Permits(from.Addr()) {
+		s.drop(from, reasonACL)
+		return
+	}
+	if !s.rates.allow(from.Addr(), time.Now()) {
+		s.drop(from, reasonRateLimited)
+		return
+	}
 	op, err := tftpwire.PacketOpcode(pkt)
 	if err != nil {
 		s.refusePacket(l, from, d, reasonMalformed, err)
@@ -388,9 +445,34 @@ func (s *Server) handlePacket(l *listener, pkt []byte, from netip.AddrPort, d de
 		// Never answer an ERROR: two servers would bounce errors forever.
 		s.met.rejected[reasonIllegalOpcode].Inc()
 		s.log.Debug("packet ignored", "client", from, "opcode", op)
+	case tftpwire.OpDATA, tftpwire.OpACK, tftpwire.OpOACK:
+		if s.cfg.SinglePort {
+			// Here the listening port is every transfer's TID: a
+			// transfer packet from a peer without one is RFC 1350's
+			// "unknown transfer ID" (a late ACK of a finished transfer,
+			// say).
+			s.refusePacket(l, from, d, reasonIllegalOpcode, fmt.Errorf("%w: %v from a client without a transfer", errUnknownTID, op))
+			return
+		}
+		s.refusePacket(l, from, d, reasonIllegalOpcode, fmt.Errorf("%w: %v at the listening port", errIllegalOperation, op))
 	default:
 		s.refusePacket(l, from, d, reasonIllegalOpcode, fmt.Errorf("%w: %v at the listening port", errIllegalOperation, op))
 	}
+}
+
+// deliver hands a single-port packet to the transfer of its client's
+// address and port, if one runs; requests are left to handlePacket (a
+// new request from the same port supersedes the transfer there).
+func (s *Server) deliver(l *listener, pkt []byte, from netip.AddrPort) bool {
+	if op, err := tftpwire.PacketOpcode(pkt); err == nil && (op == tftpwire.OpRRQ || op == tftpwire.OpWRQ) {
+		return false
+	}
+	st := l.demux.lookup(from)
+	if st == nil {
+		return false
+	}
+	st.deliver(pkt)
+	return true
 }
 
 func (s *Server) handleRRQ(l *listener, pkt []byte, from netip.AddrPort, d dest) {
@@ -420,15 +502,31 @@ func (s *Server) handleRRQ(l *listener, pkt []byte, from netip.AddrPort, d dest)
 		start:  time.Now(),
 	}
 	s.mu.Lock()
-	if old, dup := s.inflight[t.key]; dup && !old.established.Load() {
+	if s.closed {
+		// Shutting down (in single-port mode the reader runs until the
+		// last transfer is done): new requests go unanswered.
+		s.mu.Unlock()
+		return
+	}
+	if old, dup := s.inflight[t.key]; dup && (!old.established.Load() || s.cfg.SinglePort) {
 		s.mu.Unlock()
 		// The client retransmitted before our first packet reached it;
 		// the running transfer answers it. (Once the client has
 		// acknowledged anything it knows that transfer's TID, so the same
 		// request again is a new one, e.g. a second "get" from a client
-		// that keeps its socket.)
+		// that keeps its socket. Not in single-port mode, where the
+		// new one would take the running one's address and port: a
+		// retransmitted request that arrives late must not kill the
+		// transfer it asked for.)
 		s.met.rejected[reasonDuplicate].Inc()
 		s.log.Debug("retransmitted request ignored", "client", from, "file", logName(req.Filename))
+		return
+	}
+	if n := s.cfg.MaxTransfersPerClient; n > 0 && s.perClient[from.Addr()] >= n {
+		s.mu.Unlock()
+		// Dropped, not answered: the client retransmits once one of its
+		// transfers has ended.
+		s.drop(from, reasonClientBusy)
 		return
 	}
 	if s.active.Add(1) > int64(s.cfg.MaxTransfers) {
@@ -437,11 +535,35 @@ func (s *Server) handleRRQ(l *listener, pkt []byte, from netip.AddrPort, d dest)
 		s.refuseRequest(l, from, d, req.Filename, reasonBusy, ErrBusy)
 		return
 	}
+	s.perClient[from.Addr()]++
 	s.inflight[t.key] = t
 	s.xfers.Add(1)
 	s.mu.Unlock()
 	s.met.active.Inc()
+	t.ctx, t.stop = context.WithTimeoutCause(s.base, s.cfg.TransferTimeout, ErrTransferTimeout)
+	if s.cfg.SinglePort {
+		ctx, cancel := context.WithCancelCause(t.ctx)
+		t.ctx = ctx
+		st := newSharedTransport(ctx, cancel, l, from, d)
+		t.tr = st
+		if old := l.demux.register(st); old != nil {
+			// The client asked anew from the same port: it has given up
+			// on the transfer there, whose packets would now reach the
+			// new one's client.
+			old.supersede()
+		}
+	}
 	go s.runTransfer(t)
+}
+
+// drop counts a packet refused without an answer. It logs at debug level
+// only: a flood must not become a flood of log lines.
+func (s *Server) drop(from netip.AddrPort, r reason) {
+	s.met.rejected[r].Inc()
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.LogAttrs(context.Background(), slog.LevelDebug, "packet dropped",
+			slog.String("client", from.String()), slog.String("reason", r.String()))
+	}
 }
 
 // refusePacket answers a packet that is not a request with an error (and
@@ -466,29 +588,25 @@ func (l *listener) sendError(err error, to netip.AddrPort, d dest) {
 	code, msg := WireError(err)
 	var b [128]byte
 	pkt := tftpwire.AppendError(b[:0], code, msg)
-	var oob []byte
-	if l.wildcard && d.addr.IsValid() {
-		if l.v4 {
-			oob = (&ipv4.ControlMessage{Src: d.addr.AsSlice()}).Marshal()
-		} else {
-			oob = (&ipv6.ControlMessage{Src: d.addr.AsSlice(), IfIndex: d.ifIndex}).Marshal()
-		}
-	}
 	// A lost error is recovered by the client's retransmission.
-	_, _, _ = l.conn.WriteMsgUDPAddrPort(pkt, oob, to)
+	_, _, _ = l.conn.WriteMsgUDPAddrPort(pkt, l.sourceOOB(d), to)
 }
 
 // runTransfer runs one transfer and records it. It is the goroutine
 // handleRRQ starts; the server's xfers group tracks it.
 func (s *Server) runTransfer(t *transfer) {
 	defer s.xfers.Done()
-	ctx, cancel := context.WithTimeoutCause(s.base, s.cfg.TransferTimeout, ErrTransferTimeout)
-	res := t.run(ctx)
-	cancel()
+	res := t.run()
+	t.stop()
 
 	s.mu.Lock()
 	if s.inflight[t.key] == t {
 		delete(s.inflight, t.key)
+	}
+	if n := s.perClient[t.client.Addr()] - 1; n > 0 {
+		s.perClient[t.client.Addr()] = n
+	} else {
+		delete(s.perClient, t.client.Addr())
 	}
 	s.mu.Unlock()
 	s.active.Add(-1)

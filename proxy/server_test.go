@@ -311,9 +311,25 @@ func TestWildcardPath(t *testing.T) {
 // TestBadInput sends each bad packet from a fresh client and checks the
 // answer on the wire (or its absence), while a good transfer from another
 // client keeps running throughout: no bad packet may disturb the server.
+//
+// In single-port mode (the same suite) a transfer's packets come from the
+// listening port too, and a DATA, ACK or OACK from a client without a
+// transfer gets error 5 (unknown transfer ID) rather than 4.
 func TestBadInput(t *testing.T) {
+	for _, single := range []bool{false, true} {
+		t.Run(fmt.Sprintf("single_port=%v", single), func(t *testing.T) { badInputSuite(t, single) })
+	}
+}
+
+func badInputSuite(t *testing.T, singlePort bool) {
 	data := pattern(40_000)
-	ts := startServer(t, memSource(map[string][]byte{"good": data, "etc/passwd": []byte("root:x:0:0")}, bodyReaderAt), testConfig())
+	cfg := testConfig()
+	cfg.SinglePort = singlePort
+	ts := startServer(t, memSource(map[string][]byte{"good": data, "etc/passwd": []byte("root:x:0:0")}, bodyReaderAt), cfg)
+	strayCode := uint16(tftpwire.CodeIllegalOperation)
+	if singlePort {
+		strayCode = tftpwire.CodeUnknownTID
+	}
 
 	// A slow, lock-step transfer in the background, ACKed one block per
 	// bad packet, so it is in flight for the whole test.
@@ -365,9 +381,9 @@ func TestBadInput(t *testing.T) {
 		{"NUL inside the name splits it", []byte("\x00\x01go\x00od\x00octet\x00"), tftpwire.CodeIllegalOperation},
 		{"unknown opcode", []byte("\x00\x09good\x00octet\x00"), tftpwire.CodeIllegalOperation},
 		{"opcode zero", []byte{0, 0, 1, 2}, tftpwire.CodeIllegalOperation},
-		{"DATA to listen port", tftpwire.AppendData(nil, 1, []byte("x")), tftpwire.CodeIllegalOperation},
-		{"ACK to listen port", tftpwire.AppendACK(nil, 1), tftpwire.CodeIllegalOperation},
-		{"OACK to listen port", tftpwire.AppendOACK(nil, []tftpwire.Option{opt("blksize", "512")}), tftpwire.CodeIllegalOperation},
+		{"DATA to listen port", tftpwire.AppendData(nil, 1, []byte("x")), strayCode},
+		{"ACK to listen port", tftpwire.AppendACK(nil, 1), strayCode},
+		{"OACK to listen port", tftpwire.AppendOACK(nil, []tftpwire.Option{opt("blksize", "512")}), strayCode},
 		{"ERROR to listen port is never answered", tftpwire.AppendError(nil, 0, "x"), noAnswer},
 		{"WRQ", tftpwire.AppendRequest(nil, tftpwire.OpWRQ, "good", "octet", nil), tftpwire.CodeAccessViolation},
 		{"WRQ malformed", []byte("\x00\x02x"), tftpwire.CodeAccessViolation},
@@ -407,7 +423,7 @@ func TestBadInput(t *testing.T) {
 				// Refusals before a transfer come from the listening
 				// port; "not found" comes from the transfer's own TID,
 				// after the Source was asked.
-				if from := c.expectError(tt.want); from != ts.addr && tt.want != tftpwire.CodeFileNotFound {
+				if from := c.expectError(tt.want); from != ts.addr && (tt.want != tftpwire.CodeFileNotFound || singlePort) {
 					t.Errorf("refusal from %v, want the listening port %v", from, ts.addr)
 				}
 			}
@@ -686,19 +702,27 @@ func TestRetransmitThenGiveUp(t *testing.T) {
 	cfg := testConfig()
 	cfg.Timeout = 20 * time.Millisecond
 	cfg.Retries = 2
-	ts := startServer(t, memSource(map[string][]byte{"f": pattern(100)}, bodyReaderAt), cfg)
+	ts := startServer(t, memSource(map[string][]byte{"f": pattern(600)}, bodyReaderAt), cfg)
 	c := newRawClient(t, ts.addr)
 	c.sendTo(ts.addr, tftpwire.AppendRequest(nil, tftpwire.OpRRQ, "f", "octet", nil))
+	pkt, tid := c.recv()
+	if b, _, err := tftpwire.ParseData(pkt); err != nil || b != 1 {
+		t.Fatalf("got %q, want DATA 1", clipBytes(pkt))
+	}
+	c.sendTo(tid, tftpwire.AppendACK(nil, 1))
 	for i := range 3 { // the first send and two retransmissions
 		pkt, _ := c.recv()
-		if b, p, err := tftpwire.ParseData(pkt); err != nil || b != 1 || len(p) != 100 {
-			t.Fatalf("send %d: got %q, want DATA 1", i, clipBytes(pkt))
+		for b, _, _ := tftpwire.ParseData(pkt); b == 1; b, _, _ = tftpwire.ParseData(pkt) {
+			pkt, _ = c.recv() // DATA 1 again, sent before our ACK arrived
+		}
+		if b, p, err := tftpwire.ParseData(pkt); err != nil || b != 2 || len(p) != 88 {
+			t.Fatalf("send %d: got %q, want DATA 2", i, clipBytes(pkt))
 		}
 	}
-	pkt, _ := c.recv()
+	pkt, _ = c.recv()
 	checkError(t, pkt, tftpwire.CodeNotDefined)
-	waitFor(t, "transfer recorded", func() bool { return ts.counter(`ctftp_transfers_total{source="cache",result="error"}`) == 1 })
-	if recs := ts.logs.records(t, "transfer"); len(recs) != 1 || !strings.Contains(recs[0]["err"].(string), ErrClientGone.Error()) {
+	waitFor(t, "transfer logged", func() bool { return len(ts.logs.records(t, "transfer")) == 1 })
+	if recs := ts.logs.records(t, "transfer"); !strings.Contains(recs[0]["err"].(string), ErrClientGone.Error()) {
 		t.Errorf("log: %v", recs)
 	}
 }

@@ -33,8 +33,12 @@ type transfer struct {
 	// tr carries the packets: a connected socket of the transfer's own
 	// (connTransport) or the listening socket shared through the
 	// single-port demultiplexer.
-	tr  transport
-	ctx context.Context
+	tr transport
+	// ctx is the transfer's context (TransferTimeout, the server's
+	// shutdown; in single-port mode also a newer request superseding
+	// it); stop releases it.
+	ctx  context.Context
+	stop context.CancelFunc
 	// obuf holds the OACK (kept for retransmission), ebuf builds ERROR
 	// packets.
 	obuf [128]byte
@@ -57,8 +61,8 @@ var errAckTimeout = errors.New("proxy: no acknowledgement before the retransmiss
 // client sees comes from the address it asked, and connected to the
 // client, so that the kernel keeps strangers' packets away and reports an
 // ICMP port unreachable from a vanished client on the next read.
-func (t *transfer) run(ctx context.Context) (res transferResult) {
-	t.ctx = ctx
+func (t *transfer) run() (res transferResult) {
+	ctx := t.ctx
 	if t.tr == nil {
 		tr, err := dialTransport(ctx, t.l.v4, t.local.addr, t.client)
 		if err != nil {
@@ -95,10 +99,13 @@ func (t *transfer) fail(err error) error {
 	return err
 }
 
-// sendError tells the client why the transfer ends, unless the client is
-// unreachable.
+// sendError tells the client why the transfer ends, unless there is no
+// one to tell: a client that is unreachable, or one that never
+// acknowledged anything (it may not exist: a spoofed request must draw
+// as few bytes as possible, and a real client that lost everything
+// retransmits its request rather than give up on an error).
 func (t *transfer) sendError(err error) {
-	if errors.Is(err, ErrClientUnreachable) {
+	if errors.Is(err, ErrClientUnreachable) || errors.Is(err, ErrNoAcknowledgement) || errors.Is(err, errSuperseded) {
 		return
 	}
 	code, msg := WireError(err)
@@ -164,8 +171,8 @@ func (t *transfer) exchange(pkt []byte, block uint16) error {
 		if !errors.Is(err, errAckTimeout) {
 			return err
 		}
-		if attempt >= t.s.cfg.Retries {
-			return t.fail(ErrClientGone)
+		if attempt >= t.retries() {
+			return t.fail(t.silence())
 		}
 		t.s.met.resends.Inc()
 	}
@@ -214,8 +221,8 @@ func (t *transfer) sendBlocks(blocks blockSource) (int64, error) {
 		switch {
 		case errors.Is(err, errAckTimeout):
 			attempt++
-			if attempt > t.s.cfg.Retries {
-				return acknowledged(), t.fail(ErrClientGone)
+			if attempt > t.retries() {
+				return acknowledged(), t.fail(t.silence())
 			}
 			t.s.met.resends.Add(int(next - 1 - acked))
 			next = acked + 1
@@ -230,6 +237,34 @@ func (t *transfer) sendBlocks(blocks blockSource) (int64, error) {
 			next = acked + 1
 		}
 	}
+}
+
+// preAckRetries bounds what a request nobody acknowledges can draw: the
+// first packet and one retransmission, then the transfer ends in silence.
+// A spoofed RRQ thus reflects at most two DATA packets (2 x 516 bytes
+// against a 20-byte "ITLFile.tlv" request: a factor of 51.6) or two OACKs.
+// A real client that lost both retransmits its RRQ, which starts afresh.
+const preAckRetries = 1
+
+// retries is how many times the packet in flight may be sent again:
+// Config.Retries once the client has acknowledged something, and at most
+// preAckRetries before (it may not exist: the request may be spoofed).
+func (t *transfer) retries() int {
+	if t.established.Load() {
+		return t.s.cfg.Retries
+	}
+	return min(t.s.cfg.Retries, preAckRetries)
+}
+
+// silence is the error of a client that stopped answering: ErrClientGone,
+// or ErrNoAcknowledgement if it never answered at all (counted: spoofed
+// requests and vanished clients whose ICMP went missing end this way).
+func (t *transfer) silence() error {
+	if t.established.Load() {
+		return ErrClientGone
+	}
+	t.s.met.unacknowledged.Inc()
+	return ErrNoAcknowledgement
 }
 
 // interval is the retransmission timeout for the given retry: the

@@ -148,7 +148,7 @@ func (r Rule) compile(key string) (compiled, error) {
 	if r.Client != "" {
 		set = append(set, matchClient)
 		c.kind = matchClient
-		p, err := parseClient(r.Client)
+		p, err := ParseClient(r.Client)
 		if err != nil {
 			bad(matchClient, "%v", err)
 		}
@@ -196,9 +196,11 @@ func (r Rule) compile(key string) (compiled, error) {
 	return c, errors.Join(errs...)
 }
 
-// parseClient reads a CIDR or a bare address. The prefix is masked so
-// that "10.1.2.3/16" means 10.1.0.0/16, as an admin writing it means.
-func parseClient(s string) (netip.Prefix, error) {
+// ParseClient reads a client CIDR or a bare address, as routing rules
+// and the front ends' allow and deny lists write them. The prefix is
+// masked so that "10.1.2.3/16" means 10.1.0.0/16, as an admin writing it
+// means; an IPv4-mapped prefix becomes the IPv4 prefix it stands for.
+func ParseClient(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {

@@ -120,12 +120,12 @@ func TestParseClient(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := parseClient(tt.in)
+			p, err := ParseClient(tt.in)
 			if (err != nil) != tt.wantErr {
-				t.Fatalf("parseClient(%q) error = %v, wantErr %v", tt.in, err, tt.wantErr)
+				t.Fatalf("ParseClient(%q) error = %v, wantErr %v", tt.in, err, tt.wantErr)
 			}
 			if err == nil && p.String() != tt.want {
-				t.Errorf("parseClient(%q) = %s, want %s", tt.in, p, tt.want)
+				t.Errorf("ParseClient(%q) = %s, want %s", tt.in, p, tt.want)
 			}
 		})
 	}
@@ -153,16 +153,16 @@ func FuzzRule(f *testing.F) {
 				t.Fatalf("compile(%+v) = %v: does not name the rule", r, err)
 			}
 		}
-		if p, err := parseClient(client); err == nil {
+		if p, err := ParseClient(client); err == nil {
 			if !p.IsValid() || p != p.Masked() || p.Addr().Is4In6() && p.Bits() >= 96 {
-				t.Fatalf("parseClient(%q) = %v: not a masked, unmapped prefix", client, p)
+				t.Fatalf("ParseClient(%q) = %v: not a masked, unmapped prefix", client, p)
 			}
-			if again, err := parseClient(p.String()); err != nil || again != p {
-				t.Fatalf("parseClient(%q) = %v, but parseClient(%q) = %v, %v", client, p, p.String(), again, err)
+			if again, err := ParseClient(p.String()); err != nil || again != p {
+				t.Fatalf("ParseClient(%q) = %v, but ParseClient(%q) = %v, %v", client, p, p.String(), again, err)
 			}
 			// Route unmaps clients: an unmapped address inside p matches.
 			if !p.Contains(p.Addr()) {
-				t.Fatalf("parseClient(%q) = %v does not contain its own address", client, p)
+				t.Fatalf("ParseClient(%q) = %v does not contain its own address", client, p)
 			}
 		}
 		if m, err := parseMAC(mac); err == nil {

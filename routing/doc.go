@@ -30,7 +30,13 @@
 // the route changes only if another sub-cluster has it. "Not found"
 // comes back as soon as every sub-cluster has said so; a sub-cluster
 // that fails makes the answer ctftp.ErrUnavailable instead, never "not
-// found".
+// found". One exception: a sub-cluster known down answers at once with
+// ctftp.ErrNotAsked (cluster skips it without waiting), and when every
+// other sub-cluster says "not found" for a phone's own trust list
+// (CTLSEP/ITLSEP<MAC>.tlv, IsDeviceTrustList), that is the answer, so
+// the phone moves on to CTLFile.tlv instead of failing its boot on
+// another cluster's outage. Any other file stays an outage (error 0: the
+// phone retries rather than fall back to a default config).
 //
 // Goroutines: a parallel fan-out starts one goroutine per sub-cluster
 // for the duration of one Open; Open cancels the losers once the winner
@@ -47,6 +53,11 @@
 //	ctftp_routing_duplicate_devices_total      fan-outs where a device file was
 //	                                           found in more than one sub-cluster
 //	ctftp_routing_fanout_duration_seconds      histogram, start of a fan-out to its answer
+//	ctftp_routing_fanout_not_asked_total{answer}
+//	                                           fan-outs that skipped a sub-cluster known
+//	                                           down and found the file nowhere else;
+//	                                           answer: not_found (per-device trust
+//	                                           list) or error
 //
 // Usage:
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,7 +44,8 @@ var _ ctftp.Source = (*forwarder)(nil)
 // The result wraps ctftp.ErrNotFound only when every sub-cluster asked
 // said not found; when none had the file and any failed otherwise it
 // wraps ctftp.ErrUnavailable, so that an outage never sends a phone to
-// its fallback file.
+// its fallback file. The one exception, a per-device trust list that no
+// live sub-cluster has while another is known down, is noWinner's.
 //
 // Open returns only after every call it made to next has returned, and
 // closes every Body it does not return: no goroutine or open file
@@ -163,12 +165,7 @@ func (f *forwarder) fanOut(ctx context.Context, req ctftp.Request, mac, strategy
 		}
 	}
 	if winner < 0 {
-		for _, o := range outs {
-			if !o.notFound() {
-				return nil, &outageError{name: req.Name, outcomes: outs}
-			}
-		}
-		return nil, fmt.Errorf("routing: %q: not in %s: %w", req.Name, strings.Join(scs, ", "), ctftp.ErrNotFound)
+		return nil, f.noWinner(req, scs, outs)
 	}
 	w := outs[winner]
 	if mac != "" {
@@ -182,6 +179,68 @@ func (f *forwarder) fanOut(ctx context.Context, req ctftp.Request, mac, strategy
 		f.r.Learn(mac, w.subcluster)
 	}
 	return w.file, nil
+}
+
+// noWinner is the answer of a fan-out in which no sub-cluster had the
+// file: "not found" when every one said so; an outage when any failed.
+// A sub-cluster known down (ctftp.ErrNotAsked: it was skipped at once,
+// without waiting) is the one exception: for a phone's own trust list
+// (CTLSEP/ITLSEP<MAC>.tlv), which most clusters lack and which the phone
+// asks for first at every boot, the live sub-clusters' "not found" is
+// the answer, so the phone moves on to CTLFile.tlv instead of failing
+// its boot on another cluster's outage. For every other file it stays an
+// outage (error 0: the phone retries), so a phone never falls back to a
+// default config and registers in the wrong place.
+func (f *forwarder) noWinner(req ctftp.Request, scs []string, outs []outcome) error {
+	var notFound, notAsked int
+	var down []string
+	for _, o := range outs {
+		switch {
+		case o.notFound():
+			notFound++
+		case errors.Is(o.err, ctftp.ErrNotAsked):
+			notAsked++
+			down = append(down, o.subcluster)
+		default:
+			return f.outage(req, outs, notAsked > 0)
+		}
+	}
+	if notAsked == 0 {
+		return fmt.Errorf("routing: %q: not in %s: %w", req.Name, strings.Join(scs, ", "), ctftp.ErrNotFound)
+	}
+	if notFound > 0 && IsDeviceTrustList(req.Name) {
+		f.m.notAsked[true].Inc()
+		f.log.Info("routing: per-device trust list not in any live sub-cluster; not found, with sub-clusters down",
+			"file", req.Name, "down", down)
+		return fmt.Errorf("routing: %q: not in %s (%s down, not asked): %w", req.Name,
+			strings.Join(live(scs, down), ", "), strings.Join(down, ", "), ctftp.ErrNotFound)
+	}
+	return f.outage(req, outs, true)
+}
+
+// outage returns the outage error, counting it when a sub-cluster known
+// down was among those that could not answer.
+func (f *forwarder) outage(req ctftp.Request, outs []outcome, notAsked bool) error {
+	if !notAsked {
+		for _, o := range outs {
+			notAsked = notAsked || errors.Is(o.err, ctftp.ErrNotAsked)
+		}
+	}
+	if notAsked {
+		f.m.notAsked[false].Inc()
+	}
+	return &outageError{name: req.Name, outcomes: outs}
+}
+
+// live is scs without down.
+func live(scs, down []string) []string {
+	var out []string
+	for _, sc := range scs {
+		if !slices.Contains(down, sc) {
+			out = append(out, sc)
+		}
+	}
+	return out
 }
 
 // sequential asks scs one after another in priority order and stops at

@@ -643,3 +643,65 @@ func TestConcurrentOpens(t *testing.T) {
 		h.next.checkBodies(t, nil)
 	})
 }
+
+// A sub-cluster known down (ctftp.ErrNotAsked) and live ones that all say
+// "not found": a phone's own trust list is "not found" (the phone moves
+// on to CTLFile.tlv), anything else an outage (error 0, the phone
+// retries); both are counted.
+func TestFanOutWithSubclusterDown(t *testing.T) {
+	ms := time.Millisecond
+	down := answerSpec{err: fmt.Errorf("every backend is known down: %w", ctftp.ErrNotAsked)}
+	tests := []struct {
+		name     string
+		file     string
+		specs    map[string]answerSpec
+		notFound bool
+		counter  string
+	}{
+		{"CTLSEP, one down", "CTLSEP0011215A1AE3.tlv", map[string]answerSpec{"east": notFound(ms), "west": down, "south": notFound(ms)},
+			true, `ctftp_routing_fanout_not_asked_total{answer="not_found"}`},
+		{"ITLSEP, lower case, one down", "itlsep0011215a1ae3.tlv", map[string]answerSpec{"east": down, "west": notFound(ms), "south": notFound(ms)},
+			true, `ctftp_routing_fanout_not_asked_total{answer="not_found"}`},
+		{"config, one down", macFile, map[string]answerSpec{"east": notFound(ms), "west": down, "south": notFound(ms)},
+			false, `ctftp_routing_fanout_not_asked_total{answer="error"}`},
+		{"CTLSEP, all down", "CTLSEP0011215A1AE3.tlv", map[string]answerSpec{"east": down, "west": down, "south": down},
+			false, `ctftp_routing_fanout_not_asked_total{answer="error"}`},
+		{"CTLSEP, one down, one failed", "CTLSEP0011215A1AE3.tlv", map[string]answerSpec{"east": notFound(ms), "west": down, "south": unavailable(ms)},
+			false, `ctftp_routing_fanout_not_asked_total{answer="error"}`},
+		{"CTLFile.tlv is not per-device", "CTLFile.tlv", map[string]answerSpec{"east": notFound(ms), "west": down, "south": notFound(ms)},
+			false, `ctftp_routing_fanout_not_asked_total{answer="error"}`},
+	}
+	for _, strategy := range []string{StrategyParallel, StrategySequential} {
+		for _, tt := range tests {
+			t.Run(strategy+"/"+tt.name, func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					cfg := DefaultConfig()
+					cfg.Strategy = strategy
+					h := newHarness(t, cfg, tt.specs)
+					_, err, _ := h.open(t, tt.file)
+					if got := errors.Is(err, ctftp.ErrNotFound); got != tt.notFound {
+						t.Fatalf("err = %v, not found %v, want %v", err, got, tt.notFound)
+					}
+					if !tt.notFound && !errors.Is(err, ctftp.ErrUnavailable) {
+						t.Errorf("err = %v, want unavailable", err)
+					}
+					if n := h.counter(tt.counter); n != 1 {
+						t.Errorf("%s = %d, want 1", tt.counter, n)
+					}
+				})
+			})
+		}
+	}
+}
+
+func TestIsDeviceTrustList(t *testing.T) {
+	for name, want := range map[string]bool{
+		"CTLSEP0011215A1AE3.tlv": true, "ITLSEP0011215A1AE3.tlv": true, "dir/ctlsep0011215a1ae3.TLV": true,
+		"CTLFile.tlv": false, "ITLFile.tlv": false, "SEP0011215A1AE3.cnf.xml": false, "CTLSEP0011215A1AE.tlv": false,
+		"ITLSEP0011215A1AE3.tlv.bak": false, "": false, "CTLSEP": false,
+	} {
+		if got := IsDeviceTrustList(name); got != want {
+			t.Errorf("IsDeviceTrustList(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

@@ -84,6 +84,18 @@ func ParseMAC(name string) (mac string, ok bool) {
 	return "", false
 }
 
+// IsDeviceTrustList reports whether name is a phone's own trust list,
+// CTLSEP<MAC>.tlv or ITLSEP<MAC>.tlv. A phone asks for it first at every
+// boot and, told "not found", moves on to CTLFile.tlv and ITLFile.tlv;
+// most clusters have none, so "not found" is its usual answer.
+func IsDeviceTrustList(name string) bool {
+	if _, ok := ParseMAC(name); !ok {
+		return false
+	}
+	base := name[strings.LastIndexByte(name, '/')+1:]
+	return asciiEqualFold(base[:6], "CTLSEP") || asciiEqualFold(base[:6], "ITLSEP")
+}
+
 // asciiEqualFold is strings.EqualFold for ASCII only: EqualFold also folds
 // Unicode, so it would take "ſ" (U+017F) for "s" and the Kelvin sign for
 // "k", and a file name is bytes, not text.

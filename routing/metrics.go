@@ -22,6 +22,12 @@ const (
 	// metricFanoutDuration is the time from the start of a fan-out to its
 	// answer, in seconds.
 	metricFanoutDuration = `ctftp_routing_fanout_duration_seconds`
+	// metricNotAsked counts fan-outs that skipped a sub-cluster known
+	// down (its backends were not asked), by the answer the phone got:
+	// not_found (a per-device trust list every live sub-cluster lacks) or
+	// error (anything else: an outage never reads as "not found" for a
+	// file the phone needs).
+	metricNotAsked = `ctftp_routing_fanout_not_asked_total`
 )
 
 type routerMetrics struct {
@@ -41,6 +47,8 @@ type forwarderMetrics struct {
 	decisions      [FanOut + 1]*metrics.Counter
 	duplicates     *metrics.Counter
 	fanoutDuration *metrics.Histogram
+	// notAsked[true]: answered not found; [false]: answered error.
+	notAsked map[bool]*metrics.Counter
 }
 
 func newForwarderMetrics(s *metrics.Set) forwarderMetrics {
@@ -50,6 +58,10 @@ func newForwarderMetrics(s *metrics.Set) forwarderMetrics {
 	}
 	m.duplicates = s.GetOrCreateCounter(metricDuplicates)
 	m.fanoutDuration = s.GetOrCreateHistogram(metricFanoutDuration)
+	m.notAsked = map[bool]*metrics.Counter{
+		true:  s.GetOrCreateCounter(metricNotAsked + `{answer="not_found"}`),
+		false: s.GetOrCreateCounter(metricNotAsked + `{answer="error"}`),
+	}
 	return m
 }
 

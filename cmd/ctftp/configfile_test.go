@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ctftp/ctftp/cluster"
 )
 
 // The shipped example must load as shipped, from the repo root, where the
@@ -28,6 +30,10 @@ func TestShippedConfigLoads(t *testing.T) {
 		if !strings.Contains(l, "6969") {
 			t.Errorf("listen %q: the example must use the unprivileged port 6969", l)
 		}
+	}
+	// Every backend key is written out with its default.
+	if def := cluster.DefaultConfig().Backend; cfg.Backend != def {
+		t.Errorf("config.yaml backend section %+v, defaults %+v", cfg.Backend, def)
 	}
 }
 

@@ -203,7 +203,9 @@ func (l *DelayLink) session(client netip.AddrPort) *linkSession {
 	if s, ok := l.sessions[client]; ok {
 		return s
 	}
-	up, err := listenFor(l.server)
+	// Upstream from the phone's own address (a new port): the server
+	// sees each phone as itself, as it would without the link.
+	up, err := listenFor(l.server, client.Addr())
 	if err != nil {
 		return nil
 	}

@@ -62,7 +62,9 @@ func StartHold(ctx context.Context, server netip.AddrPort, name string, n int, o
 		[]tftpwire.Option{{Name: tftpwire.OptTimeout, Value: strconv.Itoa(tftpwire.MaxTimeout)}})
 	h := &Hold{conns: make([]*net.UDPConn, n), tids: make([]netip.AddrPort, n)}
 	for i := range n {
-		c, err := listenFor(server)
+		// Each held transfer stands for a phone, from an address of
+		// its own: a gateway limits transfers per client address.
+		c, err := listenFor(server, loopbackPhone(i))
 		if err != nil {
 			h.Release()
 			return nil, fmt.Errorf("loadgen: hold: socket %d of %d: %w", i+1, n, err)
@@ -116,16 +118,20 @@ feed:
 	return h, nil
 }
 
-// listenFor opens a client socket for server: on the same loopback
-// address when server is on loopback, so no test socket listens beyond
-// it, else on any address of server's family.
-func listenFor(server netip.AddrPort) (*net.UDPConn, error) {
+// listenFor opens a client socket for server, from local if it is valid
+// and a loopback address of server's family, else from server's own
+// address when server is on loopback (so no test socket listens beyond
+// it), else on any address of server's family.
+func listenFor(server netip.AddrPort, local netip.Addr) (*net.UDPConn, error) {
 	network, laddr := "udp4", &net.UDPAddr{}
 	if server.Addr().Is6() {
 		network = "udp6"
 	}
 	if server.Addr().IsLoopback() {
 		laddr.IP = server.Addr().AsSlice()
+		if local.IsLoopback() && local.Is4() == server.Addr().Is4() {
+			laddr.IP = local.AsSlice()
+		}
 	}
 	return net.ListenUDP(network, laddr)
 }

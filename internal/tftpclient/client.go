@@ -27,7 +27,9 @@ type Options struct {
 	TransferSize bool
 	// Timeout is the retransmit timeout (default 1s).
 	Timeout time.Duration
-	// Retries is how many timeouts in a row end the transfer (default 5).
+	// Retries is how many timeouts in a row end the transfer: 0 means
+	// the default, 5; a negative value means none (the first timeout
+	// ends it).
 	Retries int
 	// MaxSize, when > 0, aborts a transfer that grows past it (or
 	// announces a tsize past it) with ErrTooLarge.
@@ -89,8 +91,11 @@ func Get(ctx context.Context, server netip.AddrPort, name string, w io.Writer, o
 	if o.Timeout <= 0 {
 		o.Timeout = time.Second
 	}
-	if o.Retries <= 0 {
+	switch {
+	case o.Retries == 0:
 		o.Retries = 5
+	case o.Retries < 0:
+		o.Retries = 0
 	}
 	server = netip.AddrPortFrom(server.Addr().Unmap(), server.Port())
 	network := "udp4"
