@@ -34,6 +34,27 @@ type depStatusJSON struct {
 	NotReady []string `json:"not_ready"`
 }
 
+// depPhoneFiles are per-device files of a phone whose content the
+// gateway forwards as it comes (an unsigned XML config and a SIP
+// profile): these tests are about where a file comes from, not about
+// signatures, which the forwarding and trust tests cover.
+func depPhoneFiles(mac string) []string {
+	return []string{"SEP" + mac + ".cnf.xml", "SIP" + mac + ".cnf"}
+}
+
+// depPhonesRoot is a served root holding depPhoneFiles of macs, with
+// content tagged server.
+func depPhonesRoot(t testing.TB, server string, macs ...string) string {
+	t.Helper()
+	files := map[string][]byte{}
+	for _, mac := range macs {
+		for _, name := range depPhoneFiles(mac) {
+			files[name] = fwdContent(server, name)
+		}
+	}
+	return fwdRoot(t, files)
+}
+
 func depStatus(t testing.TB, gw *gateway) depStatusJSON {
 	t.Helper()
 	var st depStatusJSON
@@ -49,8 +70,8 @@ func depStatus(t testing.TB, gw *gateway) depStatusJSON {
 func depTwoClusters(t *testing.T, extra string) (gw *gateway, east, west *fwdTFTPD, macE, macW string) {
 	t.Helper()
 	macE, macW = fwdMAC("00AA01", 1), fwdMAC("00AA02", 1)
-	east = fwdStartTFTPD(t, "127.0.0.1", fwdPhonesRoot(t, "east", macE))
-	west = fwdStartTFTPD(t, "127.0.0.1", fwdPhonesRoot(t, "west", macW))
+	east = fwdStartTFTPD(t, "127.0.0.1", depPhonesRoot(t, "east", macE))
+	west = fwdStartTFTPD(t, "127.0.0.1", depPhonesRoot(t, "west", macW))
 	cfg := fwdConfig(t, "", []fwdSub{{"east", []string{east.Addr}}, {"west", []string{west.Addr}}},
 		"backend: {timeout: 300ms, retries: 1, probe_interval: 200ms, max_fails: 1}\n"+extra)
 	return startGateway(t, cfg), east, west, macE, macW
@@ -61,7 +82,7 @@ func depTwoClusters(t *testing.T, extra string) (gw *gateway, east, west *fwdTFT
 // backend up (naming it), and 1 when nothing answers.
 func TestStatusCommand(t *testing.T) {
 	gw, east, west, macE, _ := depTwoClusters(t, "")
-	fwdMustGet(t, gw.TFTP[0], "SEP"+macE+".cnf.xml.sgn", fwdContent("east", "SEP"+macE+".cnf.xml.sgn"))
+	fwdMustGet(t, gw.TFTP[0], "SEP"+macE+".cnf.xml", fwdContent("east", "SEP"+macE+".cnf.xml"))
 
 	out, errOut, code := trRun(t, "status", "--admin", gw.Admin)
 	if code != 0 {
@@ -122,8 +143,8 @@ func TestStatusCommand(t *testing.T) {
 // gets the same bytes from it, and it still reports that sha256.
 func TestHAPair(t *testing.T) {
 	mac := fwdMAC("00AA03", 1)
-	name := "SEP" + mac + ".cnf.xml.sgn"
-	east := fwdStartTFTPD(t, "127.0.0.1", fwdPhonesRoot(t, "east", mac))
+	name := "SEP" + mac + ".cnf.xml"
+	east := fwdStartTFTPD(t, "127.0.0.1", depPhonesRoot(t, "east", mac))
 	local := []byte("the gateway's own file, the same on both\n")
 	root := fwdRoot(t, map[string][]byte{"SEPDefault.cnf.xml": local})
 	cfg := fwdConfig(t, root, []fwdSub{{"east", []string{east.Addr}}}, "backend: {timeout: 500ms, retries: 1}\n")
@@ -177,8 +198,8 @@ func TestHAPair(t *testing.T) {
 // the load is logged with the count.
 func TestBATExportRoutesPhones(t *testing.T) {
 	m1, m2 := fwdMAC("00AA04", 1), fwdMAC("00AA04", 2)
-	east := fwdStartTFTPD(t, "127.0.0.1", fwdPhonesRoot(t, "east", m1, m2))
-	west := fwdStartTFTPD(t, "127.0.0.1", fwdPhonesRoot(t, "west", m1, m2))
+	east := fwdStartTFTPD(t, "127.0.0.1", depPhonesRoot(t, "east", m1, m2))
+	west := fwdStartTFTPD(t, "127.0.0.1", depPhonesRoot(t, "west", m1, m2))
 	csv := filepath.Join(t.TempDir(), "west-phones.csv")
 	export := "\ufeffDevice Name,Description,Device Pool,Directory Number 1\r\n" +
 		"SEP" + m1 + ",\"Lobby, ground floor\",DP_West,2001\r\n" +
@@ -193,7 +214,7 @@ func TestBATExportRoutesPhones(t *testing.T) {
 		return m["format"] == "csv" && m["devices"] == 2.0 && m["skipped"] == 1.0
 	})
 	for _, mac := range []string{m1, m2} {
-		for _, name := range fwdPhoneFiles(mac) {
+		for _, name := range depPhoneFiles(mac) {
 			fwdMustGet(t, gw.TFTP[0], name, fwdContent("west", name))
 		}
 	}

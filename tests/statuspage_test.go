@@ -37,7 +37,7 @@ func chromiumPath(t *testing.T) string {
 func TestStatusPageInChromium(t *testing.T) {
 	browser := chromiumPath(t)
 	gw, east, west, macE, _ := depTwoClusters(t, "")
-	fwdMustGet(t, gw.TFTP[0], "SEP"+macE+".cnf.xml.sgn", fwdContent("east", "SEP"+macE+".cnf.xml.sgn"))
+	fwdMustGet(t, gw.TFTP[0], "SEP"+macE+".cnf.xml", fwdContent("east", "SEP"+macE+".cnf.xml"))
 	sha := depStatus(t, gw).Config.SHA256
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
