@@ -161,7 +161,10 @@ Try, in another terminal:
   curl -sS tftp://%[1]s/SEP0000DEADBEEF.cnf.xml.sgn         # unknown phone: TFTP error 1, fast
 `, host, base)
 	if admin != "" {
-		fmt.Fprintf(w, "  curl -s http://%s/metrics | grep ^ctftp_              # counters\n  curl -s http://%s/status                               # sub-clusters, cache, learned routes\n", admin, admin)
+		fmt.Fprintf(w, "  go run ./cmd/ctftp status --admin %[1]s               # the gateway's state as tables\n"+
+			"  open http://%[1]s/ in a browser                        # the same, as a page that refreshes itself\n"+
+			"  curl -s http://%[1]s/metrics | grep ^ctftp_              # counters\n"+
+			"  curl -s http://%[1]s/status                               # sub-clusters, cache, learned routes (JSON)\n", admin)
 	}
 	fmt.Fprintln(w, "\nCtrl-C stops it.")
 }
