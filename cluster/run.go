@@ -286,7 +286,7 @@ func (s *Set) probe(ctx context.Context, sc *subcluster, b *backend) (time.Durat
 	switch {
 	case err == nil || errors.As(err, &te):
 		sc.m.probes[true].Inc()
-		s.alive(sc, b, nil)
+		s.alive(sc, b, rtt, nil)
 		return rtt, err
 	case ctx.Err() != nil:
 		return rtt, err
@@ -415,6 +415,13 @@ type BackendStatus struct {
 	// LookupError is set while the last lookup of Source failed; its
 	// previous addresses stay in use meanwhile.
 	LookupError string `json:"lookup_error,omitempty"`
+	// LastAnswer is when the backend last answered a fetch or probe
+	// (any TFTP answer, "not found" included); zero when never.
+	LastAnswer time.Time `json:"last_answer,omitzero"`
+	// AnswerSeconds is how long that exchange took, the whole transfer
+	// for a fetch: a probe's small file shows the round trip, a large
+	// file its transfer time.
+	AnswerSeconds float64 `json:"answer_seconds,omitempty"`
 }
 
 // Status reports every sub-cluster in configured order.
@@ -437,7 +444,8 @@ func (s *Set) Status() []SubclusterStatus {
 				}
 				b.mu.Lock()
 				bs := BackendStatus{Source: src.raw, Address: b.String(), Up: !b.down.Load(),
-					Fails: b.fails, LastError: b.lastErr, InFlight: b.slots.inUse(), LookupError: lookupErr}
+					Fails: b.fails, LastError: b.lastErr, InFlight: b.slots.inUse(), LookupError: lookupErr,
+					LastAnswer: b.lastAnswer, AnswerSeconds: b.answerTime.Seconds()}
 				b.mu.Unlock()
 				st.Backends = append(st.Backends, bs)
 				n++
