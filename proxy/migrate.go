@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ctftp/ctftp"
@@ -127,4 +129,45 @@ func (gen *generation) migrationStatus() []MigrationStatus {
 		out = append(out, s)
 	}
 	return out
+}
+
+// migrationsSection is the status page's table of waves: where each
+// wave's phones are served from now and what they have been served.
+func migrationsSection(ms []MigrationStatus, now time.Time) StatusSection {
+	s := StatusSection{ID: "migrations", Title: "Migration waves",
+		Columns: []string{"wave", "from -> to", "in force", "trust", "devices", "phones seen", "files from", "files to", "would reject", "check at load"}}
+	for _, m := range ms {
+		state := cell(m.InForce)
+		switch {
+		case m.Held != "":
+			state = stateCell(m.InForce+" (held at cutover_at)", StateWarn)
+		case m.InForce == routing.WaveStaged && m.CutoverAt != nil:
+			state = cell(fmt.Sprintf("staged, cutover_at in %s", m.CutoverAt.Sub(now).Round(time.Second)))
+		case m.InForce == routing.WaveCutover:
+			state = stateCell(m.InForce, StateOK)
+		}
+		rejected := cell(fmt.Sprint(m.Rejected))
+		if m.Rejected > 0 {
+			rejected.State = StateBad
+		}
+		check := "-"
+		if m.Check != nil {
+			var parts []string
+			for _, o := range []string{"ok", "pre8", "tvs", "unprovisioned", "broken", "error"} {
+				if n := m.Check[o]; n > 0 {
+					parts = append(parts, fmt.Sprintf("%d %s", n, o))
+				}
+			}
+			check = strings.Join(parts, ", ")
+		}
+		s.Rows = append(s.Rows, []StatusCell{cell(m.Wave), cell(m.From + " -> " + m.To), state, cell(m.Trust),
+			cell(fmt.Sprint(m.Devices)), cell(fmt.Sprint(m.PhonesSeen)), cell(fmt.Sprint(m.FilesFrom)), cell(fmt.Sprint(m.FilesTo)), rejected, cell(check)})
+		if m.Held != "" {
+			s.Notes = append(s.Notes, stateCell(fmt.Sprintf("wave %s did not cut over at its cutover_at: %s", m.Wave, m.Held), StateWarn))
+		}
+		if m.Rejected > 0 {
+			s.Notes = append(s.Notes, stateCell(fmt.Sprintf("wave %s: %d files served from %s that its phones would reject (see the log)", m.Wave, m.Rejected, m.To), StateBad))
+		}
+	}
+	return s
 }

@@ -73,8 +73,9 @@ func View(st GatewayStatus, now time.Time) StatusView {
 		v.Sections = append(v.Sections, subclusterSection(sc, now))
 	}
 	v.Sections = append(v.Sections, trustSection(st.Trust), cacheSection(st.Cache), routingSection(st, now))
-	// Issue 9's migration waves go here, as a "migrations" section built
-	// from GatewayStatus when it has any.
+	if len(st.Migrations) > 0 {
+		v.Sections = append(v.Sections, migrationsSection(st.Migrations, now))
+	}
 	return v
 }
 
