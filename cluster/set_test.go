@@ -435,8 +435,9 @@ func TestSpillOverToIdleSibling(t *testing.T) {
 	for r := range results {
 		got[r]++
 	}
-	if got[addrA.String()] != 2 || got[addrB.String()] != 1 {
-		t.Errorf("served by %v, want a twice (the waiter queued on the primary) and b once", got)
+	// The waiter takes the first slot freed on either (acquireAny).
+	if got[addrA.String()] < 1 || got[addrB.String()] < 1 || got[addrA.String()]+got[addrB.String()] != 3 {
+		t.Errorf("served by %v, want a and b once each and the waiter by either", got)
 	}
 }
 
