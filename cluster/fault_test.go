@@ -62,6 +62,7 @@ func TestFaultBackends(t *testing.T) {
 		{name: "short last block", fault: tftptest.FaultShort, blamed: true, result: resultInvalid},
 		{name: "garbage opcode", fault: tftptest.FaultGarbage, blamed: true, result: resultError},
 		{name: "wrong port after the first block", fault: tftptest.FaultWrongPort, result: resultCancelled},
+		{name: "stalls half-way", fault: tftptest.FaultStall, result: resultCancelled},
 		{name: "answers from another address", fault: tftptest.FaultWrongAddr, blamed: true, result: resultError},
 	}
 	for _, tc := range tests {

@@ -287,6 +287,10 @@ func (s *Set) probe(ctx context.Context, sc *subcluster, b *backend) (time.Durat
 	case err == nil || errors.As(err, &te):
 		sc.m.probes[true].Inc()
 		s.alive(sc, b, nil)
+		// Seeds the hedge delay before any phone's fetch: a probe's first
+		// answer is one round trip, a fetch's first block two (request
+		// and OACK, then ACK 0 and DATA 1).
+		sc.hedge.observe(2 * rtt)
 		return rtt, err
 	case ctx.Err() != nil:
 		return rtt, err
