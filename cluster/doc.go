@@ -50,7 +50,11 @@
 // WithPriority(ctx, PriorityLow)) takes only a slot nobody waits for and
 // never the last free one. A fetch takes the first backend up with a free
 // slot, else the first slot freed on any of them, waiting at most
-// backend.slot_wait (then ErrBusy).
+// backend.slot_wait (then ErrBusy). A prefetch (ctftp.Request.Prefetch: the
+// gateway fetching a file a phone is about to ask for) never waits: it
+// gets ctftp.ErrNoIdleSlot instead, without an attempt, so prefetching
+// only ever uses capacity no phone asked for (and a phone that joined a
+// prefetch's fill is never queued at low priority).
 //
 // # Health
 //

@@ -261,8 +261,12 @@ func (s *Set) Config() Config { return s.cfg }
 // ErrSubclusterDown saying why, and ctx's error when the caller gave up
 // first). Open returns at about ctx's deadline, after every attempt it
 // started has returned.
+//
+// A prefetch (req.Prefetch) asks for slots at PriorityLow and never
+// waits: with no slot free for it, it fails at once with
+// ctftp.ErrNoIdleSlot, without an attempt.
 func (s *Set) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error) {
-	data, b, err := s.fetch(ctx, req.Subcluster, req.Name, false)
+	data, b, err := s.fetch(ctx, req.Subcluster, req.Name, false, req.Prefetch)
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +282,7 @@ func (s *Set) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error) 
 // Fetch returns the bytes of name from sub-cluster subcluster, as Open
 // does.
 func (s *Set) Fetch(ctx context.Context, subcluster, name string) ([]byte, error) {
-	data, _, err := s.fetch(ctx, subcluster, name, false)
+	data, _, err := s.fetch(ctx, subcluster, name, false, false)
 	return data, err
 }
 
@@ -291,7 +295,7 @@ func (s *Set) Fetch(ctx context.Context, subcluster, name string) ([]byte, error
 // down sub-cluster is found again, and one left unanswered marks its
 // backend down at once.
 func (s *Set) ProbeFetch(ctx context.Context, subcluster, name string) ([]byte, error) {
-	data, _, err := s.fetch(ctx, subcluster, name, true)
+	data, _, err := s.fetch(ctx, subcluster, name, true, false)
 	return data, err
 }
 
@@ -314,7 +318,9 @@ type attemptResult struct {
 	err  error
 }
 
-func (s *Set) fetch(ctx context.Context, subName, name string, probe bool) ([]byte, *backend, error) {
+// fetch reads name from sub-cluster subName. probe counts its attempts as
+// probes; prefetch takes only a slot free for PriorityLow, never waiting.
+func (s *Set) fetch(ctx context.Context, subName, name string, probe, prefetch bool) ([]byte, *backend, error) {
 	sc, ok := s.byName[subName]
 	if !ok {
 		return nil, nil, fmt.Errorf("cluster: %q: %w", subName, ErrUnknownSubcluster)
@@ -332,20 +338,26 @@ func (s *Set) fetch(ctx context.Context, subName, name string, probe bool) ([]by
 	if len(cands) == 0 {
 		return nil, nil, fmt.Errorf("%s: %w (%s)", prefix, ErrNoBackends, s.noBackendReason(sc))
 	}
-	return s.hedged(ctx, sc, cands, name, probe, prefix)
+	return s.hedged(ctx, sc, cands, name, probe, prefetch, prefix)
 }
 
 // hedged runs the attempts of one fetch: cands in order, the next one
 // started when an attempt fails, or when none has started answering
 // within the hedge delay. It returns the first whole answer or "not
 // found", cancels the attempts still running and waits for them.
-func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name string, probe bool, prefix string) ([]byte, *backend, error) {
+func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name string, probe, prefetch bool, prefix string) ([]byte, *backend, error) {
 	ctx, cancelCause := context.WithCancelCause(ctx)
 	cancel := func() { cancelCause(nil) }
 	defer cancel()
 	prio := priorityOf(ctx)
-	if probe {
+	slotWait := s.cfg.Backend.SlotWait
+	if probe || prefetch {
 		prio = PriorityLow
+	}
+	if prefetch {
+		// A phone may join a prefetch's fill: a prefetch queued at low
+		// priority would hold that phone back. It goes now or not at all.
+		slotWait = 0
 	}
 	results := make(chan attemptResult, len(cands))
 	// answering gets a token when a block arrives from any attempt.
@@ -362,7 +374,11 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 	// slot; wait says how long to wait for one when none is free (0: do
 	// not wait). It reports whether one was started.
 	start := func(wait time.Duration) (bool, error) {
-		i := slices.IndexFunc(cands, func(b *backend) bool { return b.slots.tryAcquire(prio) })
+		i := slices.IndexFunc(cands, func(b *backend) bool {
+			// PriorityLow may take a backend's only slot (a probe must
+			// run); a prefetch may not: the next phone would wait for it.
+			return (!prefetch || b.slots.cap > 1) && b.slots.tryAcquire(prio)
+		})
 		if i < 0 {
 			if wait <= 0 {
 				return false, nil
@@ -404,8 +420,14 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 		return true, nil
 	}
 
-	if _, err := start(s.cfg.Backend.SlotWait); err != nil {
+	started, err := start(slotWait)
+	if err != nil {
 		return nil, nil, gaveUp(prefix+" (waiting for a free backend slot)", errs, err)
+	}
+	if !started {
+		// Only a prefetch does not wait. Not an attempt: health is
+		// untouched.
+		return nil, nil, fmt.Errorf("%s: %w", prefix, ctftp.ErrNoIdleSlot)
 	}
 	var hedgeC <-chan time.Time
 	var hedge *time.Timer
@@ -453,7 +475,7 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 			if len(cands) > 0 {
 				wait := time.Duration(0)
 				if running == 0 {
-					wait = s.cfg.Backend.SlotWait
+					wait = slotWait
 				}
 				started, err := start(wait)
 				if err != nil {

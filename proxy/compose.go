@@ -46,6 +46,8 @@ type GatewayConfig struct {
 	// Trust is the ITL trust guard; the zero value means
 	// trust.DefaultConfig().
 	Trust trust.Config
+	// Migrations are the migration waves (the top-level `migrations:`).
+	Migrations []routing.Wave
 	// Version is reported by /status.
 	Version string
 }
@@ -365,6 +367,7 @@ type GatewayStatus struct {
 	Subclusters []cluster.SubclusterStatus `json:"subclusters"`
 	Cache       *cache.Stats               `json:"cache,omitempty"`
 	Learned     int                        `json:"learned_routes"`
+	Migrations  []MigrationStatus          `json:"migrations,omitempty"`
 	Ready       []string                   `json:"not_ready,omitempty"`
 }
 
@@ -387,6 +390,7 @@ func (g *Gateway) Status() GatewayStatus {
 	if gen.router != nil {
 		st.Learned = gen.router.Learned()
 	}
+	st.Migrations = gen.migrationStatus()
 	return st
 }
 

@@ -121,10 +121,12 @@
 // # The gateway: generations, trust guard, reload
 //
 // Gateway (compose.go) owns a generation: one configuration's chain
-// (local files, routing, cache, cluster Set, trust watcher) behind an
-// atomic pointer the front ends read per request. Reload (reload.go)
-// validates a new configuration, including the ITL homogeneity check
-// with live probes, builds the next generation, swaps it in, and retires
+// (local files, routing with its migration waves, cache, cluster Set,
+// trust watcher) behind an atomic pointer the front ends read per
+// request. Reload (reload.go) validates a new configuration, including
+// the ITL homogeneity check with live probes and the check of every
+// migration wave that cuts over (migrate.go: a wave that would break
+// phones refuses it), builds the next generation, swaps it in, and retires
 // the old one once the requests already inside it have finished; a
 // configuration that fails leaves the old generation serving. The trust
 // guard (trust.Guard) sits on the cache's fill path, so each forwarded

@@ -58,6 +58,11 @@ type generation struct {
 	router   *routing.Router // nil without sub-clusters
 	source   ctftp.Source
 
+	migrations *routing.Migrations // nil without sub-clusters
+	verdicts   []trust.WaveVerdict // checks of the waves that cut over
+	waveGuard  *trust.WaveGuard    // nil when no wave was checked
+	recheck    routing.CutoverCheck
+
 	gate gate
 
 	cancel context.CancelFunc // stops the loops; nil until they start
@@ -72,6 +77,9 @@ func (gen *generation) start(ctx context.Context) {
 		gen.loops.Go(func() { gen.clusters.Run(ctx) })
 	}
 	gen.loops.Go(func() { gen.watcher.Run(ctx) })
+	if gen.migrations != nil {
+		gen.loops.Go(func() { gen.migrations.Run(ctx, gen.recheck) })
+	}
 }
 
 // stopLoops ends the loops and waits for them.
@@ -240,10 +248,18 @@ func (g *Gateway) build(ctx context.Context, cfg GatewayConfig, prev *generation
 	}
 	gen.source = gen.local
 	if len(subs) == 0 {
+		if len(cfg.Migrations) > 0 {
+			return nil, fmt.Errorf("migrations: waves move phones between sub-clusters, and none is configured")
+		}
 		return gen, nil
 	}
 
-	r, err := routing.New(cfg.Routing, gen.clusters.Names(), routing.Options{Logger: g.log, Metrics: g.metrics})
+	// The waves are compiled and checked before the router, which
+	// applies their overrides.
+	if err := g.buildMigrations(ctx, gen, prev); err != nil {
+		return nil, err
+	}
+	r, err := routing.New(cfg.Routing, gen.clusters.Names(), routing.Options{Logger: g.log, Metrics: g.metrics, Migrations: gen.migrations})
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +279,7 @@ func (g *Gateway) build(ctx context.Context, cfg GatewayConfig, prev *generation
 		}
 		gen.cache = c
 	}
-	gen.source = ctftp.First(gen.local, routing.NewForwarder(r, gen.cache, routing.Options{Logger: g.log, Metrics: g.metrics}))
+	gen.source = ctftp.First(gen.local, routing.NewForwarder(r, g.waveSource(gen, gen.cache), routing.Options{Logger: g.log, Metrics: g.metrics}))
 	return gen, nil
 }
 
@@ -331,6 +347,9 @@ type ReloadResult struct {
 	RestartNeeded []string `json:"restart_needed,omitempty"`
 	// Trust is the trust guard's table when it ran; nil otherwise.
 	Trust *trust.Report `json:"-"`
+	// Migrations are the checks of the waves that refused the
+	// configuration; nil otherwise.
+	Migrations []trust.WaveVerdict `json:"-"`
 }
 
 // ConfigStatus is the configuration part of /status.
@@ -466,10 +485,15 @@ func (g *Gateway) reload(ctx context.Context, load func() (GatewayConfig, error)
 	gen, err := g.build(ctx, cfg, old, nil)
 	if err != nil {
 		var te *TrustError
-		if errors.As(err, &te) {
+		var me *MigrationError
+		switch {
+		case errors.As(err, &te):
 			res.Trust = &te.Report
 			res.Problems = te.Report.Messages()
-		} else {
+		case errors.As(err, &me):
+			res.Migrations = me.Verdicts
+			res.Problems = lines(err)
+		default:
 			res.Problems = lines(err)
 		}
 		return res

@@ -27,6 +27,10 @@ const (
 	Learned
 	// FanOut: nothing places the request; every sub-cluster is asked.
 	FanOut
+	// Migration: the device belongs to a migration wave, which decides
+	// over rules and learned routes: From while staged or rolled back,
+	// To once cut over.
+	Migration
 )
 
 // String returns the kind as the `kind` label of
@@ -39,6 +43,8 @@ func (k Kind) String() string {
 		return "learned"
 	case FanOut:
 		return "fanout"
+	case Migration:
+		return "migration"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -55,6 +61,8 @@ type Decision struct {
 	Kind Kind
 	// Rule is the index in Config.Rules of the rule that matched, or -1.
 	Rule int
+	// Wave names the migration wave of a Migration decision, else "".
+	Wave string
 	// Subclusters are the sub-clusters to ask, in the order to ask them
 	// (priority order for a fan-out). Never empty.
 	Subclusters []string
@@ -65,6 +73,11 @@ type Decision struct {
 	// "rules[2] (mac_prefix 00AABB) -> west". Rules are named by their
 	// index as in config errors, counting from 0.
 	Reason string
+	// Prefetch are the files of the phone's boot set that follow this
+	// one (routing.prefetch): the forwarder prefetches them from the
+	// decided sub-cluster, at once for a rule or a learned route, after
+	// the answer for a fan-out. nil when the name is not in the boot set.
+	Prefetch []string
 }
 
 // Options are a Router's or a forwarder's collaborators. The zero value
@@ -77,9 +90,13 @@ type Options struct {
 	// Metrics is the set the routing series are registered on; nil keeps
 	// them on a private set nobody scrapes.
 	Metrics *metrics.Set
-	// Now reads the clock for learned-route ages and fan-out durations;
-	// nil means time.Now.
+	// Now reads the clock for learned-route ages, fan-out durations and
+	// waves' cutover_at; nil means time.Now.
 	Now func() time.Time
+	// Migrations, for New, are the migration waves whose devices Route
+	// sends to their wave's side over rules and learned routes; nil for
+	// none. Built by NewMigrations for the same sub-clusters.
+	Migrations *Migrations
 }
 
 func (o Options) withDefaults() Options {
@@ -108,6 +125,8 @@ type Router struct {
 	subclusters []string
 	known       map[string]bool
 	learned     *learnTable // nil: learning is off
+	migrations  *Migrations // nil: no waves
+	prefetch    []bootPattern
 	log         *slog.Logger
 	now         func() time.Time
 	m           routerMetrics
@@ -143,6 +162,7 @@ func New(cfg Config, subclusters []string, opts Options) (*Router, error) {
 		known:       known,
 		log:         opts.Logger,
 		now:         opts.Now,
+		migrations:  opts.Migrations,
 		m:           newRouterMetrics(opts.Metrics),
 	}
 	if r.strategy == "" {
@@ -151,6 +171,7 @@ func New(cfg Config, subclusters []string, opts Options) (*Router, error) {
 	if cfg.LearnTTL > 0 && cfg.LearnMax > 0 {
 		r.learned = newLearnTable(cfg.LearnTTL, cfg.LearnMax)
 	}
+	r.prefetch, _ = compilePrefetch(cfg.Prefetch) // Validate reported problems
 	for i, rule := range cfg.Rules {
 		key := fmt.Sprintf("rules[%d]", i)
 		c, err := rule.compile(key)
@@ -224,9 +245,20 @@ func (r *Router) Subclusters() []string { return slices.Clone(r.subclusters) }
 
 // Route decides where req goes. It does no I/O and changes nothing, so
 // `ctftp route` can call it to explain a decision without sending a
-// packet. Client rules match on req.Client; the other rules and learned
-// routes match on the MAC in req.Name.
+// packet. A device of a migration wave goes to its wave's side, and the
+// Reason says what that overrides; otherwise client rules match on
+// req.Client, and the other rules and learned routes on the MAC in
+// req.Name.
 func (r *Router) Route(req ctftp.Request) Decision {
+	d := r.route(req)
+	if w := r.migrations.Lookup(d.MAC); w != nil {
+		return r.migrations.override(w, d.MAC, d)
+	}
+	return d
+}
+
+// route decides by rules, learned routes and fan-out.
+func (r *Router) route(req ctftp.Request) Decision {
 	mac, hasMAC := ParseMAC(req.Name)
 	client := req.Client.Addr().Unmap()
 	for i := range r.rules {
@@ -255,6 +287,7 @@ func (r *Router) Route(req ctftp.Request) Decision {
 		}
 		return Decision{
 			MAC:         mac,
+			Prefetch:    r.prefetchAfter(req.Name, mac),
 			Kind:        RuleMatch,
 			Rule:        i,
 			Subclusters: []string{c.subcluster},
@@ -273,6 +306,7 @@ func (r *Router) Route(req ctftp.Request) Decision {
 			}
 			return Decision{
 				MAC:         mac,
+				Prefetch:    r.prefetchAfter(req.Name, mac),
 				Kind:        Learned,
 				Rule:        -1,
 				Subclusters: []string{l.subcluster},
@@ -292,6 +326,7 @@ func (r *Router) Route(req ctftp.Request) Decision {
 	}
 	return Decision{
 		MAC:         mac,
+		Prefetch:    r.prefetchAfter(req.Name, mac),
 		Kind:        FanOut,
 		Rule:        -1,
 		Subclusters: slices.Clone(r.subclusters),

@@ -500,8 +500,9 @@ type benchGateway struct {
 }
 
 // startBenchGateway runs the gateway as `ctftp serve` would, with TTLs
-// long enough that the warm run stays warm (the negative TTL too: the
-// CTLSEP misses are most of the cold run's backend traffic).
+// long enough that the warm run stays warm (the phones' own files and the
+// negative TTL too: the CTLSEP misses are most of the cold run's backend
+// traffic).
 func startBenchGateway(ctx context.Context, f benchFlags, root string, world *fleet.World, backends []string, stderr io.Writer) (*benchGateway, error) {
 	tcfg := proxy.DefaultConfig()
 	tcfg.Listen = []string{"127.0.0.1:0"}
@@ -513,7 +514,7 @@ func startBenchGateway(ctx context.Context, f benchFlags, root string, world *fl
 		cc.Subclusters = append(cc.Subclusters, cluster.SubclusterConfig{Name: sc, Version: "14", Backends: []string{backends[i]}})
 	}
 	kc := cache.DefaultConfig()
-	kc.TTL = cache.TTLConfig{Trust: time.Hour, Config: time.Hour, Firmware: time.Hour, Other: time.Hour}
+	kc.TTL = cache.TTLConfig{Device: time.Hour, Trust: time.Hour, Config: time.Hour, Firmware: time.Hour, Other: time.Hour}
 	kc.NegativeTTL = time.Hour
 	rc := routing.DefaultConfig()
 	if f.routeByMAC {

@@ -34,6 +34,7 @@ type fileConfig struct {
 	Routing     routing.Config             `mapstructure:"routing"`
 	Cache       cache.Config               `mapstructure:"cache"`
 	Trust       trust.Config               `mapstructure:"trust"`
+	Migrations  []routing.Wave             `mapstructure:"migrations"`
 	Reload      reloadConfig               `mapstructure:"reload"`
 	Log         logConfig                  `mapstructure:"log"`
 }
@@ -219,7 +220,17 @@ func (c *fileConfig) validate() []string {
 			add("routing: ", err)
 		}
 	}
+	if len(c.Migrations) > 0 {
+		_, err := c.migrations()
+		add("", err)
+	}
 	return problems
+}
+
+// migrations compiles the migration waves against the sub-clusters
+// (reading their device files), each problem naming its key.
+func (c *fileConfig) migrations() (*routing.Migrations, error) {
+	return routing.NewMigrations(c.Migrations, c.clusterConfig().Names(), routing.Options{})
 }
 
 func (c *fileConfig) clusterConfig() cluster.Config {

@@ -78,13 +78,22 @@ func runRoute(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stdout, "decision  not found (TFTP error 1): no sub-clusters configured")
 		return exitOK
 	}
-	r, err := routing.New(cfg.Routing, cc.Names(), routing.Options{})
+	mig, err := cfg.migrations()
+	if err != nil {
+		fmt.Fprintf(stderr, "config: %v\n", err)
+		return exitUsage
+	}
+	r, err := routing.New(cfg.Routing, cc.Names(), routing.Options{Migrations: mig})
 	if err != nil {
 		fmt.Fprintf(stderr, "config: routing: %v\n", err)
 		return exitUsage
 	}
 	d := r.Route(ctftp.Request{Name: name, Client: client, Mode: "octet"})
 	fmt.Fprintf(stdout, "decision  %s\n", d.Reason)
+	if w := mig.Wave(d.Wave); w != nil {
+		fmt.Fprintf(stdout, "wave      %s: %s -> %s, state %s, %d devices, trust %s (check it: ctftp migrate check --wave %s)\n",
+			w.Name, w.From, w.To, w.InForce(), len(w.Devices), waveTrust(w), w.Name)
+	}
 	fmt.Fprintf(stdout, "ask       %s (%s)\n", strings.Join(d.Subclusters, ", "), d.Strategy)
 	for _, sc := range cc.Subclusters {
 		for _, want := range d.Subclusters {

@@ -33,6 +33,8 @@ usage:
   ctftp cache purge [--admin HOST:PORT] [GLOB]
                                               drop cached files through the admin endpoint
   ctftp itl show|verify|hash|build|sign ...   read, check and write ITL/CTL/.sgn files
+  ctftp migrate check [--config FILE] [--wave NAME] [--json]
+                                              will the phones of a wave trust their new cluster?
   ctftp bench    --server HOST:PORT | --side-by-side [--phones N] [--concurrency C] [--json]
                                               boot-storm load generator (ctftp bench -h)
   ctftp version
@@ -63,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runITL(ctx, rest, stdout, stderr)
 	case "route":
 		return runRoute(ctx, rest, stdout, stderr)
+	case "migrate":
+		return runMigrate(ctx, rest, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":

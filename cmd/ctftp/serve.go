@@ -57,6 +57,7 @@ func (c *fileConfig) gatewayConfig() proxy.GatewayConfig {
 		Routing:     c.Routing,
 		Cache:       c.Cache,
 		Trust:       c.Trust,
+		Migrations:  c.Migrations,
 		Version:     versionString(),
 	}
 }
@@ -101,6 +102,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if errors.As(err, &te) {
 			fmt.Fprintln(stderr, "ctftp serve: refusing to start: this setup would break phones' trust in their files")
 			te.Report.WriteTable(stderr)
+			return exitUsage
+		}
+		var me *proxy.MigrationError
+		if errors.As(err, &me) {
+			fmt.Fprintln(stderr, "ctftp serve: refusing to start: a migration wave would cut over while it would break phones")
+			writeMigrationRefusal(stderr, me.Verdicts)
 			return exitUsage
 		}
 		fmt.Fprintf(stderr, "ctftp serve: %v\n", err)

@@ -177,14 +177,24 @@ func (l *DelayLink) readFront() {
 		if s == nil {
 			continue
 		}
+		req, err := tftpwire.ParseRequest(buf[:n])
+		isRRQ := err == nil && req.Opcode == tftpwire.OpRRQ
 		s.mu.Lock()
 		if s.stats.First.IsZero() {
 			s.stats.First = time.Now()
-			if req, err := tftpwire.ParseRequest(buf[:n]); err == nil && req.Opcode == tftpwire.OpRRQ {
+			if isRRQ {
 				s.stats.File = req.Filename
 			}
 		}
 		s.mu.Unlock()
+		if isRRQ && s.tid.Load() != nil {
+			// A request from a port that already had a transfer answered:
+			// the client reused its port for a new transfer (the kernel
+			// hands out ephemeral ports again), which the server answers
+			// from a new TID. A retransmitted request comes before any
+			// answer, so this never cuts a transfer in two.
+			s.tid.Store(nil)
+		}
 		// Requests (and their retransmissions) go to the server's
 		// well-known port.
 		l.enqueue(s, s.up, l.server, buf[:n], true)
