@@ -150,8 +150,8 @@ func TestFlappingBackend(t *testing.T) {
 	for round := range 3 {
 		flap.SetSilent(true)
 		s.ProbeAll(context.Background())
-		if backendStatus(t, s, flap.Addr()).Up {
-			t.Fatalf("round %d: up after an unanswered probe", round)
+		if st := backendStatus(t, s, flap.Addr()); st.Up || st.NextTrial.IsZero() {
+			t.Fatalf("round %d: after an unanswered probe: %+v (want down, with its next trial)", round, st)
 		}
 		before := flap.Requests()
 		if _, got, err := open(t, s, "f"); err != nil || string(got) != "good" {
@@ -167,6 +167,9 @@ func TestFlappingBackend(t *testing.T) {
 		}
 		if _, got, err := open(t, s, "f"); err != nil || string(got) != "flap" {
 			t.Fatalf("round %d, back: %q, %v", round, got, err)
+		}
+		if d := s.Status()[0].HedgeDelay; d < cfg.Backend.HedgeMin || d > cfg.Backend.HedgeMax {
+			t.Errorf("round %d: hedge delay %s outside [%s, %s]", round, d, cfg.Backend.HedgeMin, cfg.Backend.HedgeMax)
 		}
 	}
 }

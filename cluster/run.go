@@ -393,6 +393,9 @@ func noAddrError(src *source) error {
 type SubclusterStatus struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
+	// HedgeDelay is how long a fetch now waits for a silent backend
+	// before asking the next (0: hedging off).
+	HedgeDelay time.Duration `json:"hedge_delay"`
 	// Backends lists every address in try order, grouped by configured
 	// backend; a configured backend with no usable address has one entry
 	// with an empty Address saying why.
@@ -419,6 +422,9 @@ type BackendStatus struct {
 	// LookupError is set while the last lookup of Source failed; its
 	// previous addresses stay in use meanwhile.
 	LookupError string `json:"lookup_error,omitempty"`
+	// NextTrial is when a backend that is down is probed next (zero
+	// while it is up).
+	NextTrial time.Time `json:"next_trial,omitzero"`
 }
 
 // Status reports every sub-cluster in configured order.
@@ -427,7 +433,7 @@ func (s *Set) Status() []SubclusterStatus {
 	defer s.mu.Unlock()
 	out := make([]SubclusterStatus, 0, len(s.subs))
 	for _, sc := range s.subs {
-		st := SubclusterStatus{Name: sc.name, Version: sc.version}
+		st := SubclusterStatus{Name: sc.name, Version: sc.version, HedgeDelay: sc.hedge.delay()}
 		list := *sc.backends.Load()
 		for _, src := range sc.sources {
 			lookupErr := ""
@@ -442,6 +448,9 @@ func (s *Set) Status() []SubclusterStatus {
 				b.mu.Lock()
 				bs := BackendStatus{Source: src.raw, Address: b.String(), Up: !b.down.Load(),
 					Fails: b.fails, LastError: b.lastErr, InFlight: b.slots.inUse(), LookupError: lookupErr}
+				if !bs.Up {
+					bs.NextTrial = b.nextTrial
+				}
 				b.mu.Unlock()
 				st.Backends = append(st.Backends, bs)
 				n++
