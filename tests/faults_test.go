@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -96,8 +97,9 @@ subclusters:
 // faultStorm is a gateway in front of three sub-clusters with the
 // storm fleet's phones spread over east and west (south has none), and
 // a phone-like load generator. With faulty, south is entirely silent
-// (its WAN link is down) and west's first backend is dead; without, every
-// backend is a real tftpd-hpa. It returns the gateway, the report and the
+// (its WAN link is down) and west's first backend (an in-process server
+// with west's files) dies just before the storm; without, every backend
+// is a real tftpd-hpa. It returns the gateway, the report and the
 // silent and dead backends (nil without faulty).
 func faultStorm(t testing.TB, faulty bool, phones, concurrency int) (*gateway, *loadgen.Report, *tftptest.FaultServer, *tftptest.FaultServer) {
 	t.Helper()
@@ -110,8 +112,18 @@ func faultStorm(t testing.TB, faulty bool, phones, concurrency int) (*gateway, *
 	var westFirst, southAddr string
 	var westDead, south *tftptest.FaultServer
 	if faulty {
-		westDead = tftptest.NewFaultServer(t, nil, tftptest.FaultNone)
-		westDead.SetSilent(true)
+		// West's first backend serves west's files until the gateway
+		// has started, and dies just before the storm: no probe has seen
+		// it die when the first phones come.
+		westFiles := map[string][]byte{}
+		entries, err := os.ReadDir(filepath.Join(dir, "west"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			westFiles[e.Name()] = mustRead(t, filepath.Join(dir, "west", e.Name()))
+		}
+		westDead = tftptest.NewFaultServer(t, westFiles, tftptest.FaultNone)
 		south = tftptest.NewFaultServer(t, nil, tftptest.FaultNone)
 		south.SetSilent(true)
 		westFirst, southAddr = westDead.Addr(), south.Addr()
@@ -134,6 +146,7 @@ cache:
 	if faulty {
 		took := waitNotReady(t, gw, "south", start)
 		t.Logf("/readyz named south %s after the gateway started", took.Round(time.Millisecond))
+		westDead.SetSilent(true)
 	} else {
 		deadline := time.Now().Add(30 * time.Second)
 		for code, body := readyz(t, gw); code != http.StatusOK; code, body = readyz(t, gw) {
@@ -190,14 +203,20 @@ func TestStormWithSubclusterDown(t *testing.T) {
 		m[`ctftp_backend_skipped_total{subcluster="south"}`],
 		m[`ctftp_routing_fanout_not_asked_total{answer="not_found"}`], m[`ctftp_routing_fanout_not_asked_total{answer="error"}`],
 		m[`ctftp_backend_hedges_total{subcluster="west"}`], south.Requests())
-	// West's dead backend is found by the first probe of Run, which
-	// starts after the start-up trust guard; a storm that begins before
-	// that is served by hedging (counted above), one after it skips the
-	// dead backend.
+	// West's first backend died just before the storm: the first phones
+	// are served by hedging (counted above), which blames it; it is down
+	// after max_fails silent losses or the next probe, whichever comes
+	// first, and then skipped.
 	for _, l := range gw.Lines("cluster: backend down") {
 		t.Logf("gateway: %s %s down at %s", l["subcluster"], l["backend"], l["time"])
 	}
 	t.Logf("west's dead backend got %d requests", westDead.Requests())
+	if m[`ctftp_backend_hedges_total{subcluster="west"}`] == 0 {
+		t.Error("no hedge in west: its dead first backend was not in the way")
+	}
+	if m[fmt.Sprintf(`ctftp_backend_up{subcluster="west",backend=%q}`, westDead.Addr())] != 0 {
+		t.Error("west's dead backend is still up after the storm")
+	}
 	if m[`ctftp_backend_skipped_total{subcluster="south"}`] == 0 {
 		t.Error("south was never skipped: fan-outs waited on it")
 	}
