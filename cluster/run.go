@@ -286,7 +286,7 @@ func (s *Set) probe(ctx context.Context, sc *subcluster, b *backend) (time.Durat
 	switch {
 	case err == nil || errors.As(err, &te):
 		sc.m.probes[true].Inc()
-		s.alive(sc, b, nil)
+		s.alive(sc, b, rtt, nil)
 		// Seeds the hedge delay before any phone's fetch: a probe's first
 		// answer is one round trip, a fetch's first block two (request
 		// and OACK, then ACK 0 and DATA 1).
@@ -425,6 +425,13 @@ type BackendStatus struct {
 	// NextTrial is when a backend that is down is probed next (zero
 	// while it is up).
 	NextTrial time.Time `json:"next_trial,omitzero"`
+	// LastAnswer is when the backend last answered a fetch or probe
+	// (any TFTP answer, "not found" included); zero when never.
+	LastAnswer time.Time `json:"last_answer,omitzero"`
+	// AnswerSeconds is how long that exchange took, the whole transfer
+	// for a fetch: a probe's small file shows the round trip, a large
+	// file its transfer time.
+	AnswerSeconds float64 `json:"answer_seconds,omitempty"`
 }
 
 // Status reports every sub-cluster in configured order.
@@ -447,7 +454,8 @@ func (s *Set) Status() []SubclusterStatus {
 				}
 				b.mu.Lock()
 				bs := BackendStatus{Source: src.raw, Address: b.String(), Up: !b.down.Load(),
-					Fails: b.fails, LastError: b.lastErr, InFlight: b.slots.inUse(), LookupError: lookupErr}
+					Fails: b.fails, LastError: b.lastErr, InFlight: b.slots.inUse(), LookupError: lookupErr,
+					LastAnswer: b.lastAnswer, AnswerSeconds: b.answerTime.Seconds()}
 				if !bs.Up {
 					bs.NextTrial = b.nextTrial
 				}

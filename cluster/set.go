@@ -113,9 +113,11 @@ type backend struct {
 	down    atomic.Bool
 	probing atomic.Bool // a probe is in flight; at most one at a time
 
-	mu      sync.Mutex
-	fails   int    // consecutive failures
-	lastErr string // the last failure or refusal
+	mu         sync.Mutex
+	fails      int           // consecutive failures
+	lastErr    string        // the last failure or refusal
+	lastAnswer time.Time     // when b last answered anything
+	answerTime time.Duration // how long that exchange took
 	// While down: when the next background trial is due, and the wait
 	// after it if it fails too (doubling up to backend.down_retry_max).
 	nextTrial time.Time
@@ -620,6 +622,7 @@ func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name stri
 		sc.m.fetches[result].Inc()
 	}
 	data, err := s.fetcher.fetch(ctx, b.addr, name, a)
+	took := time.Since(start)
 	// A probe's bytes are judged by the caller (the trust guard reads an
 	// ITL more strictly, and reports a bad one as such).
 	if err == nil && !probe {
@@ -628,21 +631,21 @@ func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name stri
 		}
 	}
 	if !probe && ctx.Err() == nil {
-		sc.m.duration.UpdateDuration(start)
+		sc.m.duration.Update(took.Seconds())
 	}
 	switch {
 	case err == nil:
 		count(resultOK)
-		s.alive(sc, b, nil)
+		s.alive(sc, b, took, nil)
 	case errors.Is(err, ctftp.ErrNotFound):
 		count(resultNotFound)
-		s.alive(sc, b, nil)
+		s.alive(sc, b, took, nil)
 	case errors.Is(err, ErrRefused):
 		count(resultRefused)
-		s.alive(sc, b, err)
+		s.alive(sc, b, took, err)
 	case errors.Is(err, ErrTooLarge):
 		count(resultError)
-		s.alive(sc, b, err)
+		s.alive(sc, b, took, err)
 	case errors.Is(err, ErrCorrupt):
 		count(resultInvalid)
 		s.log.Warn("cluster: backend sent a file that is not whole; not served, not cached",
@@ -690,12 +693,14 @@ func fitAttempt(ctx context.Context, a attempt, left int) (attempt, bool, error)
 	return a, false, nil
 }
 
-// alive records an answer from b: its failure count resets and a down
-// backend comes back up. note, when set, is kept as b's last error
-// (a refusal says something about the backend an admin wants to see).
-func (s *Set) alive(sc *subcluster, b *backend, note error) {
+// alive records an answer from b, which took took: its failure count
+// resets and a down backend comes back up. note, when set, is kept as
+// b's last error (a refusal says something about the backend an admin
+// wants to see).
+func (s *Set) alive(sc *subcluster, b *backend, took time.Duration, note error) {
 	b.mu.Lock()
 	b.fails = 0
+	b.lastAnswer, b.answerTime = time.Now(), took
 	if note != nil {
 		b.lastErr = note.Error()
 	}

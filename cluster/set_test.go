@@ -89,7 +89,11 @@ func TestOpen(t *testing.T) {
 	want := pattern(3000, 5)
 	srv := tftptest.NewServer(t, map[string][]byte{"SEP001122334455.cnf.xml": want})
 	s, set := newTestSet(t, testConfig(srv.Addr()), Options{})
+	if b := backendStatus(t, s, srv.Addr()); !b.LastAnswer.IsZero() || b.AnswerSeconds != 0 {
+		t.Errorf("before any answer: %+v", b)
+	}
 
+	before := time.Now()
 	f, got, err := open(t, s, "SEP001122334455.cnf.xml")
 	if err != nil {
 		t.Fatal(err)
@@ -111,6 +115,9 @@ func TestOpen(t *testing.T) {
 	}
 	if v := metricValue(t, set, `ctftp_backend_fetch_duration_seconds_count{subcluster="east"}`); v != "1" {
 		t.Errorf("duration count = %q, want 1", v)
+	}
+	if b := backendStatus(t, s, srv.Addr()); b.LastAnswer.Before(before) || b.AnswerSeconds <= 0 {
+		t.Errorf("after an answer: last answer %v (fetch started %v), %gs", b.LastAnswer, before, b.AnswerSeconds)
 	}
 	data, err := s.Fetch(context.Background(), "east", "SEP001122334455.cnf.xml")
 	if err != nil || !bytes.Equal(data, want) {

@@ -134,6 +134,18 @@
 // the phone trust model. Its metrics: ctftp_homogeneous,
 // ctftp_trust_signer_changes_total, ctftp_trust_heterogeneous_total,
 // ctftp_trust_forwarded_checked_total, ctftp_trust_forwarded_rejected_total,
-// ctftp_trust_refused_total (all {subcluster}), ctftp_config_generation and
-// ctftp_config_reloads_total{result}.
+// ctftp_trust_refused_total (all {subcluster}), ctftp_config_generation,
+// ctftp_config_reloads_total{result} and ctftp_config_info{sha256} (always
+// 1, naming the SHA-256 of the configuration file in force, so the two
+// gateways of an HA pair can be compared).
+//
+// # The admin endpoint
+//
+// One GatewayStatus (Status) is the source of everything an operator
+// reads: /status encodes it as JSON; View lays it out as sections of
+// facts and tables, which statuspage.go renders as the HTML page at /
+// (self-contained, phone-sized, reloading itself) and /status/tables
+// hands to `ctftp status` as JSON. /readyz answers from the same
+// readiness list. A new part of the state (migration waves) is a field
+// of GatewayStatus plus a section in View, and appears in all three.
 package proxy

@@ -341,6 +341,9 @@ type ReloadResult struct {
 	// Problems are why it failed (one line each, naming the key), or
 	// what it reported while succeeding (trust warnings).
 	Problems []string `json:"problems,omitempty"`
+	// SHA256 is the hex SHA-256 of the configuration file tried; "" when
+	// it could not be read or did not come from a file.
+	SHA256 string `json:"sha256,omitempty"`
 	// RestartNeeded lists the changed keys that cannot change while
 	// running (listen addresses, the TFTP engine's settings): their old
 	// values stay in force until a restart.
@@ -357,6 +360,10 @@ type ConfigStatus struct {
 	// Generation is 1 at start and grows by one per successful reload.
 	Generation int       `json:"generation"`
 	LoadedAt   time.Time `json:"loaded_at"`
+	// SHA256 is the hex SHA-256 of the configuration file serving (see
+	// GatewayConfig.ConfigSHA256); the same in both gateways of an HA
+	// pair that run one configuration.
+	SHA256 string `json:"sha256"`
 	// LastReload is the last attempt, successful or not; nil before any.
 	LastReload *ReloadResult `json:"last_reload,omitempty"`
 }
@@ -379,11 +386,14 @@ type reloader struct {
 	last  *ReloadResult
 
 	retiring   sync.WaitGroup
+	set        *metrics.Set
 	generation *metrics.Gauge
 	results    map[bool]*metrics.Counter
+	info       string // the ctftp_config_info series registered now
 }
 
 func (rl *reloader) init(set *metrics.Set) {
+	rl.set = set
 	rl.generation = set.GetOrCreateGauge("ctftp_config_generation", nil)
 	rl.results = map[bool]*metrics.Counter{
 		true:  set.GetOrCreateCounter(`ctftp_config_reloads_total{result="ok"}`),
@@ -411,10 +421,25 @@ func (rl *reloader) stop() {
 	rl.retiring.Wait()
 }
 
+// setInfo makes ctftp_config_info{sha256} name the configuration
+// serving: one series, always 1, the previous one removed. Called at
+// Start and with mu held at each swap.
+func (rl *reloader) setInfo(sha string) {
+	name := fmt.Sprintf(`ctftp_config_info{sha256=%q}`, sha)
+	if name == rl.info {
+		return
+	}
+	if rl.info != "" {
+		rl.set.UnregisterMetric(rl.info)
+	}
+	rl.set.GetOrCreateGauge(name, nil).Set(1)
+	rl.info = name
+}
+
 func (rl *reloader) status(gen *generation) ConfigStatus {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
-	st := ConfigStatus{Generation: gen.n, LoadedAt: gen.loaded}
+	st := ConfigStatus{Generation: gen.n, LoadedAt: gen.loaded, SHA256: gen.cfg.ConfigSHA256}
 	if rl.last != nil {
 		last := *rl.last
 		st.LastReload = &last
@@ -467,11 +492,12 @@ func (g *Gateway) Reload(ctx context.Context, load func() (GatewayConfig, error)
 	return res
 }
 
-func (g *Gateway) reload(ctx context.Context, load func() (GatewayConfig, error)) ReloadResult {
+func (g *Gateway) reload(ctx context.Context, load func() (GatewayConfig, error)) (res ReloadResult) {
 	cfg, err := load()
 	if err != nil {
 		return ReloadResult{Problems: lines(err)}
 	}
+	defer func() { res.SHA256 = cfg.ConfigSHA256 }()
 	cfg = cfg.withDefaults()
 	if err := cfg.Trust.Validate(); err != nil {
 		return ReloadResult{Problems: prefixLines("trust.", err)}
@@ -480,7 +506,6 @@ func (g *Gateway) reload(ctx context.Context, load func() (GatewayConfig, error)
 	if old == nil {
 		return ReloadResult{Problems: []string{"the gateway has not started"}}
 	}
-	var res ReloadResult
 	cfg, res.RestartNeeded = keepFixed(g.cfg, cfg)
 	gen, err := g.build(ctx, cfg, old, nil)
 	if err != nil {
@@ -515,6 +540,7 @@ func (g *Gateway) reload(ctx context.Context, load func() (GatewayConfig, error)
 	}
 	g.gen.Store(gen)
 	rl.generation.Set(float64(gen.n))
+	rl.setInfo(cfg.ConfigSHA256)
 	if rl.state == rlRunning {
 		gen.start(rl.ctx)
 	}

@@ -11,7 +11,9 @@
 //     rolled back, to once cut over (by state, or when cutover_at
 //     passes), whatever the rules and learned routes say;
 //  1. configured rules, first match wins: the client's address (CIDR), a
-//     list of MACs, a MAC prefix, or a device file of MACs;
+//     list of MACs, a MAC prefix, or a device file (ReadDeviceFile: MACs
+//     one per line, or a CUCM BAT "Export Phones" CSV read by its Device
+//     Name column, SEP/ATA stripped, other devices skipped and counted);
 //  2. a learned route: the sub-cluster that last answered for this MAC,
 //     remembered for learn_ttl, at most learn_max of them;
 //  3. a fan-out over every sub-cluster in configured priority order.

@@ -1,12 +1,9 @@
 package routing
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -183,12 +180,13 @@ func New(cfg Config, subclusters []string, opts Options) (*Router, error) {
 				key, c.subcluster, ErrUnknownSubcluster, strings.Join(subclusters, ", ")))
 		}
 		if c.kind == matchDeviceFile {
-			macs, ferrs := readDeviceFile(c.deviceFile)
-			for _, err := range ferrs {
+			dl, err := ReadDeviceFile(c.deviceFile)
+			for _, err := range unjoin(err) {
 				errs = append(errs, fmt.Errorf("%s.device_file: %w", key, err))
 			}
-			c.macs = macs
-			r.log.Info("routing: device file loaded", "rule", key, "file", c.deviceFile, "devices", len(macs))
+			c.macs = dl.MACs
+			r.log.Info("routing: device file loaded", "rule", key, "file", c.deviceFile, "format", dl.Format,
+				"devices", len(dl.MACs), "skipped", dl.Skipped)
 		}
 		r.rules = append(r.rules, c)
 	}
@@ -199,45 +197,16 @@ func New(cfg Config, subclusters []string, opts Options) (*Router, error) {
 	return r, nil
 }
 
-// maxDeviceFileErrors caps the bad lines reported from one device file,
-// so that pointing device_file at the wrong file does not print it all.
-const maxDeviceFileErrors = 10
-
-// readDeviceFile reads a list of MACs, one per line; '#' starts a comment,
-// blank lines are skipped. Every bad line is an error: a typo silently
-// dropped would send that phone to the fan-out without anyone noticing.
-func readDeviceFile(path string) (map[string]struct{}, []error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, []error{err}
+// unjoin lists the errors errors.Join put together, so each can be
+// prefixed with its key on a line of its own.
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
 	}
-	defer f.Close()
-	return parseDeviceList(f, path)
-}
-
-func parseDeviceList(rd io.Reader, path string) (map[string]struct{}, []error) {
-	macs := make(map[string]struct{})
-	var errs []error
-	sc := bufio.NewScanner(rd)
-	for n := 1; sc.Scan(); n++ {
-		line, _, _ := strings.Cut(sc.Text(), "#")
-		line = strings.TrimSpace(line)
-		if line == "" {
-			continue
-		}
-		m, err := parseMAC(line)
-		if err != nil {
-			if len(errs) < maxDeviceFileErrors {
-				errs = append(errs, fmt.Errorf("%s:%d: %w", path, n, err))
-			}
-			continue
-		}
-		macs[m] = struct{}{}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
 	}
-	if err := sc.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("%s: %w", path, err))
-	}
-	return macs, errs
+	return []error{err}
 }
 
 // Subclusters returns the sub-cluster names in priority order.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/spf13/cobra"
 
 	"github.com/ctftp/ctftp/cluster"
 	"github.com/ctftp/ctftp/proxy"
@@ -18,45 +19,33 @@ import (
 	"github.com/ctftp/ctftp/trust"
 )
 
-const migrateUsage = `usage: ctftp migrate check [--config FILE] [--wave NAME] [--json]
-
-Fetches, through the configured backends, the files each phone of a
+func migrateCmd(a *cli) *cobra.Command {
+	var path, wave string
+	var asJSON bool
+	check := &cobra.Command{
+		Use:   "check [--config FILE] [--wave NAME] [--json]",
+		Short: "will the phones of a wave trust their new cluster?",
+		Long: `Fetches, through the configured backends, the files each phone of a
 migration wave holds now (from) and would get (to), and predicts what the
 phone does with them. Exit 3 when a device would be blocked, 1 when some
-could not be checked, 0 otherwise.
-`
-
-// runMigrate dispatches `ctftp migrate` subcommands.
-func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "check" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-			fmt.Fprint(stdout, migrateUsage)
-			return exitOK
-		}
-		fmt.Fprint(stderr, migrateUsage)
-		return exitUsage
+could not be checked, 0 otherwise.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return exit(runMigrateCheck(c.Context(), path, wave, asJSON, a.stdout, a.stderr))
+		},
 	}
-	return runMigrateCheck(ctx, args[1:], stdout, stderr)
+	configFlag(check, &path)
+	check.Flags().StringVar(&wave, "wave", "", "check only the wave `NAME`")
+	check.Flags().BoolVar(&asJSON, "json", false, "print the verdicts as JSON")
+	return group(a, "migrate", "check migration waves before phones move between clusters", check)
 }
 
 // runMigrateCheck checks every wave (or one) and prints a summary table,
-// then each blocking device with the ways out; --json prints the
+// then each blocking device with the ways out; asJSON prints the
 // verdicts instead. Progress goes to stderr: a bar on a terminal, a line
 // per tenth of a large wave otherwise.
-func runMigrateCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("migrate check", stderr)
-	path := fs.String("config", "config.yaml", "config `FILE`")
-	only := fs.String("wave", "", "check only the wave `NAME`")
-	asJSON := fs.Bool("json", false, "print the verdicts as JSON")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return exitUsage
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "ctftp migrate check: unexpected argument %q\n", pos[0])
-		return exitUsage
-	}
-	cfg, ok := loadOrReport(*path, stderr)
+func runMigrateCheck(ctx context.Context, path, only string, asJSON bool, stdout, stderr io.Writer) int {
+	cfg, ok := loadOrReport(path, stderr)
 	if !ok {
 		return exitUsage
 	}
@@ -66,20 +55,20 @@ func runMigrateCheck(ctx context.Context, args []string, stdout, stderr io.Write
 		return exitUsage
 	}
 	waves := mig.Waves()
-	if *only != "" {
-		w := mig.Wave(*only)
+	if only != "" {
+		w := mig.Wave(only)
 		if w == nil {
 			var names []string
 			for _, w := range waves {
 				names = append(names, w.Name)
 			}
-			fmt.Fprintf(stderr, "ctftp migrate check: --wave: no wave %q in %s (waves: %s)\n", *only, *path, waveList(names))
+			fmt.Fprintf(stderr, "ctftp migrate check: --wave: no wave %q in %s (waves: %s)\n", only, path, waveList(names))
 			return exitUsage
 		}
 		waves = []*routing.MigrationWave{w}
 	}
 	if len(waves) == 0 {
-		fmt.Fprintf(stdout, "%s: no migration waves configured\n", *path)
+		fmt.Fprintf(stdout, "%s: no migration waves configured\n", path)
 		return exitOK
 	}
 	cc := cfg.clusterConfig()
@@ -102,7 +91,7 @@ func runMigrateCheck(ctx context.Context, args []string, stdout, stderr io.Write
 			code = exitFailure
 		}
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(struct {
