@@ -500,6 +500,7 @@ func (s *Server) handleRRQ(l *listener, pkt []byte, from netip.AddrPort, d dest)
 		neg:    neg,
 		req:    ctftp.Request{Name: name, Client: from, Mode: req.Mode},
 		start:  time.Now(),
+		reqLen: len(pkt),
 	}
 	s.mu.Lock()
 	if s.closed {

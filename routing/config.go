@@ -68,9 +68,11 @@ type Rule struct {
 	// MACPrefix is 1 to 12 leading hex digits of the MAC in the file
 	// name, e.g. an OUI ("00AABB"); separators as for MAC.
 	MACPrefix string `mapstructure:"mac_prefix"`
-	// DeviceFile names a file of MACs, one per line, '#' starting a
-	// comment; New reads it once. A relative path is relative to the
-	// working directory.
+	// DeviceFile names a file of devices, read by ReadDeviceFile: MACs
+	// one per line ('#' starting a comment), or a CSV export of CUCM's
+	// Bulk Administration ("Export Phones") read by its Device Name
+	// column. New reads it once (a reload reads it again). A relative
+	// path is relative to the working directory.
 	DeviceFile string `mapstructure:"device_file"`
 	// Subcluster is the name of the sub-cluster that serves matching
 	// requests; New checks it exists.

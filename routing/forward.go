@@ -83,6 +83,21 @@ func (f *forwarder) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, e
 	case RuleMatch:
 		f.prefetch(ctx, req, d.Prefetch, d.Subclusters[0], d.MAC, "rule")
 		return f.single(ctx, req, d.Subclusters[0])
+	case Migration:
+		// Learned, so that the phone stays on the side that served it
+		// when the wave is later removed from the configuration.
+		sc := d.Subclusters[0]
+		file, err := f.single(ctx, req, sc)
+		if err == nil {
+			f.r.Learn(d.MAC, sc)
+			w := f.r.migrations.Lookup(d.MAC)
+			side := "from"
+			if sc == w.To {
+				side = "to"
+			}
+			f.r.migrations.served(w, d.MAC, side, req.Name)
+		}
+		return file, err
 	case Learned:
 		sc := d.Subclusters[0]
 		f.prefetch(ctx, req, d.Prefetch, sc, d.MAC, "learned route")

@@ -1,12 +1,9 @@
 package routing
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -27,6 +24,10 @@ const (
 	Learned
 	// FanOut: nothing places the request; every sub-cluster is asked.
 	FanOut
+	// Migration: the device belongs to a migration wave, which decides
+	// over rules and learned routes: From while staged or rolled back,
+	// To once cut over.
+	Migration
 )
 
 // String returns the kind as the `kind` label of
@@ -39,6 +40,8 @@ func (k Kind) String() string {
 		return "learned"
 	case FanOut:
 		return "fanout"
+	case Migration:
+		return "migration"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -55,6 +58,8 @@ type Decision struct {
 	Kind Kind
 	// Rule is the index in Config.Rules of the rule that matched, or -1.
 	Rule int
+	// Wave names the migration wave of a Migration decision, else "".
+	Wave string
 	// Subclusters are the sub-clusters to ask, in the order to ask them
 	// (priority order for a fan-out). Never empty.
 	Subclusters []string
@@ -82,9 +87,13 @@ type Options struct {
 	// Metrics is the set the routing series are registered on; nil keeps
 	// them on a private set nobody scrapes.
 	Metrics *metrics.Set
-	// Now reads the clock for learned-route ages and fan-out durations;
-	// nil means time.Now.
+	// Now reads the clock for learned-route ages, fan-out durations and
+	// waves' cutover_at; nil means time.Now.
 	Now func() time.Time
+	// Migrations, for New, are the migration waves whose devices Route
+	// sends to their wave's side over rules and learned routes; nil for
+	// none. Built by NewMigrations for the same sub-clusters.
+	Migrations *Migrations
 }
 
 func (o Options) withDefaults() Options {
@@ -113,6 +122,7 @@ type Router struct {
 	subclusters []string
 	known       map[string]bool
 	learned     *learnTable // nil: learning is off
+	migrations  *Migrations // nil: no waves
 	prefetch    []bootPattern
 	log         *slog.Logger
 	now         func() time.Time
@@ -149,6 +159,7 @@ func New(cfg Config, subclusters []string, opts Options) (*Router, error) {
 		known:       known,
 		log:         opts.Logger,
 		now:         opts.Now,
+		migrations:  opts.Migrations,
 		m:           newRouterMetrics(opts.Metrics),
 	}
 	if r.strategy == "" {
@@ -169,12 +180,13 @@ func New(cfg Config, subclusters []string, opts Options) (*Router, error) {
 				key, c.subcluster, ErrUnknownSubcluster, strings.Join(subclusters, ", ")))
 		}
 		if c.kind == matchDeviceFile {
-			macs, ferrs := readDeviceFile(c.deviceFile)
-			for _, err := range ferrs {
+			dl, err := ReadDeviceFile(c.deviceFile)
+			for _, err := range unjoin(err) {
 				errs = append(errs, fmt.Errorf("%s.device_file: %w", key, err))
 			}
-			c.macs = macs
-			r.log.Info("routing: device file loaded", "rule", key, "file", c.deviceFile, "devices", len(macs))
+			c.macs = dl.MACs
+			r.log.Info("routing: device file loaded", "rule", key, "file", c.deviceFile, "format", dl.Format,
+				"devices", len(dl.MACs), "skipped", dl.Skipped)
 		}
 		r.rules = append(r.rules, c)
 	}
@@ -185,45 +197,16 @@ func New(cfg Config, subclusters []string, opts Options) (*Router, error) {
 	return r, nil
 }
 
-// maxDeviceFileErrors caps the bad lines reported from one device file,
-// so that pointing device_file at the wrong file does not print it all.
-const maxDeviceFileErrors = 10
-
-// readDeviceFile reads a list of MACs, one per line; '#' starts a comment,
-// blank lines are skipped. Every bad line is an error: a typo silently
-// dropped would send that phone to the fan-out without anyone noticing.
-func readDeviceFile(path string) (map[string]struct{}, []error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, []error{err}
+// unjoin lists the errors errors.Join put together, so each can be
+// prefixed with its key on a line of its own.
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
 	}
-	defer f.Close()
-	return parseDeviceList(f, path)
-}
-
-func parseDeviceList(rd io.Reader, path string) (map[string]struct{}, []error) {
-	macs := make(map[string]struct{})
-	var errs []error
-	sc := bufio.NewScanner(rd)
-	for n := 1; sc.Scan(); n++ {
-		line, _, _ := strings.Cut(sc.Text(), "#")
-		line = strings.TrimSpace(line)
-		if line == "" {
-			continue
-		}
-		m, err := parseMAC(line)
-		if err != nil {
-			if len(errs) < maxDeviceFileErrors {
-				errs = append(errs, fmt.Errorf("%s:%d: %w", path, n, err))
-			}
-			continue
-		}
-		macs[m] = struct{}{}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
 	}
-	if err := sc.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("%s: %w", path, err))
-	}
-	return macs, errs
+	return []error{err}
 }
 
 // Subclusters returns the sub-cluster names in priority order.
@@ -231,9 +214,20 @@ func (r *Router) Subclusters() []string { return slices.Clone(r.subclusters) }
 
 // Route decides where req goes. It does no I/O and changes nothing, so
 // `ctftp route` can call it to explain a decision without sending a
-// packet. Client rules match on req.Client; the other rules and learned
-// routes match on the MAC in req.Name.
+// packet. A device of a migration wave goes to its wave's side, and the
+// Reason says what that overrides; otherwise client rules match on
+// req.Client, and the other rules and learned routes on the MAC in
+// req.Name.
 func (r *Router) Route(req ctftp.Request) Decision {
+	d := r.route(req)
+	if w := r.migrations.Lookup(d.MAC); w != nil {
+		return r.migrations.override(w, d.MAC, d)
+	}
+	return d
+}
+
+// route decides by rules, learned routes and fan-out.
+func (r *Router) route(req ctftp.Request) Decision {
 	mac, hasMAC := ParseMAC(req.Name)
 	client := req.Client.Addr().Unmap()
 	for i := range r.rules {

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/spf13/cobra"
 
 	"github.com/ctftp/ctftp/cache"
 	"github.com/ctftp/ctftp/cluster"
@@ -58,9 +58,8 @@ type benchFlags struct {
 // (--server), a side-by-side comparison of tftpd-hpa and the gateway cold
 // and warm, all on loopback (--side-by-side), or transfers held open to
 // measure memory per transfer in flight (--hold).
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	f, code := parseBenchFlags(args, stderr)
-	if code != exitOK {
+func runBench(ctx context.Context, f benchFlags, set func(string) bool, pos []string, stdout, stderr io.Writer) int {
+	if code := checkBenchFlags(f, set, pos, stderr); code != exitOK {
 		return code
 	}
 	if f.cpuprofile != "" && !f.sideBySide {
@@ -96,10 +95,22 @@ func startCPUProfile(path string) (stop func(), err error) {
 	}, nil
 }
 
-func parseBenchFlags(args []string, stderr io.Writer) (benchFlags, int) {
+func benchCmd(a *cli) *cobra.Command {
 	def := loadgen.DefaultConfig()
 	f := benchFlags{storm: def}
-	fs := newFlagSet("bench", stderr)
+	c := &cobra.Command{
+		Use:   "bench --server HOST:PORT | --side-by-side [--phones N] [--concurrency C] [--json]",
+		Short: "boot-storm load generator with progress and a report",
+		Long: `A boot storm against a TFTP server (--server: a running ctftp, tftpd-hpa,
+CUCM), or --side-by-side: tftpd-hpa serving the files directly, then the
+gateway in front of tftpd-hpa backends, cold and warm, in one run. --hold N
+keeps N transfers in flight instead. Reports phones/s, transfers/s,
+p50/p99/max, errors and bytes; --json for all of it.`,
+		RunE: func(c *cobra.Command, args []string) error {
+			return exit(runBench(c.Context(), f, c.Flags().Changed, args, a.stdout, a.stderr))
+		},
+	}
+	fs := c.Flags()
 	fs.StringVar(&f.server, "server", "", "TFTP server `HOST:PORT` to storm (a running ctftp, tftpd-hpa, CUCM)")
 	fs.BoolVar(&f.sideBySide, "side-by-side", false, "self-contained comparison on loopback: tftpd-hpa serving the files directly, then the gateway in front of tftpd-hpa backends, cold and warm")
 	fs.IntVar(&f.storm.Phones, "phones", def.Phones, "phones that boot")
@@ -123,12 +134,14 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchFlags, int) {
 	fs.StringVar(&f.holdFile, "file", "", "hold: the file to ask for")
 	fs.DurationVar(&f.holdFor, "hold-for", 2*time.Second, "hold: how long to keep the transfers open before releasing them")
 	fs.StringVar(&f.admin, "admin", "", "hold: the server's admin endpoint `HOST:PORT`, to read its RSS, goroutines and open files")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return f, exitUsage
-	}
-	set := map[string]bool{}
-	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	c.MarkFlagFilename("macs")
+	c.MarkFlagDirname("dir")
+	return c
+}
+
+// checkBenchFlags reports every problem with the flags at once; set says
+// whether a flag was given.
+func checkBenchFlags(f benchFlags, set func(string) bool, pos []string, stderr io.Writer) int {
 
 	var problems []string
 	bad := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
@@ -145,10 +158,10 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchFlags, int) {
 			bad("--server: %q: want HOST:PORT", f.server)
 		}
 	}
-	if f.macsFile != "" && set["phones"] {
+	if f.macsFile != "" && set("phones") {
 		bad("--macs and --phones exclude each other: the file says how many phones there are")
 	}
-	if f.macsFile != "" && set["mac-prefix"] {
+	if f.macsFile != "" && set("mac-prefix") {
 		bad("--macs and --mac-prefix exclude each other")
 	}
 	if f.hold < 0 {
@@ -164,12 +177,12 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchFlags, int) {
 		if f.holdFor < 0 {
 			bad("--hold-for: must not be negative, got %s", f.holdFor)
 		}
-	} else if set["file"] || set["hold-for"] || set["admin"] {
+	} else if set("file") || set("hold-for") || set("admin") {
 		bad("--file, --hold-for and --admin only apply to --hold")
 	}
 	if !f.sideBySide {
 		for _, name := range []string{"dir", "backend-blksize", "backend-max-in-flight", "backend-delay", "route-by-mac"} {
-			if set[name] {
+			if set(name) {
 				bad("--%s only applies to --side-by-side", name)
 			}
 		}
@@ -194,9 +207,9 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchFlags, int) {
 		for _, p := range problems {
 			fmt.Fprintln(stderr, "ctftp bench: "+p)
 		}
-		return f, exitUsage
+		return exitUsage
 	}
-	return f, exitOK
+	return exitOK
 }
 
 // flagName rewrites a loadgen.Config problem ("boot_timeout: ...") with
