@@ -553,5 +553,6 @@ func (m *Migrations) override(w *MigrationWave, mac string, base Decision) Decis
 		Subclusters: []string{sc},
 		Strategy:    base.Strategy,
 		Reason:      reason,
+		Prefetch:    base.Prefetch,
 	}
 }
