@@ -554,6 +554,5 @@ func (m *Migrations) override(w *MigrationWave, mac string, base Decision) Decis
 		Strategy:    base.Strategy,
 		Prefetch:    base.Prefetch,
 		Reason:      reason,
-		Prefetch:    base.Prefetch,
 	}
 }
