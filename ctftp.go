@@ -26,6 +26,12 @@ var (
 	// as error 0 like any outage; a fan-out over several sources may use
 	// the distinction (see routing).
 	ErrNotAsked = fmt.Errorf("known down, not asked: %w", ErrUnavailable)
+	// ErrNoIdleSlot: a prefetch (Request.Prefetch) found no idle backend slot
+	// and was not sent. It also wraps ErrUnavailable, but it is only ever
+	// the answer to a prefetch, never to a phone's own request: a layer
+	// that shares a prefetch's result with a phone must fetch for the
+	// phone instead.
+	ErrNoIdleSlot = fmt.Errorf("no idle backend slot for a prefetch: %w", ErrUnavailable)
 )
 
 // Request is one read request, after the front end cleaned its name.
@@ -42,6 +48,11 @@ type Request struct {
 	// Subcluster is the sub-cluster this request is being asked of; empty
 	// until routing picks one. It is part of every cache key.
 	Subcluster string
+	// Prefetch marks a request no phone made yet: the gateway fetching a
+	// file a phone is about to ask for. It is not part of the cache key.
+	// The backends serve it only from a slot no phone is waiting for, and
+	// answer ErrNoIdleSlot instead of queueing it.
+	Prefetch bool
 }
 
 // Origin labels where a File came from, for logs and metrics. Its values

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs the real peers the
 # end-to-end tests talk to (tftpd-hpa's in.tftpd as backends, tftp-hpa's
-# tftp and curl as clients) when they are missing, then runs every test
-# with the race detector. .ci/run calls exactly this.
+# tftp and curl as clients, chromium to render the status page) when they
+# are missing, then runs every test with the race detector. .ci/run calls
+# exactly this.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -10,6 +11,10 @@ need=()
 [ -x /usr/sbin/in.tftpd ] || command -v in.tftpd >/dev/null 2>&1 || need+=(tftpd-hpa)
 { command -v tftp >/dev/null 2>&1 && tftp -V 2>&1 | grep -q tftp-hpa; } || need+=(tftp-hpa)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# Headless Chromium renders the status page in tests/statuspage_test.go;
+# bash-completion's helpers run `ctftp completion bash` in tests/.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ -r /usr/share/bash-completion/bash_completion ] || need+=(bash-completion)
 if ((${#need[@]})); then
   echo "test.sh: installing ${need[*]}" >&2
   sudo=""

@@ -43,12 +43,13 @@ type Options struct {
 // Cache is a ctftp.Source that remembers what the Source behind it
 // answered. It is safe for concurrent use.
 type Cache struct {
-	next  ctftp.Source
-	cfg   Config
-	log   *slog.Logger
-	now   func() time.Time
-	m     *cacheMetrics
-	group singleflight.Group
+	next     ctftp.Source
+	cfg      Config
+	classify classifier
+	log      *slog.Logger
+	now      func() time.Time
+	m        *cacheMetrics
+	group    singleflight.Group
 
 	// closing is cancelled by Close; every fill's context follows it.
 	closing     context.Context
@@ -76,15 +77,16 @@ func New(next ctftp.Source, cfg Config, opts Options) (*Cache, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("cache: invalid config: %w", err)
 	}
+	classify, _ := newClassifier(cfg.Classes) // Validate accepted them
 	c := &Cache{
-		next:    next,
-		cfg:     cfg,
-		log:     opts.Logger,
-		now:     opts.Now,
-		files:   newLRU(),
-		marks:   newLRU(),
-		flights: make(map[key]*flight),
+		next:     next,
+		cfg:      cfg,
+		classify: classify,
+		log:      opts.Logger,
+		now:      opts.Now,
+		flights:  make(map[key]*flight),
 	}
+	c.files, c.marks = newLRU(c.wastedLocked), newLRU(c.wastedLocked)
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -133,6 +135,9 @@ func (c *Cache) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error
 	now := c.now()
 	c.mu.Lock()
 	e := c.lookupLocked(k, now)
+	if e != nil && e.kind != kindTooBig {
+		c.usedLocked(e)
+	}
 	c.mu.Unlock()
 	if e != nil {
 		switch e.kind {
@@ -188,6 +193,7 @@ func (c *Cache) lookupLocked(k key, now time.Time) *entry {
 			c.files.touch(e)
 			return e
 		}
+		c.wastedLocked(e) // a prefetched copy nobody asked for in time
 		if !now.Before(e.expires.Add(c.cfg.StaleMaxAge)) {
 			c.files.remove(e)
 		}
@@ -210,7 +216,7 @@ func (c *Cache) bypass(ctx context.Context, req ctftp.Request, k key) (*ctftp.Fi
 	if err != nil {
 		if errors.Is(err, ctftp.ErrNotFound) {
 			// The big file is gone: remember that instead.
-			c.storeMarker(nil, k, kindNotFound, c.cfg.NegativeTTL)
+			c.storeMarker(nil, k, kindNotFound, c.cfg.negativeTTL(c.classify.of(req.Name)), false)
 		}
 		return nil, fmt.Errorf("cache: subcluster=%q file=%q: uncached: %w", req.Subcluster, req.Name, err)
 	}
@@ -227,20 +233,28 @@ type fillResult struct {
 
 // await joins or starts the fill for k and waits for it on ctx.
 func (c *Cache) await(ctx context.Context, req ctftp.Request, k key) (*ctftp.File, error) {
-	h := new(handoff)
-	ch := c.group.DoChan(k.String(), func() (any, error) {
-		r, err := c.fill(ctx, req, k, h)
-		if err != nil {
-			return nil, err
+	for {
+		h := new(handoff)
+		ch := c.group.DoChan(k.String(), func() (any, error) {
+			r, err := c.fill(ctx, req, k, h)
+			if err != nil {
+				return nil, err
+			}
+			return r, nil
+		})
+		select {
+		case r := <-ch:
+			if errors.Is(r.Err, ctftp.ErrNoIdleSlot) && !req.Prefetch {
+				// This phone joined a prefetch's flight, and the prefetch
+				// found no idle slot: fetch for the phone itself (the
+				// flight is over, so DoChan starts a new one).
+				continue
+			}
+			return c.answer(ctx, req, k, r, h)
+		case <-ctx.Done():
+			h.abandon()
+			return nil, fmt.Errorf("cache: subcluster=%q file=%q: stopped waiting for the fill: %w", req.Subcluster, req.Name, ctx.Err())
 		}
-		return r, nil
-	})
-	select {
-	case r := <-ch:
-		return c.answer(ctx, req, k, r, h)
-	case <-ctx.Done():
-		h.abandon()
-		return nil, fmt.Errorf("cache: subcluster=%q file=%q: stopped waiting for the fill: %w", req.Subcluster, req.Name, ctx.Err())
 	}
 }
 
@@ -251,9 +265,22 @@ func (c *Cache) answer(ctx context.Context, req ctftp.Request, k key, r singlefl
 		c.m.fillShared.Inc()
 	}
 	if r.Err != nil {
+		if !led && errors.Is(r.Err, ctftp.ErrNotFound) {
+			c.mu.Lock()
+			if m := c.marks.get(k); m != nil {
+				c.usedLocked(m)
+			}
+			c.mu.Unlock()
+		}
 		return nil, r.Err
 	}
 	res := r.Val.(*fillResult)
+	if !led && res.e != nil {
+		// A phone that joined a prefetch's flight uses it.
+		c.mu.Lock()
+		c.usedLocked(res.e)
+		c.mu.Unlock()
+	}
 	switch {
 	case res.tooBig && stream != nil:
 		c.m.streamed.Inc()
@@ -282,6 +309,9 @@ func (c *Cache) fill(callerCtx context.Context, req ctftp.Request, k key, h *han
 	// another flight for k may have finished and stored the answer.
 	if e := c.lookupLocked(k, now); e != nil {
 		c.mu.Unlock()
+		if req.Prefetch {
+			c.m.prefetchSkipped[skipCached].Inc()
+		}
 		switch e.kind {
 		case kindNotFound:
 			return nil, fmt.Errorf("cache: subcluster=%q file=%q: remembered: %w", req.Subcluster, req.Name, ctftp.ErrNotFound)
@@ -328,6 +358,18 @@ func (c *Cache) fill(callerCtx context.Context, req ctftp.Request, k key, h *han
 	}
 
 	f, err := c.next.Open(ctx, req)
+	if req.Prefetch && !errors.Is(err, ctftp.ErrNoIdleSlot) {
+		c.m.prefetchIssued.Inc()
+		if err != nil && !errors.Is(err, ctftp.ErrNotFound) {
+			c.m.prefetchWasted.Inc() // nothing to keep
+		}
+	}
+	// lost counts a prefetch whose file turned out not to be kept.
+	lost := func() {
+		if req.Prefetch {
+			c.m.prefetchWasted.Inc()
+		}
+	}
 	if err != nil {
 		return failed(err)
 	}
@@ -340,10 +382,12 @@ func (c *Cache) fill(callerCtx context.Context, req ctftp.Request, k key, h *han
 		}
 		if err != nil {
 			f.Body.Close()
+			lost()
 			return failed(err)
 		}
 	}
-	ttl := c.cfg.TTL.ttl(ClassOf(req.Name))
+	class := c.classify.of(req.Name)
+	ttl := c.cfg.TTL.ttl(class)
 	if f.Size > maxObject || int64(len(head)) > maxObject {
 		timer.Stop()
 		if ctx.Err() != nil {
@@ -351,20 +395,25 @@ func (c *Cache) fill(callerCtx context.Context, req ctftp.Request, k key, h *han
 			return failed(ctx.Err())
 		}
 		c.m.fills[fillTooBig].Inc()
-		c.storeMarker(fl, k, kindTooBig, ttl)
+		lost() // nothing is kept: the phone will stream it
+		c.storeMarker(fl, k, kindTooBig, ttl, false)
 		handedOff = c.handOver(callerCtx, ctx, cancel, f, head, h)
 		return &fillResult{tooBig: true}, nil
 	}
 	if err := f.Body.Close(); err != nil {
 		c.log.Debug("cache: closing a fully read backend body", "subcluster", req.Subcluster, "file", req.Name, "err", err)
 	}
+	now = c.now()
 	e := &entry{
-		key:     k,
-		kind:    kindFile,
-		data:    head,
-		sub:     f.Subcluster,
-		backend: f.Backend,
-		expires: c.now().Add(ttl),
+		key:        k,
+		kind:       kindFile,
+		class:      class,
+		data:       head,
+		sub:        f.Subcluster,
+		backend:    f.Backend,
+		fetched:    now,
+		expires:    now.Add(ttl),
+		prefetched: req.Prefetch,
 	}
 	if e.sub == "" {
 		e.sub = req.Subcluster
@@ -405,9 +454,14 @@ func (c *Cache) handOver(callerCtx, ctx context.Context, cancel context.CancelCa
 func (c *Cache) fetchFailed(req ctftp.Request, k key, fl *flight, err error) (*fillResult, error) {
 	wrapped := fmt.Errorf("cache: fill subcluster=%q file=%q: %w", req.Subcluster, req.Name, err)
 	switch {
+	case errors.Is(err, ctftp.ErrNoIdleSlot):
+		// Only a prefetch gets it, and nothing was asked of a backend:
+		// not a fill, not an outage, no stale copy.
+		c.m.prefetchSkipped[skipBusy].Inc()
+		return nil, wrapped
 	case errors.Is(err, ctftp.ErrNotFound):
 		c.m.fills[fillNotFound].Inc()
-		c.storeMarker(fl, k, kindNotFound, c.cfg.NegativeTTL)
+		c.storeMarker(fl, k, kindNotFound, c.cfg.negativeTTL(c.classify.of(req.Name)), req.Prefetch)
 		return nil, wrapped
 	case errors.Is(err, ctftp.ErrDenied):
 		// A refusal is an answer, not an outage: no stale copy for it.
@@ -444,7 +498,17 @@ func (c *Cache) storeFile(fl *flight, e *entry, ttl time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if fl.purged {
+		c.wastedLocked(e)
 		return
+	}
+	if old := c.files.get(e.key); old != nil && !bytes.Equal(old.data, e.data) {
+		// The backend changed the file since the copy held (an admin's
+		// edit, a regenerated ITL): the reason device files are kept
+		// only for a burst window.
+		c.m.changed[e.class].Inc()
+		c.log.Debug("cache: file changed on the backend", "subcluster", e.key.sub, "file", e.key.name,
+			"class", e.class.String(), "old_bytes", len(old.data), "new_bytes", len(e.data),
+			"old_fetched", old.fetched, "backend", e.backend)
 	}
 	if m := c.marks.get(e.key); m != nil {
 		c.marks.remove(m)
@@ -453,6 +517,7 @@ func (c *Cache) storeFile(fl *flight, e *entry, ttl time.Duration) {
 		if old := c.files.get(e.key); old != nil {
 			c.files.remove(old)
 		}
+		c.wastedLocked(e)
 		return
 	}
 	c.files.add(e)
@@ -466,11 +531,13 @@ func (c *Cache) storeFile(fl *flight, e *entry, ttl time.Duration) {
 // storeMarker remembers that k is not found or too big for ttl, dropping
 // any cached copy of k: the backend's newer answer replaces it. fl is nil
 // when the answer came from outside a fill.
-func (c *Cache) storeMarker(fl *flight, k key, kd kind, ttl time.Duration) {
+func (c *Cache) storeMarker(fl *flight, k key, kd kind, ttl time.Duration, prefetched bool) {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	lost := &entry{prefetched: prefetched}
 	if fl != nil && fl.purged {
+		c.wastedLocked(lost)
 		return
 	}
 	if old := c.files.get(k); old != nil {
@@ -480,12 +547,80 @@ func (c *Cache) storeMarker(fl *flight, k key, kd kind, ttl time.Duration) {
 		if old := c.marks.get(k); old != nil {
 			c.marks.remove(old)
 		}
+		c.wastedLocked(lost)
 		return
 	}
-	c.marks.add(&entry{key: k, kind: kd, expires: now.Add(ttl)})
+	c.marks.add(&entry{key: k, kind: kd, fetched: now, expires: now.Add(ttl), prefetched: prefetched})
 	for c.marks.len() > c.cfg.NegativeMax {
 		c.marks.remove(c.marks.oldest())
 		c.m.evictions.Inc()
+	}
+}
+
+// Prefetch starts fetching req into the cache for a phone that is about to
+// ask for it (routing calls it with the files a phone asks for after the
+// one it just asked for) and returns at once. It does nothing when the
+// answer is in memory and fresh or a fill for it is already running
+// (counted as skipped, reason cached). Otherwise it starts a fill with
+// req.Prefetch set, so that the backends serve it only from an idle slot
+// (skipped, reason busy, when there is none: ctftp.ErrNoIdleSlot). A phone that
+// asks while the prefetch runs joins its fill; one whose request finds
+// the prefetch's copy within its class TTL (for device files, the burst
+// window) is a hit. With the positive cache off (max_bytes 0) or a zero
+// TTL for the file's class, Prefetch does nothing. Every prefetch sent to a backend is counted as issued
+// and then, once, as used (a phone got its answer from it) or wasted (it
+// expired, was dropped, or failed before any phone asked).
+//
+// The fill runs on ctx's values, not its cancellation, bounded by
+// fetch_timeout and Close, like any fill. Prefetch is safe for concurrent
+// use.
+func (c *Cache) Prefetch(ctx context.Context, req ctftp.Request) {
+	if c.cfg.MaxBytes == 0 || c.cfg.TTL.ttl(c.classify.of(req.Name)) <= 0 {
+		// Nothing fetched could be kept for the phone: a prefetch would
+		// only add a backend fetch.
+		return
+	}
+	req.Prefetch = true
+	k := key{req.Subcluster, req.Name}
+	now := c.now()
+	c.mu.Lock()
+	e := c.lookupLocked(k, now)
+	_, flying := c.flights[k]
+	closed := c.closed
+	c.mu.Unlock()
+	switch {
+	case closed:
+		return
+	case e != nil || flying:
+		c.m.prefetchSkipped[skipCached].Inc()
+		return
+	}
+	// Nobody takes the fill's answer: an oversized file's stream is
+	// closed by the fill at once.
+	h := &handoff{gone: true}
+	c.group.DoChan(k.String(), func() (any, error) {
+		r, err := c.fill(ctx, req, k, h)
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
+	})
+}
+
+// usedLocked counts e's first use by a phone when a prefetch stored it.
+func (c *Cache) usedLocked(e *entry) {
+	if e.prefetched {
+		e.prefetched = false
+		c.m.prefetchUsed.Inc()
+	}
+}
+
+// wastedLocked counts e as a wasted prefetch when a prefetch stored it and
+// no phone used it: it expired, left the cache, or was never kept.
+func (c *Cache) wastedLocked(e *entry) {
+	if e.prefetched {
+		e.prefetched = false
+		c.m.prefetchWasted.Inc()
 	}
 }
 
@@ -543,6 +678,12 @@ type Stats struct {
 	Fills        uint64 // backend fetches the cache made, whatever their result
 	FillShared   uint64 // callers that got another caller's fill
 	Streamed     uint64 // callers handed an uncached stream of a too-big file
+	Changed      uint64 // refills whose bytes differed from the copy held
+
+	PrefetchIssued  uint64 // prefetches sent to a backend
+	PrefetchUsed    uint64 // of those, answers a phone got
+	PrefetchWasted  uint64 // of those, answers no phone got
+	PrefetchSkipped uint64 // prefetches not sent: cached, in flight or no idle slot
 }
 
 // Stats returns the current numbers; Hits+NegativeHits+Misses counts
@@ -564,6 +705,13 @@ func (c *Cache) Stats() Stats {
 	s.Fills = c.m.fillsTotal()
 	s.FillShared = c.m.fillShared.Get()
 	s.Streamed = c.m.streamed.Get()
+	s.Changed = c.m.changedTotal()
+	s.PrefetchIssued = c.m.prefetchIssued.Get()
+	s.PrefetchUsed = c.m.prefetchUsed.Get()
+	s.PrefetchWasted = c.m.prefetchWasted.Get()
+	for _, ctr := range c.m.prefetchSkipped {
+		s.PrefetchSkipped += ctr.Get()
+	}
 	return s
 }
 

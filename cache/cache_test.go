@@ -250,7 +250,7 @@ func TestNegativeCache(t *testing.T) {
 				c := newTestCache(t, b, cfg)
 
 				for range 2 {
-					_, _, err := read(t, c, t.Context(), "east", "CTLSEP0011215A1AE3.tlv")
+					_, _, err := read(t, c, t.Context(), "east", "CTLFile.tlv")
 					if !errors.Is(err, ctftp.ErrNotFound) {
 						t.Fatalf("Open of a missing file: %v, want ErrNotFound", err)
 					}
@@ -318,14 +318,16 @@ func TestNegativeMaxEvicts(t *testing.T) {
 }
 
 func TestTTLPerClass(t *testing.T) {
-	ttl := TTLConfig{Trust: time.Minute, Config: 2 * time.Minute, Firmware: 3 * time.Minute, Other: 4 * time.Minute}
+	ttl := TTLConfig{Device: 5 * time.Second, Trust: time.Minute, Config: 2 * time.Minute, Firmware: 3 * time.Minute, Other: 4 * time.Minute}
 	tests := []struct {
 		name string
 		file string
 		ttl  time.Duration
 	}{
-		{"trust", "ITLSEP0011215A1AE3.tlv", ttl.Trust},
-		{"config", "SEP0011215A1AE3.cnf.xml.sgn", ttl.Config},
+		{"device", "SEP0011215A1AE3.cnf.xml.sgn", ttl.Device},
+		{"device trust list", "ITLSEP0011215A1AE3.tlv", ttl.Device},
+		{"trust", "ITLFile.tlv", ttl.Trust},
+		{"config", "XMLDefault.cnf.xml", ttl.Config},
 		{"firmware", "SIP88xx.14-2-1-0001-14.loads", ttl.Firmware},
 		{"other", "Ringer1.raw", ttl.Other},
 	}

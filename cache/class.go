@@ -1,8 +1,11 @@
 package cache
 
 import (
+	"fmt"
 	"path"
 	"strings"
+
+	"github.com/ctftp/ctftp"
 )
 
 // Class is the kind of file a name denotes, which decides its TTL.
@@ -20,6 +23,15 @@ const (
 	// ClassFirmware is a phone load (*.loads, *.sbn, *.sebn, *.sb2, *.sbin,
 	// *.bin, *.zz, *.zup, *.pkg, *.tar, *.img).
 	ClassFirmware
+	// ClassDevice is a per-device file, one phone's own: CTLSEP<MAC>.tlv,
+	// ITLSEP<MAC>.tlv, SEP<MAC>.cnf.xml[.sgn|.enc.sgn], SIP<MAC>.cnf and
+	// the other names ctftp.DeviceMAC reads a MAC from. One phone asks for
+	// it once per boot, and an admin's change to that phone must reach it
+	// at its next boot, so it is kept only for a burst window.
+	ClassDevice
+
+	// numClasses counts the classes above: Class(0) to numClasses-1.
+	numClasses = iota
 )
 
 // String returns the class name used in logs and in config keys.
@@ -31,6 +43,8 @@ func (k Class) String() string {
 		return "config"
 	case ClassFirmware:
 		return "firmware"
+	case ClassDevice:
+		return "device"
 	default:
 		return "other"
 	}
@@ -61,12 +75,27 @@ func isConfigExt(ext string) bool {
 	return false
 }
 
+// parseClass reads a class name as config writes it.
+func parseClass(s string) (Class, error) {
+	for k := range Class(numClasses) {
+		if k.String() == s {
+			return k, nil
+		}
+	}
+	return 0, fmt.Errorf("%q: want device, trust, config, firmware or other", s)
+}
+
 // ClassOf classifies a request name by its base name, ignoring ASCII case
-// (phones and admins do not agree on it: CP7925G-1.4.7.3.LOADS). A signed
-// (.sgn) or encrypted-and-signed (.enc.sgn) wrapper is classified by the
-// file it wraps; a signed file that is neither a trust list nor a load is
-// a config. ClassOf is pure and safe for concurrent use.
+// (phones and admins do not agree on it: CP7925G-1.4.7.3.LOADS). A name
+// that carries a MAC (ctftp.DeviceMAC) is a device file, whatever its
+// extension. Otherwise a signed (.sgn) or encrypted-and-signed (.enc.sgn)
+// wrapper is classified by the file it wraps; a signed file that is
+// neither a trust list nor a load is a config. ClassOf is pure and safe
+// for concurrent use.
 func ClassOf(name string) Class {
+	if _, ok := ctftp.DeviceMAC(name); ok {
+		return ClassDevice
+	}
 	base := lowerASCII(path.Base(name))
 	signed := false
 	if b, ok := strings.CutSuffix(base, ".sgn"); ok {
@@ -100,4 +129,55 @@ func lowerASCII(s string) string {
 		}
 	}
 	return s
+}
+
+// ClassRule puts the names matching Glob in Class, before ClassOf's
+// built-in classification: e.g. a shared XMLDefault.cnf.xml an admin
+// edits often into device, to get it fresh like a phone's own file.
+type ClassRule struct {
+	// Glob is matched against the whole requested name with path.Match
+	// (case-sensitive, as phones ask: "SEP*.cnf.xml", "Desktops/*").
+	Glob string `mapstructure:"glob"`
+	// Class is device, trust, config, firmware or other.
+	Class string `mapstructure:"class"`
+}
+
+// classifier is ClassOf behind the configured rules.
+type classifier []compiledRule
+
+type compiledRule struct {
+	glob  string
+	class Class
+}
+
+// newClassifier compiles rules; every problem names its key relative to
+// the cache section.
+func newClassifier(rules []ClassRule) (classifier, []error) {
+	var out classifier
+	var errs []error
+	for i, r := range rules {
+		key := fmt.Sprintf("classes[%d]", i)
+		if r.Glob == "" {
+			errs = append(errs, fmt.Errorf("%s.glob: missing", key))
+		} else if _, err := path.Match(r.Glob, ""); err != nil {
+			errs = append(errs, fmt.Errorf("%s.glob: %q: %w", key, r.Glob, err))
+		}
+		k, err := parseClass(r.Class)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s.class: %w", key, err))
+		}
+		out = append(out, compiledRule{glob: r.Glob, class: k})
+	}
+	return out, errs
+}
+
+// of returns the class of name: the first rule whose glob matches, else
+// ClassOf.
+func (c classifier) of(name string) Class {
+	for _, r := range c {
+		if ok, _ := path.Match(r.glob, name); ok {
+			return r.class
+		}
+	}
+	return ClassOf(name)
 }

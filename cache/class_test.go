@@ -12,15 +12,22 @@ func TestClassOf(t *testing.T) {
 	}{
 		{"ITLFile.tlv", ClassTrust},
 		{"CTLFile.tlv", ClassTrust},
-		{"ITLSEP0011215A1AE3.tlv", ClassTrust},
-		{"CTLSEP0011215A1AE3.tlv", ClassTrust},
+		{"ITLSEP0011215A1AE3.tlv", ClassDevice},
+		{"CTLSEP0011215A1AE3.tlv", ClassDevice},
+		{"ctlsep0011215a1ae3.tlv", ClassDevice},
+		{"ITLSEPDEFAULT.tlv", ClassTrust},
 		{"itlfile.TLV", ClassTrust},
-		{"SEP0011215A1AE3.cnf.xml", ClassConfig},
-		{"SEP0011215A1AE3.cnf.xml.sgn", ClassConfig},
-		{"SEP0011215A1AE3.cnf.xml.enc.sgn", ClassConfig},
+		{"SEP0011215A1AE3.cnf.xml", ClassDevice},
+		{"SEP0011215A1AE3.cnf.xml.sgn", ClassDevice},
+		{"SEP0011215A1AE3.cnf.xml.enc.sgn", ClassDevice},
+		{"SEP0011215A1AE3.cnf", ClassDevice},
+		{"ATA0011215A1AE3.cnf.xml", ClassDevice},
+		{"SEPDEFAULT.cnf.xml", ClassConfig},
+		{"SEP0011215A1AE3.cnf.xml.bak", ClassOther},
+		{"SEP0011215A1AE.cnf.xml", ClassConfig},
 		{"XMLDefault.cnf.xml", ClassConfig},
 		{"SIPDefault.cnf", ClassConfig},
-		{"SIP0011215A1AE3.cnf", ClassConfig},
+		{"SIP0011215A1AE3.cnf", ClassDevice},
 		{"OS79XX.TXT", ClassConfig},
 		{"RingList.xml", ClassConfig},
 		{"DistinctiveRingList.xml.sgn", ClassConfig},
@@ -61,7 +68,7 @@ func TestClassOf(t *testing.T) {
 }
 
 func TestClassString(t *testing.T) {
-	for k, want := range map[Class]string{ClassTrust: "trust", ClassConfig: "config", ClassFirmware: "firmware", ClassOther: "other", Class(99): "other"} {
+	for k, want := range map[Class]string{ClassDevice: "device", ClassTrust: "trust", ClassConfig: "config", ClassFirmware: "firmware", ClassOther: "other", Class(99): "other"} {
 		if k.String() != want {
 			t.Errorf("Class(%d).String() = %q, want %q", k, k.String(), want)
 		}
@@ -87,7 +94,7 @@ func FuzzClassOf(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, name string) {
 		k := ClassOf(name)
-		if k > ClassFirmware {
+		if k >= numClasses {
 			t.Fatalf("ClassOf(%q) = %d, not a known class", name, k)
 		}
 		if again := ClassOf(name); again != k {

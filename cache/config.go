@@ -22,8 +22,13 @@ type Config struct {
 	// TTL says how long a cached file is served without asking the
 	// backend again, per file class (see ClassOf).
 	TTL TTLConfig `mapstructure:"ttl"`
+	// Classes put names in a class before the built-in classification
+	// (ClassOf), first match wins.
+	Classes []ClassRule `mapstructure:"classes"`
 	// NegativeTTL is how long "file not found" is remembered. 0 disables
-	// the negative cache.
+	// the negative cache. A device file's "not found" is remembered for
+	// at most TTL.Device: an admin who adds a phone expects its next boot
+	// to find its files.
 	NegativeTTL time.Duration `mapstructure:"negative_ttl"`
 	// NegativeMax bounds the number of remembered "not found" (and "too
 	// big to cache") answers. Must be positive.
@@ -43,6 +48,13 @@ type Config struct {
 // means files of that class are never kept (requests for them are still
 // collapsed into one fetch while it runs).
 type TTLConfig struct {
+	// Device is the burst window of per-device files (CTLSEP<MAC>.tlv,
+	// ITLSEP<MAC>.tlv, SEP<MAC>.cnf.xml.sgn, ...): long enough for a
+	// phone's retransmissions and immediate retries and for a prefetched
+	// file to wait for the phone's request, short enough that an admin's
+	// change to a phone reaches its next boot. After it a device file is
+	// fetched again; the last copy stays for serve-stale.
+	Device time.Duration `mapstructure:"device"`
 	// Trust is for ITL and CTL files (*.tlv). They change when an admin
 	// rotates certificates, and a phone that gets an old one may refuse
 	// everything else, so keep it short.
@@ -63,6 +75,7 @@ func DefaultConfig() Config {
 		MaxBytes:  256 << 20,
 		MaxObject: 16 << 20,
 		TTL: TTLConfig{
+			Device:   5 * time.Second,
 			Trust:    5 * time.Minute,
 			Config:   5 * time.Minute,
 			Firmware: 24 * time.Hour,
@@ -93,6 +106,7 @@ func (c Config) Validate() error {
 		key string
 		v   time.Duration
 	}{
+		{"ttl.device", c.TTL.Device},
 		{"ttl.trust", c.TTL.Trust},
 		{"ttl.config", c.TTL.Config},
 		{"ttl.firmware", c.TTL.Firmware},
@@ -110,12 +124,16 @@ func (c Config) Validate() error {
 	if c.FetchTimeout <= 0 {
 		bad("fetch_timeout: must be positive, got %s", c.FetchTimeout)
 	}
+	_, classErrs := newClassifier(c.Classes)
+	errs = append(errs, classErrs...)
 	return errors.Join(errs...)
 }
 
 // ttl returns the freshness lifetime for a file of class k.
 func (t TTLConfig) ttl(k Class) time.Duration {
 	switch k {
+	case ClassDevice:
+		return t.Device
 	case ClassTrust:
 		return t.Trust
 	case ClassConfig:
@@ -125,4 +143,13 @@ func (t TTLConfig) ttl(k Class) time.Duration {
 	default:
 		return t.Other
 	}
+}
+
+// negativeTTL is how long a "not found" for a file of class k is
+// remembered.
+func (c Config) negativeTTL(k Class) time.Duration {
+	if k == ClassDevice {
+		return min(c.NegativeTTL, c.TTL.Device)
+	}
+	return c.NegativeTTL
 }

@@ -25,12 +25,18 @@ func TestValidate(t *testing.T) {
 		{"negative ttl", func(c *Config) { c.TTL.Firmware = -time.Second }, []string{"ttl.firmware: "}},
 		{"zero fetch_timeout", func(c *Config) { c.FetchTimeout = 0 }, []string{"fetch_timeout: "}},
 		{"zero negative_max", func(c *Config) { c.NegativeMax = 0 }, []string{"negative_max: "}},
+		{"class rules", func(c *Config) {
+			c.Classes = []ClassRule{{Glob: "XMLDefault.cnf.xml", Class: "device"}, {Glob: "Desktops/*", Class: "firmware"}}
+		}, nil},
+		{"bad class rules", func(c *Config) {
+			c.Classes = []ClassRule{{Glob: "[", Class: "device"}, {Glob: "", Class: "configs"}}
+		}, []string{"classes[0].glob: \"[\": syntax error", "classes[1].glob: missing", `classes[1].class: "configs": want device`}},
 		{"all problems together", func(c *Config) {
 			c.MaxObject = -1
-			c.TTL = TTLConfig{Trust: -1, Config: -1, Firmware: -1, Other: -1}
+			c.TTL = TTLConfig{Device: -1, Trust: -1, Config: -1, Firmware: -1, Other: -1}
 			c.NegativeTTL, c.StaleMaxAge, c.FetchTimeout, c.NegativeMax = -1, -1, -1, -1
 		}, []string{
-			"max_object: ", "ttl.trust: ", "ttl.config: ", "ttl.firmware: ", "ttl.other: ",
+			"max_object: ", "ttl.device: ", "ttl.trust: ", "ttl.config: ", "ttl.firmware: ", "ttl.other: ",
 			"negative_ttl: ", "stale_max_age: ", "negative_max: ", "fetch_timeout: ",
 		}},
 	}
@@ -66,8 +72,8 @@ func TestDefaultConfig(t *testing.T) {
 	if c.MaxBytes.String() != "256MiB" || c.MaxObject.String() != "16MiB" {
 		t.Errorf("sizes = %s, %s; want 256MiB, 16MiB", c.MaxBytes, c.MaxObject)
 	}
-	want := TTLConfig{Trust: 5 * time.Minute, Config: 5 * time.Minute, Firmware: 24 * time.Hour, Other: time.Hour}
-	if c.TTL != want || c.NegativeTTL != 30*time.Second || c.NegativeMax != 100000 ||
+	want := TTLConfig{Device: 5 * time.Second, Trust: 5 * time.Minute, Config: 5 * time.Minute, Firmware: 24 * time.Hour, Other: time.Hour}
+	if c.TTL != want || len(c.Classes) != 0 || c.NegativeTTL != 30*time.Second || c.NegativeMax != 100000 ||
 		c.StaleMaxAge != time.Hour || c.FetchTimeout != 30*time.Second {
 		t.Errorf("DefaultConfig() = %+v", c)
 	}

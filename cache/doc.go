@@ -9,10 +9,19 @@
 // # What it remembers
 //
 //   - Files up to max_object bytes, in an LRU bounded by the bytes of file
-//     data (max_bytes), each fresh for the TTL of its class (ClassOf:
-//     trust lists, configs, firmware, other). Values are immutable byte
-//     slices; every caller reads them through its own bytes.Reader, so a
-//     hit copies nothing and Body is seekable (tsize for free).
+//     data (max_bytes), each fresh for the TTL of its class (ClassOf, after
+//     the configured class rules: device files, trust lists, configs,
+//     firmware, other). Values are immutable byte slices; every caller
+//     reads them through its own bytes.Reader, so a hit copies nothing and
+//     Body is seekable (tsize for free).
+//   - Device files (a phone's own: CTLSEP<MAC>.tlv, ITLSEP<MAC>.tlv,
+//     SEP<MAC>.cnf.xml.sgn, ...; ctftp.DeviceMAC) only for a burst window
+//     (ttl.device, seconds): one phone asks for them once per boot, so a
+//     longer TTL buys nothing but an admin's change that does not reach
+//     the phone. Retransmissions, a phone's immediate retry and a
+//     prefetched file waiting for its phone fall within the window; the
+//     next boot fetches again. A refill whose bytes differ from the copy
+//     held is counted per class and logged at debug.
 //   - "Not found" answers, for negative_ttl, at most negative_max of them
 //     (a phone asks for CTLSEP/ITLSEP files that a non-secure cluster
 //     does not have on every boot).
@@ -21,6 +30,13 @@
 //   - Expired files for stale_max_age more, served only when a fill fails
 //     with an outage (RFC 8767's serve-stale). Failures themselves are not
 //     remembered.
+//
+// Prefetch fills an entry before any phone asks (routing calls it with
+// the files a phone asks for next). Its fill carries Request.Prefetch, so
+// the backends serve it only from an idle slot or answer ctftp.ErrNoIdleSlot;
+// a phone that joined such a flight then fetches for itself. Each
+// prefetch sent is counted once as used (a phone got its answer from it)
+// or wasted (it expired, left the cache or failed first).
 //
 // Purge and PurgeSubcluster drop entries (the admin endpoint's
 // `cache purge [GLOB]`, and a sub-cluster whose ITL signer changed). A
@@ -65,6 +81,14 @@
 //	ctftp_cache_bytes                   bytes of file data held (gauge)
 //	ctftp_cache_entries                 files held, including those kept for serve-stale (gauge)
 //	ctftp_cache_negative_entries        remembered "not found" answers (gauge)
+//	ctftp_cache_changed_total{class}    refills whose bytes differ from the copy held;
+//	                                    class: device, trust, config, firmware, other
+//	ctftp_cache_prefetch_issued_total   prefetches sent to a backend
+//	ctftp_cache_prefetch_used_total     of those, answers a phone got (a hit, or joined the fill)
+//	ctftp_cache_prefetch_wasted_total   of those, answers no phone got (counted when the copy
+//	                                    is next looked at after its window, or leaves the cache)
+//	ctftp_cache_prefetch_skipped_total{reason}  prefetches not sent; reason: cached (fresh
+//	                                    or a fill already running), busy (no idle backend slot)
 //
 // No label carries a file name or a client address.
 package cache

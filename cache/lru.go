@@ -25,18 +25,22 @@ const (
 	kindTooBig               // the file is larger than max_object: stream it
 )
 
-// entry is one remembered answer. Every field but elem is set before the
-// entry is published and never changed after, so readers may use an entry
-// they looked up under the lock after releasing it; elem belongs to the
-// lru and is touched only under Cache.mu.
+// entry is one remembered answer. Every field but elem and prefetched is
+// set before the entry is published and never changed after, so readers
+// may use an entry they looked up under the lock after releasing it; elem
+// and prefetched are touched only under Cache.mu.
 type entry struct {
 	key     key
 	kind    kind
+	class   Class  // the file's class, for ctftp_cache_changed_total
 	data    []byte // kindFile only; shared by every reader, never written
 	sub     string // the File.Subcluster the backend reported
 	backend string
+	fetched time.Time
 	expires time.Time
 	elem    *list.Element
+	// prefetched: a prefetch stored it and no phone has used it yet.
+	prefetched bool
 }
 
 // lru is a map plus a recency list, byte-counting its file data. It is not
@@ -47,13 +51,17 @@ type entry struct {
 // a TFTP cache holds files from a few KB (configs) to tens of MB (loads);
 // container/list makes the byte-bounded version a few dozen lines.
 type lru struct {
-	items map[key]*entry
-	order list.List // front is most recently used
-	bytes int64
-	kinds [3]int // entries of each kind
+	// onRemove sees every entry leaving, evicted, purged or replaced.
+	onRemove func(*entry)
+	items    map[key]*entry
+	order    list.List // front is most recently used
+	bytes    int64
+	kinds    [3]int // entries of each kind
 }
 
-func newLRU() *lru { return &lru{items: make(map[key]*entry)} }
+func newLRU(onRemove func(*entry)) *lru {
+	return &lru{onRemove: onRemove, items: make(map[key]*entry)}
+}
 
 func (l *lru) len() int { return len(l.items) }
 
@@ -78,6 +86,9 @@ func (l *lru) remove(e *entry) {
 	delete(l.items, e.key)
 	l.bytes -= int64(len(e.data))
 	l.kinds[e.kind]--
+	if l.onRemove != nil {
+		l.onRemove(e)
+	}
 }
 
 // oldest returns the least recently used entry, or nil.

@@ -16,6 +16,13 @@ const (
 	fillTooBig   = "too_big"   // larger than max_object: streamed, not cached
 )
 
+// Why a prefetch was not sent, the values of the reason label of
+// ctftp_cache_prefetch_skipped_total.
+const (
+	skipCached = "cached" // fresh in memory, or a fill for it already running
+	skipBusy   = "busy"   // no idle backend slot (ctftp.ErrNoIdleSlot)
+)
+
 // cacheMetrics are the series one Cache exports; the names are listed in
 // doc.go and interface.md.
 type cacheMetrics struct {
@@ -27,6 +34,12 @@ type cacheMetrics struct {
 	fillShared  *metrics.Counter
 	streamed    *metrics.Counter
 	fills       map[string]*metrics.Counter // by result; read-only after New
+	changed     [numClasses]*metrics.Counter
+
+	prefetchIssued  *metrics.Counter
+	prefetchUsed    *metrics.Counter
+	prefetchWasted  *metrics.Counter
+	prefetchSkipped map[string]*metrics.Counter // by reason; read-only after New
 }
 
 // newMetrics registers the cache's series on set. Gauges read c's state
@@ -43,6 +56,14 @@ func newMetrics(set *metrics.Set, c *Cache) (*cacheMetrics, error) {
 	for _, r := range fillResults {
 		names = append(names, fillName(r))
 	}
+	for k := range Class(numClasses) {
+		names = append(names, changedName(k))
+	}
+	skipReasons := []string{skipCached, skipBusy}
+	for _, r := range skipReasons {
+		names = append(names, skippedName(r))
+	}
+	names = append(names, "ctftp_cache_prefetch_issued_total", "ctftp_cache_prefetch_used_total", "ctftp_cache_prefetch_wasted_total")
 	existing := set.ListMetricNames()
 	for _, n := range names {
 		if slices.Contains(existing, n) {
@@ -58,6 +79,17 @@ func newMetrics(set *metrics.Set, c *Cache) (*cacheMetrics, error) {
 		fillShared:  set.NewCounter("ctftp_cache_fill_shared_total"),
 		streamed:    set.NewCounter("ctftp_cache_streamed_total"),
 		fills:       make(map[string]*metrics.Counter, len(fillResults)),
+
+		prefetchIssued:  set.NewCounter("ctftp_cache_prefetch_issued_total"),
+		prefetchUsed:    set.NewCounter("ctftp_cache_prefetch_used_total"),
+		prefetchWasted:  set.NewCounter("ctftp_cache_prefetch_wasted_total"),
+		prefetchSkipped: make(map[string]*metrics.Counter, len(skipReasons)),
+	}
+	for k := range Class(numClasses) {
+		m.changed[k] = set.NewCounter(changedName(k))
+	}
+	for _, r := range skipReasons {
+		m.prefetchSkipped[r] = set.NewCounter(skippedName(r))
 	}
 	for _, r := range fillResults {
 		m.fills[r] = set.NewCounter(fillName(r))
@@ -68,6 +100,14 @@ func newMetrics(set *metrics.Set, c *Cache) (*cacheMetrics, error) {
 	return m, nil
 }
 
+func changedName(k Class) string {
+	return fmt.Sprintf("ctftp_cache_changed_total{class=%q}", k)
+}
+
+func skippedName(reason string) string {
+	return fmt.Sprintf("ctftp_cache_prefetch_skipped_total{reason=%q}", reason)
+}
+
 func fillName(result string) string {
 	return fmt.Sprintf("ctftp_cache_fills_total{result=%q}", result)
 }
@@ -75,6 +115,14 @@ func fillName(result string) string {
 func (m *cacheMetrics) fillsTotal() uint64 {
 	var n uint64
 	for _, c := range m.fills {
+		n += c.Get()
+	}
+	return n
+}
+
+func (m *cacheMetrics) changedTotal() uint64 {
+	var n uint64
+	for _, c := range m.changed {
 		n += c.Get()
 	}
 	return n

@@ -51,17 +51,19 @@ func TestFaultBackends(t *testing.T) {
 		fault  tftptest.Fault
 		silent bool
 		delay  time.Duration
-		// blamed: the fault backend's failure is its own (counted against
-		// its health) rather than a hedge's loser cancelled.
+		// blamed: the failure counts against the fault backend's health.
+		// A hedge's loser is blamed when it had sent nothing by the time
+		// its sibling sent the whole file, not when it was answering.
 		blamed bool
 		result string // a ctftp_backend_fetches_total result counted
 	}{
-		{name: "silent", fault: tftptest.FaultNone, silent: true, result: resultCancelled},
-		{name: "slow by 3 s", fault: tftptest.FaultNone, delay: 3 * time.Second, result: resultCancelled},
+		{name: "silent", fault: tftptest.FaultNone, silent: true, blamed: true, result: resultError},
+		{name: "slow by 3 s", fault: tftptest.FaultNone, delay: 3 * time.Second, blamed: true, result: resultError},
 		{name: "short last block", fault: tftptest.FaultShort, blamed: true, result: resultInvalid},
 		{name: "garbage opcode", fault: tftptest.FaultGarbage, blamed: true, result: resultError},
 		{name: "wrong port after the first block", fault: tftptest.FaultWrongPort, result: resultCancelled},
-		{name: "answers from another address", fault: tftptest.FaultWrongAddr, result: resultCancelled},
+		{name: "stalls half-way", fault: tftptest.FaultStall, result: resultCancelled},
+		{name: "answers from another address", fault: tftptest.FaultWrongAddr, blamed: true, result: resultError},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -148,8 +150,8 @@ func TestFlappingBackend(t *testing.T) {
 	for round := range 3 {
 		flap.SetSilent(true)
 		s.ProbeAll(context.Background())
-		if backendStatus(t, s, flap.Addr()).Up {
-			t.Fatalf("round %d: up after an unanswered probe", round)
+		if st := backendStatus(t, s, flap.Addr()); st.Up || st.NextTrial.IsZero() {
+			t.Fatalf("round %d: after an unanswered probe: %+v (want down, with its next trial)", round, st)
 		}
 		before := flap.Requests()
 		if _, got, err := open(t, s, "f"); err != nil || string(got) != "good" {
@@ -165,6 +167,9 @@ func TestFlappingBackend(t *testing.T) {
 		}
 		if _, got, err := open(t, s, "f"); err != nil || string(got) != "flap" {
 			t.Fatalf("round %d, back: %q, %v", round, got, err)
+		}
+		if d := s.Status()[0].HedgeDelay; d < cfg.Backend.HedgeMin || d > cfg.Backend.HedgeMax {
+			t.Errorf("round %d: hedge delay %s outside [%s, %s]", round, d, cfg.Backend.HedgeMin, cfg.Backend.HedgeMax)
 		}
 	}
 }

@@ -77,8 +77,9 @@ func TestCheckIntegrity(t *testing.T) {
 		{name: "ITL cut mid-record", file: "ITLFile.tlv", data: f.itl[:len(f.itl)-100], corrupt: true, reason: "overruns"},
 		{name: "ITL cut at a record boundary", file: "ITLFile.tlv", data: f.itl[:lastRecord], corrupt: true, reason: "signature"},
 		{name: "ITL cut in its header", file: "CTLSEP001122334455.tlv", data: f.itl[:100], corrupt: true},
-		{name: "not a signed file at all", file: "ITLFile.tlv", data: []byte("hello"), corrupt: true},
+		{name: "not a signed file at all: not judged", file: "ITLFile.tlv", data: []byte("hello")},
 		{name: "empty .tlv", file: "ITLFile.tlv", data: []byte{}, corrupt: true},
+		{name: "two bytes of a .sgn", file: "SEP001122334455.cnf.xml.sgn", data: f.cnf[:2], corrupt: true},
 		{name: "whole signed config", file: "SEP001122334455.cnf.xml.sgn", data: f.cnf},
 		{name: "signed config cut at a 1428-byte block", file: "SEP001122334455.cnf.xml.sgn", data: f.cnf[:1428*2], corrupt: true, reason: "XML"},
 		{name: "signed config cut at 512", file: "SEP001122334455.cnf.xml.sgn", data: f.cnf[:512], corrupt: true, reason: "XML"},
@@ -149,6 +150,9 @@ func FuzzCheckIntegrity(f *testing.F) {
 	f.Add("x.xml.sgn", []byte{})
 	f.Fuzz(func(t *testing.T, name string, data []byte) {
 		err := checkIntegrity(name, data)
+		if len(data) < 3 && err == nil && strings.HasSuffix(strings.ToLower(name), ".sgn") {
+			t.Fatalf("%d bytes passed as a whole %q", len(data), name)
+		}
 		if err != nil && !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("%v is not ErrCorrupt", err)
 		}

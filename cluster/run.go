@@ -25,7 +25,10 @@ func (s *Set) Resolve(ctx context.Context) error {
 
 // Run keeps the Set current until ctx is done: it looks names up again
 // when their TTL (bounded by dns.min_ttl and dns.max_ttl) runs out, and
-// every backend.probe_interval probes every backend, starting at once.
+// every backend.probe_interval probes every backend up, starting at once,
+// and each backend down whose next trial is due. With probe_interval 0
+// only the trials run (checked every second): a sub-cluster whose
+// backends are all down must still come back.
 // Run owns the goroutines it starts (one per probe in flight, at most one
 // per backend) and waits for them before it returns; a probe ends at
 // ctx's end, a lookup within dns.timeout. It returns nil.
@@ -35,13 +38,10 @@ func (s *Set) Run(ctx context.Context) error {
 	// Names never resolved (Resolve was not called) go first, so the
 	// first probes already see their addresses.
 	s.resolve(ctx, func(src *source) bool { return !src.resolved && src.err == nil })
-	var tick <-chan time.Time
-	if iv := s.cfg.Backend.ProbeInterval; iv > 0 {
-		t := time.NewTicker(iv)
-		defer t.Stop()
-		tick = t.C
-		s.probeAll(ctx, &probes)
-	}
+	iv := s.cfg.Backend.ProbeInterval
+	ticker := time.NewTicker(cmpOr(iv, trialTick))
+	defer ticker.Stop()
+	s.probeAll(ctx, &probes, iv > 0)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -57,8 +57,8 @@ func (s *Set) Run(ctx context.Context) error {
 		case <-wake:
 			now := s.now()
 			s.resolve(ctx, func(src *source) bool { return !src.next.After(now) })
-		case <-tick:
-			s.probeAll(ctx, &probes)
+		case <-ticker.C:
+			s.probeAll(ctx, &probes, iv > 0)
 		}
 	}
 }
@@ -229,13 +229,20 @@ func (s *Set) applyLocked(sc *subcluster, src *source, res lookupResult) error {
 	return nil
 }
 
+// trialTick is how often Run looks for down backends due for a trial
+// when active probing is off.
+const trialTick = time.Second
+
 // probeAll starts a probe of every backend that has none in flight: of
-// every backend up, and of each backend down whose next trial is due
-// (half-open: one trial at a time, with backoff).
-func (s *Set) probeAll(ctx context.Context, wg *sync.WaitGroup) {
+// every backend up when up is set, and of each backend down whose next
+// trial is due (half-open: one trial at a time, with backoff).
+func (s *Set) probeAll(ctx context.Context, wg *sync.WaitGroup, up bool) {
 	now := s.now()
 	for _, sc := range s.subs {
 		for _, b := range *sc.backends.Load() {
+			if !b.down.Load() && !up {
+				continue
+			}
 			if b.down.Load() {
 				b.mu.Lock()
 				due := !now.Before(b.nextTrial)
@@ -279,7 +286,11 @@ func (s *Set) probe(ctx context.Context, sc *subcluster, b *backend) (time.Durat
 	switch {
 	case err == nil || errors.As(err, &te):
 		sc.m.probes[true].Inc()
-		s.alive(sc, b, nil)
+		s.alive(sc, b, rtt, nil)
+		// Seeds the hedge delay before any phone's fetch: a probe's first
+		// answer is one round trip, a fetch's first block two (request
+		// and OACK, then ACK 0 and DATA 1).
+		sc.hedge.observe(2 * rtt)
 		return rtt, err
 	case ctx.Err() != nil:
 		return rtt, err
@@ -382,6 +393,9 @@ func noAddrError(src *source) error {
 type SubclusterStatus struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
+	// HedgeDelay is how long a fetch now waits for a silent backend
+	// before asking the next (0: hedging off).
+	HedgeDelay time.Duration `json:"hedge_delay"`
 	// Backends lists every address in try order, grouped by configured
 	// backend; a configured backend with no usable address has one entry
 	// with an empty Address saying why.
@@ -408,6 +422,16 @@ type BackendStatus struct {
 	// LookupError is set while the last lookup of Source failed; its
 	// previous addresses stay in use meanwhile.
 	LookupError string `json:"lookup_error,omitempty"`
+	// NextTrial is when a backend that is down is probed next (zero
+	// while it is up).
+	NextTrial time.Time `json:"next_trial,omitzero"`
+	// LastAnswer is when the backend last answered a fetch or probe
+	// (any TFTP answer, "not found" included); zero when never.
+	LastAnswer time.Time `json:"last_answer,omitzero"`
+	// AnswerSeconds is how long that exchange took, the whole transfer
+	// for a fetch: a probe's small file shows the round trip, a large
+	// file its transfer time.
+	AnswerSeconds float64 `json:"answer_seconds,omitempty"`
 }
 
 // Status reports every sub-cluster in configured order.
@@ -416,7 +440,7 @@ func (s *Set) Status() []SubclusterStatus {
 	defer s.mu.Unlock()
 	out := make([]SubclusterStatus, 0, len(s.subs))
 	for _, sc := range s.subs {
-		st := SubclusterStatus{Name: sc.name, Version: sc.version}
+		st := SubclusterStatus{Name: sc.name, Version: sc.version, HedgeDelay: sc.hedge.delay()}
 		list := *sc.backends.Load()
 		for _, src := range sc.sources {
 			lookupErr := ""
@@ -430,7 +454,11 @@ func (s *Set) Status() []SubclusterStatus {
 				}
 				b.mu.Lock()
 				bs := BackendStatus{Source: src.raw, Address: b.String(), Up: !b.down.Load(),
-					Fails: b.fails, LastError: b.lastErr, InFlight: b.slots.inUse(), LookupError: lookupErr}
+					Fails: b.fails, LastError: b.lastErr, InFlight: b.slots.inUse(), LookupError: lookupErr,
+					LastAnswer: b.lastAnswer, AnswerSeconds: b.answerTime.Seconds()}
+				if !bs.Up {
+					bs.NextTrial = b.nextTrial
+				}
 				b.mu.Unlock()
 				st.Backends = append(st.Backends, bs)
 				n++

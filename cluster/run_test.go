@@ -177,7 +177,9 @@ func TestReResolutionKeepsHealth(t *testing.T) {
 		if len(now) != 2 || now[0] != kept || now[1].addr.String() != "192.0.2.3:69" {
 			t.Fatalf("backends after re-resolution: %v", now)
 		}
-		if st := backendStatus(t, s, "192.0.2.1:69"); st.Up || st.Fails != 1 {
+		// Still down, its failures counted on (Run's background trials of
+		// a down backend run even with probing off, and fail here).
+		if st := backendStatus(t, s, "192.0.2.1:69"); st.Up || st.Fails < 1 {
 			t.Errorf("the address that stayed lost its health: %+v", st)
 		}
 		if got, _ := s.Fetch(context.Background(), "east", "f"); string(got) != "192.0.2.3:69" {
@@ -399,4 +401,41 @@ func TestOutageNeverReadsAsNotFound(t *testing.T) {
 			t.Errorf("%v -> %v", e, err)
 		}
 	}
+}
+
+// With active probing off (probe_interval 0), a backend marked down by
+// fetches is still tried in the background, with backoff, so a
+// sub-cluster whose backends all went down comes back by itself.
+func TestTrialsWithoutProbing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var answer error = ErrBackendUnavailable
+		ff := &fakeFetcher{probeFn: func(ctx context.Context, addr netip.AddrPort) error {
+			mu.Lock()
+			defer mu.Unlock()
+			return answer
+		}}
+		cfg := testConfig(addrA.String())
+		cfg.Backend.MaxFails = 1
+		cfg.Backend.DownRetryMax = 4 * time.Second
+		s, _ := newTestSet(t, cfg, Options{})
+		s.fetcher = ff
+		sc := s.byName["east"]
+		s.failed(sc, (*sc.backends.Load())[0], ErrBackendUnavailable, false)
+		if _, err := s.Fetch(context.Background(), "east", "f"); !errors.Is(err, ErrSubclusterDown) {
+			t.Fatalf("all down: %v", err)
+		}
+		// Trials at 1 s, 3 s (+2), 7 s (+4, the cap), 11 s.
+		runFor(t, s, 12*time.Second, nil)
+		if n := ff.count(&ff.probes, addrA); n != 4 {
+			t.Errorf("%d trials in 12 s, want 4", n)
+		}
+		mu.Lock()
+		answer = nil
+		mu.Unlock()
+		runFor(t, s, 5*time.Second, nil)
+		if st := backendStatus(t, s, addrA.String()); !st.Up {
+			t.Fatalf("not back after an answered trial: %+v", st)
+		}
+	})
 }

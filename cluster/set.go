@@ -82,7 +82,9 @@ type subcluster struct {
 	// trial is held by the one fetch let through to a sub-cluster whose
 	// backends are all down (all_down "try").
 	trial atomic.Bool
-	m     subMetrics
+	// allDown is the last health change's verdict, to log the turns.
+	allDown atomic.Bool
+	m       subMetrics
 }
 
 // source is one configured backend string and what it resolved to.
@@ -111,9 +113,11 @@ type backend struct {
 	down    atomic.Bool
 	probing atomic.Bool // a probe is in flight; at most one at a time
 
-	mu      sync.Mutex
-	fails   int    // consecutive failures
-	lastErr string // the last failure or refusal
+	mu         sync.Mutex
+	fails      int           // consecutive failures
+	lastErr    string        // the last failure or refusal
+	lastAnswer time.Time     // when b last answered anything
+	answerTime time.Duration // how long that exchange took
 	// While down: when the next background trial is due, and the wait
 	// after it if it fails too (doubling up to backend.down_retry_max).
 	nextTrial time.Time
@@ -259,8 +263,12 @@ func (s *Set) Config() Config { return s.cfg }
 // ErrSubclusterDown saying why, and ctx's error when the caller gave up
 // first). Open returns at about ctx's deadline, after every attempt it
 // started has returned.
+//
+// A prefetch (req.Prefetch) asks for slots at PriorityLow and never
+// waits: with no slot free for it, it fails at once with
+// ctftp.ErrNoIdleSlot, without an attempt.
 func (s *Set) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error) {
-	data, b, err := s.fetch(ctx, req.Subcluster, req.Name, false)
+	data, b, err := s.fetch(ctx, req.Subcluster, req.Name, false, req.Prefetch)
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +284,7 @@ func (s *Set) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error) 
 // Fetch returns the bytes of name from sub-cluster subcluster, as Open
 // does.
 func (s *Set) Fetch(ctx context.Context, subcluster, name string) ([]byte, error) {
-	data, _, err := s.fetch(ctx, subcluster, name, false)
+	data, _, err := s.fetch(ctx, subcluster, name, false, false)
 	return data, err
 }
 
@@ -289,7 +297,7 @@ func (s *Set) Fetch(ctx context.Context, subcluster, name string) ([]byte, error
 // down sub-cluster is found again, and one left unanswered marks its
 // backend down at once.
 func (s *Set) ProbeFetch(ctx context.Context, subcluster, name string) ([]byte, error) {
-	data, _, err := s.fetch(ctx, subcluster, name, true)
+	data, _, err := s.fetch(ctx, subcluster, name, true, false)
 	return data, err
 }
 
@@ -301,6 +309,10 @@ func (byteBody) Close() error { return nil }
 
 func (b *backend) String() string { return b.addr.String() }
 
+// errHedgeLost is the cause an attempt is cancelled with when a sibling's
+// whole answer (the file, or "not found") ended the fetch.
+var errHedgeLost = errors.New("a sibling answered first")
+
 // attemptResult is what one attempt's goroutine reports.
 type attemptResult struct {
 	b    *backend
@@ -308,7 +320,9 @@ type attemptResult struct {
 	err  error
 }
 
-func (s *Set) fetch(ctx context.Context, subName, name string, probe bool) ([]byte, *backend, error) {
+// fetch reads name from sub-cluster subName. probe counts its attempts as
+// probes; prefetch takes only a slot free for PriorityLow, never waiting.
+func (s *Set) fetch(ctx context.Context, subName, name string, probe, prefetch bool) ([]byte, *backend, error) {
 	sc, ok := s.byName[subName]
 	if !ok {
 		return nil, nil, fmt.Errorf("cluster: %q: %w", subName, ErrUnknownSubcluster)
@@ -326,19 +340,26 @@ func (s *Set) fetch(ctx context.Context, subName, name string, probe bool) ([]by
 	if len(cands) == 0 {
 		return nil, nil, fmt.Errorf("%s: %w (%s)", prefix, ErrNoBackends, s.noBackendReason(sc))
 	}
-	return s.hedged(ctx, sc, cands, name, probe, prefix)
+	return s.hedged(ctx, sc, cands, name, probe, prefetch, prefix)
 }
 
 // hedged runs the attempts of one fetch: cands in order, the next one
 // started when an attempt fails, or when none has started answering
 // within the hedge delay. It returns the first whole answer or "not
 // found", cancels the attempts still running and waits for them.
-func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name string, probe bool, prefix string) ([]byte, *backend, error) {
-	ctx, cancel := context.WithCancel(ctx)
+func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name string, probe, prefetch bool, prefix string) ([]byte, *backend, error) {
+	ctx, cancelCause := context.WithCancelCause(ctx)
+	cancel := func() { cancelCause(nil) }
 	defer cancel()
 	prio := priorityOf(ctx)
-	if probe {
+	slotWait := s.cfg.Backend.SlotWait
+	if probe || prefetch {
 		prio = PriorityLow
+	}
+	if prefetch {
+		// A phone may join a prefetch's fill: a prefetch queued at low
+		// priority would hold that phone back. It goes now or not at all.
+		slotWait = 0
 	}
 	results := make(chan attemptResult, len(cands))
 	// answering gets a token when a block arrives from any attempt.
@@ -355,13 +376,18 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 	// slot; wait says how long to wait for one when none is free (0: do
 	// not wait). It reports whether one was started.
 	start := func(wait time.Duration) (bool, error) {
-		i := slices.IndexFunc(cands, func(b *backend) bool { return b.slots.tryAcquire(prio) })
+		i := slices.IndexFunc(cands, func(b *backend) bool {
+			// PriorityLow may take a backend's only slot (a probe must
+			// run); a prefetch may not: the next phone would wait for it.
+			return (!prefetch || b.slots.cap > 1) && b.slots.tryAcquire(prio)
+		})
 		if i < 0 {
 			if wait <= 0 {
 				return false, nil
 			}
 			sc.m.waiting.Inc()
-			err := cands[0].slots.acquire(ctx, prio, wait)
+			var err error
+			i, err = acquireAny(ctx, cands, prio, wait)
 			sc.m.waiting.Dec()
 			if err != nil {
 				if errors.Is(err, ErrBusy) {
@@ -369,7 +395,6 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 				}
 				return false, err
 			}
-			i = 0
 		}
 		b := cands[i]
 		cands = slices.Delete(slices.Clone(cands), i, i+1)
@@ -382,23 +407,29 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 		running++
 		sc.m.inFlight.Inc()
 		go func() {
-			defer func() {
-				b.slots.release()
-				sc.m.inFlight.Dec()
-			}()
 			data, err := s.attempt(ctx, sc, b, name, left, probe, func() {
 				select {
 				case answering <- struct{}{}:
 				default: // the loop has a token to read already
 				}
 			})
+			// The slot is free before the result is read: a fetch that
+			// returns holds no slot.
+			b.slots.release()
+			sc.m.inFlight.Dec()
 			results <- attemptResult{b: b, data: data, err: err}
 		}()
 		return true, nil
 	}
 
-	if _, err := start(s.cfg.Backend.SlotWait); err != nil {
+	started, err := start(slotWait)
+	if err != nil {
 		return nil, nil, gaveUp(prefix+" (waiting for a free backend slot)", errs, err)
+	}
+	if !started {
+		// Only a prefetch does not wait. Not an attempt: health is
+		// untouched.
+		return nil, nil, fmt.Errorf("%s: %w", prefix, ctftp.ErrNoIdleSlot)
 	}
 	var hedgeC <-chan time.Time
 	var hedge *time.Timer
@@ -426,12 +457,17 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 		case r := <-results:
 			running--
 			if r.err == nil {
+				// The losers still running learn they lost to a whole
+				// answer (not that the caller gave up).
+				cancelCause(errHedgeLost)
 				return r.data, r.b, nil
 			}
 			err := fmt.Errorf("%s: %w", r.b, r.err)
 			if errors.Is(r.err, ctftp.ErrNotFound) || errors.Is(r.err, ErrTooLarge) {
 				// The answer, not a failure: earlier attempts' errors are
 				// already in the backends' health and would only blur it.
+				// A sibling still silent lost to it like to a file.
+				cancelCause(errHedgeLost)
 				return nil, nil, fmt.Errorf("%s: %w", prefix, err)
 			}
 			errs = append(errs, err)
@@ -441,7 +477,7 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 			if len(cands) > 0 {
 				wait := time.Duration(0)
 				if running == 0 {
-					wait = s.cfg.Backend.SlotWait
+					wait = slotWait
 				}
 				started, err := start(wait)
 				if err != nil {
@@ -471,6 +507,51 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 			return nil, nil, gaveUp(prefix, errs, ctx.Err())
 		}
 	}
+}
+
+// acquireAny waits at most wait for a slot on any of cands at priority
+// p, and returns the index of the backend whose slot it took: the first
+// slot freed on any of them, so a fetch queued on a busy backend does not
+// wait while its sibling has room. It waits in one goroutine per
+// candidate, and returns after all of them have (a slot taken by a
+// goroutine that lost the race is given back).
+func acquireAny(ctx context.Context, cands []*backend, p Priority, wait time.Duration) (int, error) {
+	if len(cands) == 1 {
+		return 0, cands[0].slots.acquire(ctx, p, wait)
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	got := make(chan int, len(cands))
+	var wg sync.WaitGroup
+	for i, b := range cands {
+		wg.Go(func() {
+			if b.slots.acquire(wctx, p, 0) == nil {
+				got <- i
+			}
+		})
+	}
+	winner := -1
+	select {
+	case winner = <-got:
+	case <-wctx.Done():
+	}
+	cancel()
+	wg.Wait()
+	close(got)
+	for i := range got {
+		if winner < 0 {
+			winner = i // taken as the wait ran out: keep it
+			continue
+		}
+		cands[i].slots.release()
+	}
+	switch {
+	case winner >= 0:
+		return winner, nil
+	case ctx.Err() != nil:
+		return -1, ctx.Err()
+	}
+	return -1, ErrBusy
 }
 
 // gaveUp is the error for a fetch whose caller stopped waiting (or that
@@ -509,30 +590,39 @@ func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name stri
 		return nil, err // no attempt was made: nothing to count
 	}
 	start := time.Now()
-	first := true
+	gotBlock := false
 	a.answered = func() {
-		if first {
-			first = false
+		if !gotBlock {
+			gotBlock = true
 			sc.hedge.observe(time.Since(start))
 		}
 		answered()
+	}
+	// lostSilent: cancelled because a sibling sent the whole file while
+	// this backend had not sent one block. That is a failure to answer
+	// (a dead or stalled backend costs every fetch a hedge delay until it
+	// is marked down), not the caller's hurry.
+	lostSilent := func() bool {
+		return !gotBlock && errors.Is(context.Cause(ctx), errHedgeLost)
 	}
 	count := func(result string) {
 		if probe {
 			// As with Run's probes, a caller giving up says nothing
 			// about the backend.
-			if result != resultError || ctx.Err() == nil {
+			if result != resultError || ctx.Err() == nil || lostSilent() {
 				sc.m.probes[result != resultError].Inc()
 			}
 			return
 		}
-		if result == resultError && ctx.Err() != nil {
-			// Cancelled: a hedge's loser, or the caller gave up.
+		if result == resultError && ctx.Err() != nil && !lostSilent() {
+			// Cancelled mid-transfer: a hedge's loser that was answering,
+			// or the caller gave up.
 			result = resultCancelled
 		}
 		sc.m.fetches[result].Inc()
 	}
 	data, err := s.fetcher.fetch(ctx, b.addr, name, a)
+	took := time.Since(start)
 	// A probe's bytes are judged by the caller (the trust guard reads an
 	// ITL more strictly, and reports a bad one as such).
 	if err == nil && !probe {
@@ -541,21 +631,21 @@ func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name stri
 		}
 	}
 	if !probe && ctx.Err() == nil {
-		sc.m.duration.UpdateDuration(start)
+		sc.m.duration.Update(took.Seconds())
 	}
 	switch {
 	case err == nil:
 		count(resultOK)
-		s.alive(sc, b, nil)
+		s.alive(sc, b, took, nil)
 	case errors.Is(err, ctftp.ErrNotFound):
 		count(resultNotFound)
-		s.alive(sc, b, nil)
+		s.alive(sc, b, took, nil)
 	case errors.Is(err, ErrRefused):
 		count(resultRefused)
-		s.alive(sc, b, err)
+		s.alive(sc, b, took, err)
 	case errors.Is(err, ErrTooLarge):
 		count(resultError)
-		s.alive(sc, b, err)
+		s.alive(sc, b, took, err)
 	case errors.Is(err, ErrCorrupt):
 		count(resultInvalid)
 		s.log.Warn("cluster: backend sent a file that is not whole; not served, not cached",
@@ -564,11 +654,15 @@ func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name stri
 	default:
 		count(resultError)
 		// The caller's hurry is not the backend's fault: a fetch cut
-		// short by ctx (a hedge's loser, a phone that gave up), or timed
-		// out under a timeout shortened to fit ctx, leaves health alone.
+		// short by ctx (a phone that gave up, a hedge's loser that was
+		// answering), or timed out under a timeout shortened to fit ctx,
+		// leaves health alone. A loser that had sent nothing is blamed.
 		// The active probe, which always uses its full timeout, still
 		// finds a dead backend.
-		if ctx.Err() == nil && !shortened {
+		switch {
+		case lostSilent():
+			s.failed(sc, b, fmt.Errorf("%w: no answer before a sibling sent the whole file", ErrBackendUnavailable), probe)
+		case ctx.Err() == nil && !shortened:
 			s.failed(sc, b, err, probe)
 		}
 	}
@@ -599,12 +693,14 @@ func fitAttempt(ctx context.Context, a attempt, left int) (attempt, bool, error)
 	return a, false, nil
 }
 
-// alive records an answer from b: its failure count resets and a down
-// backend comes back up. note, when set, is kept as b's last error
-// (a refusal says something about the backend an admin wants to see).
-func (s *Set) alive(sc *subcluster, b *backend, note error) {
+// alive records an answer from b, which took took: its failure count
+// resets and a down backend comes back up. note, when set, is kept as
+// b's last error (a refusal says something about the backend an admin
+// wants to see).
+func (s *Set) alive(sc *subcluster, b *backend, took time.Duration, note error) {
 	b.mu.Lock()
 	b.fails = 0
+	b.lastAnswer, b.answerTime = time.Now(), took
 	if note != nil {
 		b.lastErr = note.Error()
 	}
@@ -631,9 +727,9 @@ func (s *Set) failed(sc *subcluster, b *backend, err error, now bool) {
 	changed := !b.down.Load() && (now || fails >= s.cfg.Backend.MaxFails)
 	if changed {
 		b.down.Store(true)
-		b.backoff = s.cfg.Backend.ProbeInterval
+		b.backoff = cmpOr(s.cfg.Backend.ProbeInterval, trialTick)
 	} else if b.down.Load() {
-		b.backoff = min(2*b.backoff, s.cfg.Backend.DownRetryMax)
+		b.backoff = min(2*b.backoff, max(s.cfg.Backend.DownRetryMax, trialTick))
 	}
 	b.nextTrial = s.now().Add(b.backoff)
 	b.mu.Unlock()
@@ -647,6 +743,16 @@ func (s *Set) healthChanged(sc *subcluster) {
 	s.mu.Lock()
 	s.updateUpLocked(sc)
 	s.mu.Unlock()
+	list := *sc.backends.Load()
+	up := slices.IndexFunc(list, func(b *backend) bool { return !b.down.Load() }) >= 0
+	if sc.allDown.Swap(!up) != !up {
+		if up {
+			s.log.Info("cluster: sub-cluster back: a backend answers again", "subcluster", sc.name)
+		} else {
+			s.log.Warn("cluster: every backend of the sub-cluster is down; its fetches fail at once until a background probe gets an answer",
+				"subcluster", sc.name, "all_down", s.cfg.Backend.AllDown)
+		}
+	}
 }
 
 // updateUpLocked sets ctftp_backend_up for each of sc's sources.

@@ -89,7 +89,11 @@ func TestOpen(t *testing.T) {
 	want := pattern(3000, 5)
 	srv := tftptest.NewServer(t, map[string][]byte{"SEP001122334455.cnf.xml": want})
 	s, set := newTestSet(t, testConfig(srv.Addr()), Options{})
+	if b := backendStatus(t, s, srv.Addr()); !b.LastAnswer.IsZero() || b.AnswerSeconds != 0 {
+		t.Errorf("before any answer: %+v", b)
+	}
 
+	before := time.Now()
 	f, got, err := open(t, s, "SEP001122334455.cnf.xml")
 	if err != nil {
 		t.Fatal(err)
@@ -111,6 +115,9 @@ func TestOpen(t *testing.T) {
 	}
 	if v := metricValue(t, set, `ctftp_backend_fetch_duration_seconds_count{subcluster="east"}`); v != "1" {
 		t.Errorf("duration count = %q, want 1", v)
+	}
+	if b := backendStatus(t, s, srv.Addr()); b.LastAnswer.Before(before) || b.AnswerSeconds <= 0 {
+		t.Errorf("after an answer: last answer %v (fetch started %v), %gs", b.LastAnswer, before, b.AnswerSeconds)
 	}
 	data, err := s.Fetch(context.Background(), "east", "SEP001122334455.cnf.xml")
 	if err != nil || !bytes.Equal(data, want) {
@@ -172,7 +179,7 @@ func TestOpenOutcomes(t *testing.T) {
 
 // A killed backend looks silent (an unconnected UDP socket gets no
 // ICMP error): the sibling is asked after the hedge delay and answers;
-// the cancelled attempt does not blame a, and one probe marks it down.
+// a, which sent nothing meanwhile, is blamed; one probe marks it down.
 func TestFailoverWhenBackendKilled(t *testing.T) {
 	a := tftptest.NewServer(t, map[string][]byte{"f": []byte("from a")})
 	b := tftptest.NewServer(t, map[string][]byte{"f": []byte("from b")})
@@ -189,8 +196,8 @@ func TestFailoverWhenBackendKilled(t *testing.T) {
 	if v := metricValue(t, set, `ctftp_backend_hedges_total{subcluster="east"}`); v != "1" {
 		t.Errorf("hedges = %s, want 1", v)
 	}
-	if st := backendStatus(t, s, a.Addr()); st.Fails != 0 || !st.Up {
-		t.Errorf("a blamed for a cancelled attempt: %+v", st)
+	if st := backendStatus(t, s, a.Addr()); st.Fails != 1 || !st.Up {
+		t.Errorf("a after one silent loss (max_fails 2): %+v", st)
 	}
 	s.ProbeAll(context.Background())
 	if st := backendStatus(t, s, a.Addr()); st.Up || st.LastError == "" {
@@ -377,6 +384,10 @@ func (f *fakeFetcher) probe(ctx context.Context, addr netip.AddrPort, name strin
 	}
 	f.probes[addr]++
 	f.mu.Unlock()
+	if f.probeFn == nil {
+		// Run's trials of down backends probe even with probing off.
+		return ErrBackendUnavailable
+	}
 	return f.probeFn(ctx, addr)
 }
 
@@ -431,8 +442,9 @@ func TestSpillOverToIdleSibling(t *testing.T) {
 	for r := range results {
 		got[r]++
 	}
-	if got[addrA.String()] != 2 || got[addrB.String()] != 1 {
-		t.Errorf("served by %v, want a twice (the waiter queued on the primary) and b once", got)
+	// The waiter takes the first slot freed on either (acquireAny).
+	if got[addrA.String()] < 1 || got[addrB.String()] < 1 || got[addrA.String()]+got[addrB.String()] != 3 {
+		t.Errorf("served by %v, want a and b once each and the waiter by either", got)
 	}
 }
 
@@ -484,7 +496,7 @@ func TestCallerDeadline(t *testing.T) {
 
 // Under a short deadline a silent first backend does not eat the time:
 // the sibling is asked after the hedge delay and answers, and the silent
-// attempt is cancelled without being blamed.
+// attempt is cancelled and blamed (it sent nothing meanwhile).
 func TestCallerDeadlineLeavesTimeForSibling(t *testing.T) {
 	silent := tftptest.NewServer(t, nil, tftptest.Silent())
 	good := tftptest.NewServer(t, map[string][]byte{"f": []byte("ok")})
@@ -502,8 +514,8 @@ func TestCallerDeadlineLeavesTimeForSibling(t *testing.T) {
 	if v := metricValue(t, set, `ctftp_backend_hedges_total{subcluster="east"}`); v != "1" {
 		t.Errorf("hedges = %s, want 1", v)
 	}
-	if st := backendStatus(t, s, silent.Addr()); !st.Up || st.Fails != 0 {
-		t.Errorf("the hedge's loser was blamed: %+v", st)
+	if st := backendStatus(t, s, silent.Addr()); st.Fails != 1 {
+		t.Errorf("the silent loser: %+v, want one failure", st)
 	}
 }
 

@@ -95,24 +95,34 @@ func TestVanishedClientsFreeTheirSlots(t *testing.T) {
 // first ACK the gateway sends the first packet and one retransmission,
 // then stops without an error packet.
 func TestSpoofedRRQAmplification(t *testing.T) {
+	for _, single := range []bool{false, true} {
+		t.Run(fmt.Sprintf("single_port=%v", single), func(t *testing.T) { spoofedRRQAmplification(t, single) })
+	}
+}
+
+func spoofedRRQAmplification(t *testing.T, singlePort bool) {
 	const maxFactor = 55 // the README states the factor reached (51.6)
 	cfg := testConfig()
 	cfg.Timeout = 50 * time.Millisecond // the budget is counted in packets, not time
-	ts := startServer(t, memSource(map[string][]byte{"ITLFile.tlv": pattern(5000)}, bodyReaderAt), cfg)
+	cfg.SinglePort = singlePort
+	ts := startServer(t, memSource(map[string][]byte{"ITLFile.tlv": pattern(5000), "a": pattern(5000), "SEPA.cnf": pattern(5000)}, bodyReaderAt), cfg)
 	opt := func(n, v string) tftpwire.Option { return tftpwire.Option{Name: n, Value: v} }
 	tests := []struct {
 		name    string
+		file    string
 		opts    []tftpwire.Option
 		packets int
 		op      tftpwire.Opcode
 	}{
-		{"plain RRQ: DATA 1 twice", nil, 2, tftpwire.OpDATA},
-		{"largest options: OACK twice", []tftpwire.Option{opt("blksize", "65464"), opt("windowsize", "16"), opt("tsize", "0")}, 2, tftpwire.OpOACK},
+		{"plain RRQ: DATA 1 twice", "ITLFile.tlv", nil, 2, tftpwire.OpDATA},
+		{"largest options: OACK twice", "ITLFile.tlv", []tftpwire.Option{opt("blksize", "65464"), opt("windowsize", "16"), opt("tsize", "0")}, 2, tftpwire.OpOACK},
+		{"shortest RRQ (10 bytes): DATA 1 once", "a", nil, 1, tftpwire.OpDATA},
+		{"17-byte RRQ: DATA 1 once", "SEPA.cnf", nil, 1, tftpwire.OpDATA},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			victim := newRawClient(t, ts.addr)
-			rrq := tftpwire.AppendRequest(nil, tftpwire.OpRRQ, "ITLFile.tlv", "octet", tt.opts)
+			rrq := tftpwire.AppendRequest(nil, tftpwire.OpRRQ, tt.file, "octet", tt.opts)
 			victim.sendTo(ts.addr, rrq)
 			var bytes, packets int
 			for {
@@ -326,9 +336,11 @@ func TestClientRateLimit(t *testing.T) {
 	if limited == 0 || answered == 0 {
 		t.Errorf("flooder: %d answered, %d dropped: the limit did not bite", answered, limited)
 	}
-	if got := ts.counter(`ctftp_transfers_total{source="cache",result="ok"}`); got != uint64(boots*len(names)) {
-		t.Errorf("%d transfers ok, want %d", got, boots*len(names))
-	}
+	// The phone is done once it sent its last ACK; the server counts the
+	// transfer when it has read it.
+	waitFor(t, "every boot's transfers counted ok", func() bool {
+		return ts.counter(`ctftp_transfers_total{source="cache",result="ok"}`) == uint64(boots*len(names))
+	})
 }
 
 // getIntact fetches name from server with our client as a phone would
@@ -441,4 +453,39 @@ func TestClientRatesBounded(t *testing.T) {
 			t.Errorf("evictions %d, want %d", got, n-50)
 		}
 	})
+}
+
+// BenchmarkDropOverRate is the reader's cost for a packet from a client
+// over its rate (the path a one-address flood takes): how fast the
+// listening port can shed it, and that it allocates nothing.
+func BenchmarkDropOverRate(b *testing.B) {
+	cfg := testConfig()
+	cfg.ClientRate, cfg.ClientBurst = 1, 1
+	ts := startServerLogging(b, memSource(nil, bodyReaderAt), cfg, io.Discard, slog.LevelInfo)
+	l := ts.listeners[0]
+	from := netip.MustParseAddrPort("127.9.9.9:4000")
+	pkt := tftpwire.AppendRequest(nil, tftpwire.OpRRQ, "SEP001122334455.cnf.xml", "octet", nil)
+	// The benchmark plays the reader, which runs only once Serve has
+	// set the transfers' base context.
+	waitFor(b, "serving", func() bool { ts.mu.Lock(); defer ts.mu.Unlock(); return ts.base != nil })
+	ts.handlePacket(l, pkt, from, dest{addr: l.addr.Addr()}) // spends the burst
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		ts.handlePacket(l, pkt, from, dest{addr: l.addr.Addr()})
+	}
+}
+
+// BenchmarkDropACL is the same for a client the ACL refuses.
+func BenchmarkDropACL(b *testing.B) {
+	cfg := testConfig()
+	cfg.Deny = []string{"127.9.0.0/16"}
+	ts := startServerLogging(b, memSource(nil, bodyReaderAt), cfg, io.Discard, slog.LevelInfo)
+	l := ts.listeners[0]
+	from := netip.MustParseAddrPort("127.9.9.9:4000")
+	pkt := tftpwire.AppendRequest(nil, tftpwire.OpRRQ, "SEP001122334455.cnf.xml", "octet", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		ts.handlePacket(l, pkt, from, dest{addr: l.addr.Addr()})
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -35,8 +36,8 @@ type GatewayConfig struct {
 	// HTTPListen are addresses of the HTTP provisioning front end
 	// (phones try port 6970 before TFTP); empty = off.
 	HTTPListen []string
-	// AdminListen serves /metrics /healthz /readyz /status and cache
-	// purges; "" = off.
+	// AdminListen serves the status page (/), /metrics /healthz /readyz
+	// /status /status/tables and cache purges; "" = off.
 	AdminListen string
 	// Cluster lists the sub-clusters; none means the gateway serves only
 	// its own files.
@@ -46,8 +47,15 @@ type GatewayConfig struct {
 	// Trust is the ITL trust guard; the zero value means
 	// trust.DefaultConfig().
 	Trust trust.Config
+	// Migrations are the migration waves (the top-level `migrations:`).
+	Migrations []routing.Wave
 	// Version is reported by /status.
 	Version string
+	// ConfigSHA256 is the hex SHA-256 of the configuration file's bytes,
+	// reported by /status and as ctftp_config_info{sha256}, so that the
+	// two gateways of an HA pair can be checked for drift; "" when the
+	// configuration did not come from a file.
+	ConfigSHA256 string
 }
 
 // withDefaults fills what the zero value stands for.
@@ -166,6 +174,7 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	gen.n, gen.loaded = 1, time.Now()
 	g.gen.Store(gen)
 	g.rl.generation.Set(1)
+	g.rl.setInfo(g.cfg.ConfigSHA256)
 
 	for _, a := range g.cfg.HTTPListen {
 		ln, err := net.Listen("tcp", a)
@@ -310,6 +319,8 @@ func (g *Gateway) adminHandler() http.Handler {
 		}
 		io.WriteString(w, "ready\n")
 	})
+	mux.HandleFunc("GET /{$}", g.serveStatusPage)
+	mux.HandleFunc("GET /status/tables", g.serveStatusTables)
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
@@ -363,6 +374,8 @@ func (g *Gateway) readiness() []string {
 
 // GatewayStatus is what /status reports.
 type GatewayStatus struct {
+	// Host is the gateway's host name: which one of an HA pair this is.
+	Host        string                     `json:"host"`
 	Version     string                     `json:"version"`
 	Started     time.Time                  `json:"started"`
 	TFTP        []string                   `json:"tftp"`
@@ -371,12 +384,21 @@ type GatewayStatus struct {
 	Subclusters []cluster.SubclusterStatus `json:"subclusters"`
 	Cache       *cache.Stats               `json:"cache,omitempty"`
 	Learned     int                        `json:"learned_routes"`
-	Ready       []string                   `json:"not_ready,omitempty"`
+	Migrations  []MigrationStatus          `json:"migrations,omitempty"`
+	// Routes details the learned routes: per sub-cluster, and the
+	// statusRecentRoutes confirmed most recently.
+	Routes *routing.LearnedRoutes `json:"routes,omitempty"`
+	Ready  []string               `json:"not_ready,omitempty"`
 }
+
+// statusRecentRoutes is how many of the most recently confirmed learned
+// routes /status lists: enough to see the phones booting now.
+const statusRecentRoutes = 20
 
 // Status reports the gateway's state.
 func (g *Gateway) Status() GatewayStatus {
-	st := GatewayStatus{Version: g.cfg.Version, Started: g.startedAt, TFTP: addrStrings(g.tftp.Addrs()), Ready: g.readiness()}
+	host, _ := os.Hostname()
+	st := GatewayStatus{Host: host, Version: g.cfg.Version, Started: g.startedAt, TFTP: addrStrings(g.tftp.Addrs()), Ready: g.readiness()}
 	gen := g.gen.Load()
 	if gen == nil {
 		return st
@@ -391,8 +413,10 @@ func (g *Gateway) Status() GatewayStatus {
 		st.Cache = &s
 	}
 	if gen.router != nil {
-		st.Learned = gen.router.Learned()
+		lr := gen.router.LearnedRoutes(statusRecentRoutes)
+		st.Learned, st.Routes = lr.Total, &lr
 	}
+	st.Migrations = gen.migrationStatus()
 	return st
 }
 

@@ -121,10 +121,12 @@
 // # The gateway: generations, trust guard, reload
 //
 // Gateway (compose.go) owns a generation: one configuration's chain
-// (local files, routing, cache, cluster Set, trust watcher) behind an
-// atomic pointer the front ends read per request. Reload (reload.go)
-// validates a new configuration, including the ITL homogeneity check
-// with live probes, builds the next generation, swaps it in, and retires
+// (local files, routing with its migration waves, cache, cluster Set,
+// trust watcher) behind an atomic pointer the front ends read per
+// request. Reload (reload.go) validates a new configuration, including
+// the ITL homogeneity check with live probes and the check of every
+// migration wave that cuts over (migrate.go: a wave that would break
+// phones refuses it), builds the next generation, swaps it in, and retires
 // the old one once the requests already inside it have finished; a
 // configuration that fails leaves the old generation serving. The trust
 // guard (trust.Guard) sits on the cache's fill path, so each forwarded
@@ -132,6 +134,18 @@
 // the phone trust model. Its metrics: ctftp_homogeneous,
 // ctftp_trust_signer_changes_total, ctftp_trust_heterogeneous_total,
 // ctftp_trust_forwarded_checked_total, ctftp_trust_forwarded_rejected_total,
-// ctftp_trust_refused_total (all {subcluster}), ctftp_config_generation and
-// ctftp_config_reloads_total{result}.
+// ctftp_trust_refused_total (all {subcluster}), ctftp_config_generation,
+// ctftp_config_reloads_total{result} and ctftp_config_info{sha256} (always
+// 1, naming the SHA-256 of the configuration file in force, so the two
+// gateways of an HA pair can be compared).
+//
+// # The admin endpoint
+//
+// One GatewayStatus (Status) is the source of everything an operator
+// reads: /status encodes it as JSON; View lays it out as sections of
+// facts and tables, which statuspage.go renders as the HTML page at /
+// (self-contained, phone-sized, reloading itself) and /status/tables
+// hands to `ctftp status` as JSON. /readyz answers from the same
+// readiness list. A new part of the state (migration waves) is a field
+// of GatewayStatus plus a section in View, and appears in all three.
 package proxy

@@ -58,6 +58,11 @@ type generation struct {
 	router   *routing.Router // nil without sub-clusters
 	source   ctftp.Source
 
+	migrations *routing.Migrations // nil without sub-clusters
+	verdicts   []trust.WaveVerdict // checks of the waves that cut over
+	waveGuard  *trust.WaveGuard    // nil when no wave was checked
+	recheck    routing.CutoverCheck
+
 	gate gate
 
 	cancel context.CancelFunc // stops the loops; nil until they start
@@ -72,6 +77,9 @@ func (gen *generation) start(ctx context.Context) {
 		gen.loops.Go(func() { gen.clusters.Run(ctx) })
 	}
 	gen.loops.Go(func() { gen.watcher.Run(ctx) })
+	if gen.migrations != nil {
+		gen.loops.Go(func() { gen.migrations.Run(ctx, gen.recheck) })
+	}
 }
 
 // stopLoops ends the loops and waits for them.
@@ -240,10 +248,18 @@ func (g *Gateway) build(ctx context.Context, cfg GatewayConfig, prev *generation
 	}
 	gen.source = gen.local
 	if len(subs) == 0 {
+		if len(cfg.Migrations) > 0 {
+			return nil, fmt.Errorf("migrations: waves move phones between sub-clusters, and none is configured")
+		}
 		return gen, nil
 	}
 
-	r, err := routing.New(cfg.Routing, gen.clusters.Names(), routing.Options{Logger: g.log, Metrics: g.metrics})
+	// The waves are compiled and checked before the router, which
+	// applies their overrides.
+	if err := g.buildMigrations(ctx, gen, prev); err != nil {
+		return nil, err
+	}
+	r, err := routing.New(cfg.Routing, gen.clusters.Names(), routing.Options{Logger: g.log, Metrics: g.metrics, Migrations: gen.migrations})
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +279,7 @@ func (g *Gateway) build(ctx context.Context, cfg GatewayConfig, prev *generation
 		}
 		gen.cache = c
 	}
-	gen.source = ctftp.First(gen.local, routing.NewForwarder(r, gen.cache, routing.Options{Logger: g.log, Metrics: g.metrics}))
+	gen.source = ctftp.First(gen.local, routing.NewForwarder(r, g.waveSource(gen, gen.cache), routing.Options{Logger: g.log, Metrics: g.metrics}))
 	return gen, nil
 }
 
@@ -325,12 +341,18 @@ type ReloadResult struct {
 	// Problems are why it failed (one line each, naming the key), or
 	// what it reported while succeeding (trust warnings).
 	Problems []string `json:"problems,omitempty"`
+	// SHA256 is the hex SHA-256 of the configuration file tried; "" when
+	// it could not be read or did not come from a file.
+	SHA256 string `json:"sha256,omitempty"`
 	// RestartNeeded lists the changed keys that cannot change while
 	// running (listen addresses, the TFTP engine's settings): their old
 	// values stay in force until a restart.
 	RestartNeeded []string `json:"restart_needed,omitempty"`
 	// Trust is the trust guard's table when it ran; nil otherwise.
 	Trust *trust.Report `json:"-"`
+	// Migrations are the checks of the waves that refused the
+	// configuration; nil otherwise.
+	Migrations []trust.WaveVerdict `json:"-"`
 }
 
 // ConfigStatus is the configuration part of /status.
@@ -338,6 +360,10 @@ type ConfigStatus struct {
 	// Generation is 1 at start and grows by one per successful reload.
 	Generation int       `json:"generation"`
 	LoadedAt   time.Time `json:"loaded_at"`
+	// SHA256 is the hex SHA-256 of the configuration file serving (see
+	// GatewayConfig.ConfigSHA256); the same in both gateways of an HA
+	// pair that run one configuration.
+	SHA256 string `json:"sha256"`
 	// LastReload is the last attempt, successful or not; nil before any.
 	LastReload *ReloadResult `json:"last_reload,omitempty"`
 }
@@ -360,11 +386,14 @@ type reloader struct {
 	last  *ReloadResult
 
 	retiring   sync.WaitGroup
+	set        *metrics.Set
 	generation *metrics.Gauge
 	results    map[bool]*metrics.Counter
+	info       string // the ctftp_config_info series registered now
 }
 
 func (rl *reloader) init(set *metrics.Set) {
+	rl.set = set
 	rl.generation = set.GetOrCreateGauge("ctftp_config_generation", nil)
 	rl.results = map[bool]*metrics.Counter{
 		true:  set.GetOrCreateCounter(`ctftp_config_reloads_total{result="ok"}`),
@@ -392,10 +421,25 @@ func (rl *reloader) stop() {
 	rl.retiring.Wait()
 }
 
+// setInfo makes ctftp_config_info{sha256} name the configuration
+// serving: one series, always 1, the previous one removed. Called at
+// Start and with mu held at each swap.
+func (rl *reloader) setInfo(sha string) {
+	name := fmt.Sprintf(`ctftp_config_info{sha256=%q}`, sha)
+	if name == rl.info {
+		return
+	}
+	if rl.info != "" {
+		rl.set.UnregisterMetric(rl.info)
+	}
+	rl.set.GetOrCreateGauge(name, nil).Set(1)
+	rl.info = name
+}
+
 func (rl *reloader) status(gen *generation) ConfigStatus {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
-	st := ConfigStatus{Generation: gen.n, LoadedAt: gen.loaded}
+	st := ConfigStatus{Generation: gen.n, LoadedAt: gen.loaded, SHA256: gen.cfg.ConfigSHA256}
 	if rl.last != nil {
 		last := *rl.last
 		st.LastReload = &last
@@ -448,11 +492,12 @@ func (g *Gateway) Reload(ctx context.Context, load func() (GatewayConfig, error)
 	return res
 }
 
-func (g *Gateway) reload(ctx context.Context, load func() (GatewayConfig, error)) ReloadResult {
+func (g *Gateway) reload(ctx context.Context, load func() (GatewayConfig, error)) (res ReloadResult) {
 	cfg, err := load()
 	if err != nil {
 		return ReloadResult{Problems: lines(err)}
 	}
+	defer func() { res.SHA256 = cfg.ConfigSHA256 }()
 	cfg = cfg.withDefaults()
 	if err := cfg.Trust.Validate(); err != nil {
 		return ReloadResult{Problems: prefixLines("trust.", err)}
@@ -461,15 +506,19 @@ func (g *Gateway) reload(ctx context.Context, load func() (GatewayConfig, error)
 	if old == nil {
 		return ReloadResult{Problems: []string{"the gateway has not started"}}
 	}
-	var res ReloadResult
 	cfg, res.RestartNeeded = keepFixed(g.cfg, cfg)
 	gen, err := g.build(ctx, cfg, old, nil)
 	if err != nil {
 		var te *TrustError
-		if errors.As(err, &te) {
+		var me *MigrationError
+		switch {
+		case errors.As(err, &te):
 			res.Trust = &te.Report
 			res.Problems = te.Report.Messages()
-		} else {
+		case errors.As(err, &me):
+			res.Migrations = me.Verdicts
+			res.Problems = lines(err)
+		default:
 			res.Problems = lines(err)
 		}
 		return res
@@ -491,6 +540,7 @@ func (g *Gateway) reload(ctx context.Context, load func() (GatewayConfig, error)
 	}
 	g.gen.Store(gen)
 	rl.generation.Set(float64(gen.n))
+	rl.setInfo(cfg.ConfigSHA256)
 	if rl.state == rlRunning {
 		gen.start(rl.ctx)
 	}

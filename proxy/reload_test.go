@@ -176,8 +176,12 @@ func TestGatewayReload(t *testing.T) {
 	pre := tftptest.NewServer(t, map[string][]byte{name: []byte("from a pre-8.0 cluster")})
 	root := gatewayRoot(t, central.itl(t, false))
 	cfg1 := testGatewayConfig(root, sub("east", a))
+	cfg1.ConfigSHA256 = "1111"
 	tg := startGateway(t, cfg1)
 	ctx := context.Background()
+	if got := tg.metric(t, `ctftp_config_info{sha256="1111"}`); got != "1" || tg.Status().Config.SHA256 != "1111" {
+		t.Errorf("gen 1: ctftp_config_info = %q, /status sha256 %q", got, tg.Status().Config.SHA256)
+	}
 
 	if _, got, err := tg.get(t, name); err != nil || string(got) != "from A" {
 		t.Fatalf("gen 1: %q %v", got, err)
@@ -192,7 +196,14 @@ func TestGatewayReload(t *testing.T) {
 		t.Errorf("invalid reload: %+v", res)
 	}
 	// A config the trust guard refuses: east moved to a pre-8.0 cluster.
-	res = tg.Reload(ctx, func() (GatewayConfig, error) { return testGatewayConfig(root, sub("east", pre)), nil })
+	res = tg.Reload(ctx, func() (GatewayConfig, error) {
+		c := testGatewayConfig(root, sub("east", pre))
+		c.ConfigSHA256 = "2222"
+		return c, nil
+	})
+	if res.SHA256 != "2222" || tg.Status().Config.SHA256 != "1111" || tg.metric(t, `ctftp_config_info{sha256="1111"}`) != "1" {
+		t.Errorf("a refused config must not change the sha256 in force: tried %q, status %q", res.SHA256, tg.Status().Config.SHA256)
+	}
 	if res.OK || res.Trust == nil || res.Trust.Verdict != trust.VerdictMixed || !strings.Contains(strings.Join(res.Problems, "\n"), "mixed ITL eras") {
 		t.Errorf("mixed reload: %+v", res)
 	}
@@ -207,6 +218,7 @@ func TestGatewayReload(t *testing.T) {
 	// A valid one, with a TFTP engine setting that cannot change live.
 	cfg2 := testGatewayConfig(root, sub("east", b))
 	cfg2.TFTP.MaxWindowSize = 4
+	cfg2.ConfigSHA256 = "3333"
 	res = tg.Reload(ctx, func() (GatewayConfig, error) { return cfg2, nil })
 	if !res.OK || res.Generation != 2 || !slices.Equal(res.RestartNeeded, []string{"tftp.max_windowsize"}) {
 		t.Fatalf("valid reload: %+v", res)
@@ -217,8 +229,13 @@ func TestGatewayReload(t *testing.T) {
 	if tg.Cache() != firstCache {
 		t.Error("the cache was rebuilt although its config did not change")
 	}
+	if st := tg.Status(); st.Config.SHA256 != "3333" || res.SHA256 != "3333" {
+		t.Errorf("sha256 after reload: status %q, result %q", st.Config.SHA256, res.SHA256)
+	}
 	for series, want := range map[string]string{
 		"ctftp_config_generation":                     "2",
+		`ctftp_config_info{sha256="3333"}`:            "1",
+		`ctftp_config_info{sha256="1111"}`:            "", // gone, not 0: one series names the config in force
 		`ctftp_config_reloads_total{result="ok"}`:     "1",
 		`ctftp_config_reloads_total{result="failed"}`: "2",
 	} {

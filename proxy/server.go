@@ -521,6 +521,7 @@ func (s *Server) handleRRQ(l *listener, pkt []byte, from netip.AddrPort, d dest)
 	t.client, t.local, t.neg = from, d, neg
 	t.req = ctftp.Request{Name: name, Client: from, Mode: req.Mode}
 	t.start = time.Now()
+	t.reqLen = len(pkt)
 	s.mu.Lock()
 	if s.closed {
 		// Shutting down (in single-port mode the reader runs until the
@@ -654,6 +655,7 @@ func (s *Server) releaseTransfer(t *transfer) {
 	t.s, t.l, t.tr, t.ctx, t.stop = nil, nil, nil, nil, nil
 	t.key, t.client, t.local = transferKey{}, netip.AddrPort{}, dest{}
 	t.neg, t.req, t.start = tftpwire.Negotiation{}, ctftp.Request{}, time.Time{}
+	t.reqLen, t.firstLen = 0, 0
 	t.established.Store(false)
 	t.wake.Store(nil)
 	t.conn.conn, t.conn.sock, t.conn.pool, t.conn.armed = nil, nil, nil, time.Time{}

@@ -238,3 +238,60 @@ func TestSinglePortLateDuplicateRRQ(t *testing.T) {
 	}
 	waitFor(t, "transfer recorded", func() bool { return ts.counter(`ctftp_transfers_total{source="cache",result="ok"}`) == 1 })
 }
+
+// FuzzSinglePortPackets feeds a single-port server a sequence of packets
+// from two client ports (the input split at each 0xff byte, the byte after
+// it choosing the client): requests, ACKs, errors and garbage meet the
+// demultiplexer and the transfers in any order. Nothing may panic, and
+// the server must shut down with every transfer ended (goleak checks the
+// goroutines).
+func FuzzSinglePortPackets(f *testing.F) {
+	rrq := tftpwire.AppendRequest(nil, tftpwire.OpRRQ, "f", "octet", nil)
+	wrq := tftpwire.AppendRequest(nil, tftpwire.OpWRQ, "f", "octet", nil)
+	join := func(pkts ...[]byte) []byte {
+		var b []byte
+		for i, p := range pkts {
+			b = append(append(append(b, 0xff), byte(i%2)), p...)
+		}
+		return b
+	}
+	f.Add(join(rrq, tftpwire.AppendACK(nil, 1), rrq, tftpwire.AppendACK(nil, 2)))
+	f.Add(join(rrq, rrq, tftpwire.AppendError(nil, 0, "x"), wrq, tftpwire.AppendACK(nil, 9)))
+	f.Add(join(tftpwire.AppendRequest(nil, tftpwire.OpRRQ, "f", "octet", []tftpwire.Option{{Name: "windowsize", Value: "4"}, {Name: "blksize", Value: "8"}}), tftpwire.AppendACK(nil, 0), tftpwire.AppendACK(nil, 3)))
+	f.Add([]byte{0xff, 0, 0, 4})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		cfg := singlePortConfig()
+		cfg.Timeout = 10 * time.Millisecond
+		cfg.Retries = 1
+		cfg.ShutdownGrace = 0
+		srv, err := NewServer(cfg, memSource(map[string][]byte{"f": pattern(3000)}, bodyReaderAt), nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Listen(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- srv.Serve(context.Background()) }()
+		waitFor(t, "serving", func() bool { srv.mu.Lock(); defer srv.mu.Unlock(); return srv.base != nil })
+		l := srv.listeners[0]
+		// Client ports nobody listens on: what the server sends is lost.
+		clients := [2]netip.AddrPort{netip.MustParseAddrPort("127.9.0.1:9"), netip.MustParseAddrPort("127.9.0.2:9")}
+		for _, chunk := range bytes.Split(in, []byte{0xff}) {
+			if len(chunk) == 0 {
+				continue
+			}
+			// The reader goroutine is the only caller in production;
+			// the fuzzer plays it, so the listening socket's own reader
+			// sees nothing of this.
+			srv.handlePacket(l, chunk[1:], clients[chunk[0]%2], dest{addr: l.addr.Addr()})
+		}
+		srv.Shutdown(context.Background())
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if n := l.demux.len(); n != 0 {
+			t.Fatalf("%d transfers left in the demultiplexer", n)
+		}
+	})
+}

@@ -25,6 +25,9 @@ type transfer struct {
 	neg    tftpwire.Negotiation
 	req    ctftp.Request
 	start  time.Time
+	// reqLen is the request's size and firstLen that of the first packet
+	// sent (OACK or DATA 1), for maxAmplification.
+	reqLen, firstLen int
 	// established is set once the client acknowledged a packet: from then
 	// on it knows our TID and will not retransmit its RRQ, so the same
 	// request again is a new transfer, not a duplicate.
@@ -259,14 +262,23 @@ func (t *transfer) sendBlocks(blocks blockSource) (int64, error) {
 // A real client that lost both retransmits its RRQ, which starts afresh.
 const preAckRetries = 1
 
+// maxAmplification caps the bytes sent before the first acknowledgement
+// at this many times the request's size: a request shorter than 19 bytes
+// (a name of a few characters) gets no retransmission of a full first
+// DATA packet, so no request, however short, draws more than 55 times its
+// size (the shortest possible RRQ, 10 bytes, draws one 516-byte packet).
+const maxAmplification = 55
+
 // retries is how many times the packet in flight may be sent again:
-// Config.Retries once the client has acknowledged something, and at most
-// preAckRetries before (it may not exist: the request may be spoofed).
+// Config.Retries once the client has acknowledged something; before, at
+// most preAckRetries and only within maxAmplification (the client may not
+// exist: the request may be spoofed).
 func (t *transfer) retries() int {
 	if t.established.Load() {
 		return t.s.cfg.Retries
 	}
-	return min(t.s.cfg.Retries, preAckRetries)
+	sends := maxAmplification * t.reqLen / max(t.firstLen, 1)
+	return max(min(t.s.cfg.Retries, preAckRetries, sends-1), 0)
 }
 
 // silence is the error of a client that stopped answering: ErrClientGone,
@@ -291,6 +303,9 @@ func (t *transfer) interval(attempt int) time.Duration {
 }
 
 func (t *transfer) write(pkt []byte) error {
+	if t.firstLen == 0 {
+		t.firstLen = len(pkt)
+	}
 	if err := t.tr.send(pkt); err != nil {
 		if t.ctx.Err() != nil {
 			return context.Cause(t.ctx)

@@ -6,7 +6,8 @@ import (
 
 // TestDecideAllocs: the request path's routing decision (no Reason)
 // allocates nothing, whether a rule, a learned route or a fan-out
-// decides; Route, which explains, may.
+// decides, for a file after which nothing is prefetched (the last of the
+// boot set, or none of it); Route, which explains, may.
 func TestDecideAllocs(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Rules = testRules()
@@ -18,7 +19,7 @@ func TestDecideAllocs(t *testing.T) {
 		kind Kind
 	}{
 		{"rule", "SEP00AABB000001.cnf.xml.sgn", RuleMatch},
-		{"learned", "ITLSEPAA0000000001.tlv", Learned},
+		{"learned", "SEPAA0000000001.cnf.xml.sgn", Learned},
 		{"fan-out", "SEPBB0000000001.cnf.xml.sgn", FanOut},
 		{"no MAC", "CTLFile.tlv", FanOut},
 	} {

@@ -45,6 +45,13 @@ type Config struct {
 	// LearnMax bounds the learned routes held; the route confirmed
 	// longest ago is dropped first. 0 turns learning off.
 	LearnMax int `mapstructure:"learn_max"`
+	// Prefetch is a phone's boot set, in the order phones ask for it:
+	// per-device file names with {MAC} for the MAC. A request for one of
+	// them starts fetching the ones after it from the phone's sub-cluster
+	// into the cache, so that the phone's next requests are hits. Only
+	// where the sub-cluster is known (a rule, a learned route, or the
+	// answer of a fan-out), and only on idle backend slots. Empty: off.
+	Prefetch []string `mapstructure:"prefetch"`
 }
 
 // Rule sends matching requests to one sub-cluster. Exactly one of
@@ -61,9 +68,11 @@ type Rule struct {
 	// MACPrefix is 1 to 12 leading hex digits of the MAC in the file
 	// name, e.g. an OUI ("00AABB"); separators as for MAC.
 	MACPrefix string `mapstructure:"mac_prefix"`
-	// DeviceFile names a file of MACs, one per line, '#' starting a
-	// comment; New reads it once. A relative path is relative to the
-	// working directory.
+	// DeviceFile names a file of devices, read by ReadDeviceFile: MACs
+	// one per line ('#' starting a comment), or a CSV export of CUCM's
+	// Bulk Administration ("Export Phones") read by its Device Name
+	// column. New reads it once (a reload reads it again). A relative
+	// path is relative to the working directory.
 	DeviceFile string `mapstructure:"device_file"`
 	// Subcluster is the name of the sub-cluster that serves matching
 	// requests; New checks it exists.
@@ -78,6 +87,10 @@ func DefaultConfig() Config {
 		Grace:    20 * time.Millisecond,
 		LearnTTL: 24 * time.Hour,
 		LearnMax: 100000,
+		// What a phone with an ITL (CUCM 8.0 and later, Security By
+		// Default) asks for at every boot, in order; CTLFile.tlv between
+		// the first two is the gateway's own.
+		Prefetch: []string{"CTLSEP{MAC}.tlv", "ITLSEP{MAC}.tlv", "SEP{MAC}.cnf.xml.sgn"},
 	}
 }
 
@@ -110,6 +123,8 @@ func (c Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	_, perrs := compilePrefetch(c.Prefetch)
+	errs = append(errs, perrs...)
 	return errors.Join(errs...)
 }
 

@@ -180,21 +180,3 @@ func FuzzRule(f *testing.F) {
 		}
 	})
 }
-
-// FuzzDeviceList: a device file never panics the parser, and every MAC it
-// yields is one Route can match.
-func FuzzDeviceList(f *testing.F) {
-	f.Add("# south\n00AABBCCDD01\n00:aa:bb:cc:dd:02 # lower\n\n")
-	f.Add("00AABBCCDD0\nzz\n")
-	f.Fuzz(func(t *testing.T, text string) {
-		macs, errs := parseDeviceList(strings.NewReader(text), "devices.txt")
-		if len(errs) > maxDeviceFileErrors+1 {
-			t.Fatalf("parseDeviceList reported %d errors, want at most %d", len(errs), maxDeviceFileErrors+1)
-		}
-		for m := range macs {
-			if len(m) != macLen || !isHex(m) || strings.ToUpper(m) != m {
-				t.Fatalf("parseDeviceList yielded %q", m)
-			}
-		}
-	})
-}

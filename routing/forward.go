@@ -16,7 +16,8 @@ import (
 type forwarder struct {
 	r     *Router
 	next  ctftp.Source
-	peek  peeker // next, when it can answer from memory; else nil
+	peek  peeker     // next, when it can answer from memory; else nil
+	pre   Prefetcher // next's, when it has the capability
 	grace time.Duration
 	log   *slog.Logger
 	now   func() time.Time
@@ -61,10 +62,12 @@ type peeker interface {
 func NewForwarder(r *Router, next ctftp.Source, opts Options) ctftp.Source {
 	opts = opts.withDefaults()
 	p, _ := next.(peeker)
+	pre, _ := next.(Prefetcher)
 	return &forwarder{
 		r:     r,
 		next:  next,
 		peek:  p,
+		pre:   pre,
 		grace: r.grace,
 		log:   opts.Logger,
 		now:   opts.Now,
@@ -88,9 +91,27 @@ func (f *forwarder) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, e
 	f.m.decisions[d.Kind].Inc()
 	switch d.Kind {
 	case RuleMatch:
+		f.prefetch(ctx, req, d.Prefetch, d.Subclusters[0], d.MAC, "rule")
 		return f.single(ctx, req, d.Subclusters[0])
+	case Migration:
+		// Learned, so that the phone stays on the side that served it
+		// when the wave is later removed from the configuration.
+		sc := d.Subclusters[0]
+		f.prefetch(ctx, req, d.Prefetch, sc, d.MAC, "migration wave")
+		file, err := f.single(ctx, req, sc)
+		if err == nil {
+			f.r.Learn(d.MAC, sc)
+			w := f.r.migrations.Lookup(d.MAC)
+			side := "from"
+			if sc == w.To {
+				side = "to"
+			}
+			f.r.migrations.served(w, d.MAC, side, req.Name)
+		}
+		return file, err
 	case Learned:
 		sc := d.Subclusters[0]
+		f.prefetch(ctx, req, d.Prefetch, sc, d.MAC, "learned route")
 		file, err := f.single(ctx, req, sc)
 		if err == nil {
 			f.r.learnMAC(d.MAC, sc)
@@ -111,9 +132,9 @@ func (f *forwarder) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, e
 		// Learn replaces the route.
 		f.log.Debug("routing: learned sub-cluster does not have the file", "mac", d.MAC, "file", req.Name, "subcluster", sc)
 		f.m.decisions[FanOut].Inc()
-		return f.fanOut(ctx, req, d.MAC, d.Strategy, others)
+		return f.fanOut(ctx, req, d, others)
 	default:
-		return f.fanOut(ctx, req, d.MAC, d.Strategy, d.Subclusters)
+		return f.fanOut(ctx, req, d, d.Subclusters)
 	}
 }
 
@@ -209,8 +230,12 @@ func (f *forwarder) single(ctx context.Context, req ctftp.Request, sc string) (*
 	return nil, &outageError{name: req.Name, outcomes: []outcome{o}}
 }
 
-// fanOut asks scs and serves the best positive answer.
-func (f *forwarder) fanOut(ctx context.Context, req ctftp.Request, mac, strategy string, scs []string) (*ctftp.File, error) {
+// fanOut asks scs and serves the best positive answer. Only then is the
+// sub-cluster known, so only then are the files after this one
+// prefetched: prefetching across every sub-cluster would multiply the
+// load a fan-out puts on them.
+func (f *forwarder) fanOut(ctx context.Context, req ctftp.Request, d Decision, scs []string) (*ctftp.File, error) {
+	mac, strategy := d.MAC, d.Strategy
 	start := f.now()
 	defer func() { f.m.fanoutDuration.Update(f.now().Sub(start).Seconds()) }()
 
@@ -219,6 +244,7 @@ func (f *forwarder) fanOut(ctx context.Context, req ctftp.Request, mac, strategy
 		// Nobody above it has the file, and nobody else was asked.
 		if mac != "" {
 			f.r.learnMAC(mac, won.subcluster)
+			f.prefetch(ctx, req, d.Prefetch, won.subcluster, mac, "fan-out answer")
 		}
 		return won.file, nil
 	}
@@ -251,6 +277,7 @@ func (f *forwarder) fanOut(ctx context.Context, req ctftp.Request, mac, strategy
 				"mac", mac, "file", req.Name, "served_by", w.subcluster, "also_in", also)
 		}
 		f.r.learnMAC(mac, w.subcluster)
+		f.prefetch(ctx, req, d.Prefetch, w.subcluster, mac, "fan-out answer")
 	}
 	return w.file, nil
 }

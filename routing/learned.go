@@ -26,6 +26,7 @@ type learnTable struct {
 	mu    sync.RWMutex
 	order *list.List // of *learned, front = most recently confirmed
 	byMAC map[string]*list.Element
+	bySub map[string]int // routes held per sub-cluster, for /status without a walk
 }
 
 type learned struct {
@@ -35,7 +36,7 @@ type learned struct {
 }
 
 func newLearnTable(ttl time.Duration, max int) *learnTable {
-	return &learnTable{ttl: ttl, max: max, order: list.New(), byMAC: make(map[string]*list.Element)}
+	return &learnTable{ttl: ttl, max: max, order: list.New(), byMAC: make(map[string]*list.Element), bySub: make(map[string]int)}
 }
 
 // lookup returns the route for mac if one was learned less than ttl
@@ -68,6 +69,8 @@ func (t *learnTable) learn(mac, subcluster string, now time.Time) (previous stri
 	if e, ok := t.byMAC[mac]; ok {
 		l := e.Value.(*learned)
 		previous = l.subcluster
+		t.count(previous, -1)
+		t.count(subcluster, 1)
 		l.subcluster, l.at = subcluster, now
 		t.order.MoveToFront(e)
 		return previous, t.order.Len()
@@ -76,6 +79,7 @@ func (t *learnTable) learn(mac, subcluster string, now time.Time) (previous stri
 		t.removeLocked(t.order.Back())
 	}
 	t.byMAC[mac] = t.order.PushFront(&learned{mac: mac, subcluster: subcluster, at: now})
+	t.count(subcluster, 1)
 	return "", t.order.Len()
 }
 
@@ -105,6 +109,18 @@ func (t *learnTable) dropExpiredLocked(now time.Time) {
 }
 
 func (t *learnTable) removeLocked(e *list.Element) {
-	delete(t.byMAC, e.Value.(*learned).mac)
+	l := e.Value.(*learned)
+	delete(t.byMAC, l.mac)
+	t.count(l.subcluster, -1)
 	t.order.Remove(e)
+}
+
+// count adds d to subcluster's route count, dropping zeros so the map
+// holds only sub-clusters with routes. Called with mu held for writing.
+func (t *learnTable) count(subcluster string, d int) {
+	if n := t.bySub[subcluster] + d; n > 0 {
+		t.bySub[subcluster] = n
+	} else {
+		delete(t.bySub, subcluster)
+	}
 }

@@ -8,7 +8,7 @@ import (
 // of decision kinds: never a MAC, file name or client address.
 const (
 	// metricDecisions counts routing decisions the forwarder acted on, by
-	// kind (rule, learned, fanout: see Kind.String). A learned route that
+	// kind (rule, learned, fanout, migration: see Kind.String). A learned route that
 	// no longer has the file is followed by a fan-out, which counts as a
 	// second decision.
 	metricDecisions = `ctftp_routing_decisions_total`
@@ -28,6 +28,17 @@ const (
 	// error (anything else: an outage never reads as "not found" for a
 	// file the phone needs).
 	metricNotAsked = `ctftp_routing_fanout_not_asked_total`
+
+	// metricMigrationDevices is a gauge per wave and state (staged,
+	// cutover, rolled_back): the wave's device count under the state in
+	// force, 0 under the others.
+	metricMigrationDevices = `ctftp_migration_devices`
+	// metricMigrationSeen is the number of a wave's phones that asked
+	// for a file since the cutover.
+	metricMigrationSeen = `ctftp_migration_phones_seen`
+	// metricMigrationFiles counts files served to a wave's phones, by
+	// side: "from" (staged, rolled back) or "to" (cut over).
+	metricMigrationFiles = `ctftp_migration_files_total`
 )
 
 type routerMetrics struct {
@@ -44,7 +55,7 @@ func newRouterMetrics(s *metrics.Set) routerMetrics {
 }
 
 type forwarderMetrics struct {
-	decisions      [FanOut + 1]*metrics.Counter
+	decisions      [Migration + 1]*metrics.Counter
 	duplicates     *metrics.Counter
 	fanoutDuration *metrics.Histogram
 	// notAsked[true]: answered not found; [false]: answered error.
@@ -53,7 +64,7 @@ type forwarderMetrics struct {
 
 func newForwarderMetrics(s *metrics.Set) forwarderMetrics {
 	var m forwarderMetrics
-	for k := RuleMatch; k <= FanOut; k++ {
+	for k := RuleMatch; k <= Migration; k++ {
 		m.decisions[k] = s.GetOrCreateCounter(fmtKind(k))
 	}
 	m.duplicates = s.GetOrCreateCounter(metricDuplicates)

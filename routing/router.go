@@ -1,12 +1,9 @@
 package routing
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -27,6 +24,10 @@ const (
 	Learned
 	// FanOut: nothing places the request; every sub-cluster is asked.
 	FanOut
+	// Migration: the device belongs to a migration wave, which decides
+	// over rules and learned routes: From while staged or rolled back,
+	// To once cut over.
+	Migration
 )
 
 // String returns the kind as the `kind` label of
@@ -39,6 +40,8 @@ func (k Kind) String() string {
 		return "learned"
 	case FanOut:
 		return "fanout"
+	case Migration:
+		return "migration"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -55,6 +58,8 @@ type Decision struct {
 	Kind Kind
 	// Rule is the index in Config.Rules of the rule that matched, or -1.
 	Rule int
+	// Wave names the migration wave of a Migration decision, else "".
+	Wave string
 	// Subclusters are the sub-clusters to ask, in the order to ask them
 	// (priority order for a fan-out). Never empty.
 	Subclusters []string
@@ -65,6 +70,11 @@ type Decision struct {
 	// "rules[2] (mac_prefix 00AABB) -> west". Rules are named by their
 	// index as in config errors, counting from 0.
 	Reason string
+	// Prefetch are the files of the phone's boot set that follow this
+	// one (routing.prefetch): the forwarder prefetches them from the
+	// decided sub-cluster, at once for a rule or a learned route, after
+	// the answer for a fan-out. nil when the name is not in the boot set.
+	Prefetch []string
 }
 
 // Options are a Router's or a forwarder's collaborators. The zero value
@@ -77,9 +87,13 @@ type Options struct {
 	// Metrics is the set the routing series are registered on; nil keeps
 	// them on a private set nobody scrapes.
 	Metrics *metrics.Set
-	// Now reads the clock for learned-route ages and fan-out durations;
-	// nil means time.Now.
+	// Now reads the clock for learned-route ages, fan-out durations and
+	// waves' cutover_at; nil means time.Now.
 	Now func() time.Time
+	// Migrations, for New, are the migration waves whose devices Route
+	// sends to their wave's side over rules and learned routes; nil for
+	// none. Built by NewMigrations for the same sub-clusters.
+	Migrations *Migrations
 }
 
 func (o Options) withDefaults() Options {
@@ -109,11 +123,13 @@ type Router struct {
 	known       map[string]bool
 	// one holds a one-element slice per sub-cluster, so a decision for
 	// a single sub-cluster on the request path needs no allocation.
-	one     map[string][]string
-	learned *learnTable // nil: learning is off
-	log     *slog.Logger
-	now     func() time.Time
-	m       routerMetrics
+	one        map[string][]string
+	learned    *learnTable // nil: learning is off
+	migrations *Migrations // nil: no waves
+	prefetch   []bootPattern
+	log        *slog.Logger
+	now        func() time.Time
+	m          routerMetrics
 }
 
 // New builds a Router for cfg. subclusters are the configured
@@ -147,6 +163,7 @@ func New(cfg Config, subclusters []string, opts Options) (*Router, error) {
 		one:         make(map[string][]string, len(subclusters)),
 		log:         opts.Logger,
 		now:         opts.Now,
+		migrations:  opts.Migrations,
 		m:           newRouterMetrics(opts.Metrics),
 	}
 	if r.strategy == "" {
@@ -158,6 +175,7 @@ func New(cfg Config, subclusters []string, opts Options) (*Router, error) {
 	if cfg.LearnTTL > 0 && cfg.LearnMax > 0 {
 		r.learned = newLearnTable(cfg.LearnTTL, cfg.LearnMax)
 	}
+	r.prefetch, _ = compilePrefetch(cfg.Prefetch) // Validate reported problems
 	for i, rule := range cfg.Rules {
 		key := fmt.Sprintf("rules[%d]", i)
 		c, err := rule.compile(key)
@@ -169,12 +187,13 @@ func New(cfg Config, subclusters []string, opts Options) (*Router, error) {
 				key, c.subcluster, ErrUnknownSubcluster, strings.Join(subclusters, ", ")))
 		}
 		if c.kind == matchDeviceFile {
-			macs, ferrs := readDeviceFile(c.deviceFile)
-			for _, err := range ferrs {
+			dl, err := ReadDeviceFile(c.deviceFile)
+			for _, err := range unjoin(err) {
 				errs = append(errs, fmt.Errorf("%s.device_file: %w", key, err))
 			}
-			c.macs = macs
-			r.log.Info("routing: device file loaded", "rule", key, "file", c.deviceFile, "devices", len(macs))
+			c.macs = dl.MACs
+			r.log.Info("routing: device file loaded", "rule", key, "file", c.deviceFile, "format", dl.Format,
+				"devices", len(dl.MACs), "skipped", dl.Skipped)
 		}
 		r.rules = append(r.rules, c)
 	}
@@ -185,45 +204,16 @@ func New(cfg Config, subclusters []string, opts Options) (*Router, error) {
 	return r, nil
 }
 
-// maxDeviceFileErrors caps the bad lines reported from one device file,
-// so that pointing device_file at the wrong file does not print it all.
-const maxDeviceFileErrors = 10
-
-// readDeviceFile reads a list of MACs, one per line; '#' starts a comment,
-// blank lines are skipped. Every bad line is an error: a typo silently
-// dropped would send that phone to the fan-out without anyone noticing.
-func readDeviceFile(path string) (map[string]struct{}, []error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, []error{err}
+// unjoin lists the errors errors.Join put together, so each can be
+// prefixed with its key on a line of its own.
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
 	}
-	defer f.Close()
-	return parseDeviceList(f, path)
-}
-
-func parseDeviceList(rd io.Reader, path string) (map[string]struct{}, []error) {
-	macs := make(map[string]struct{})
-	var errs []error
-	sc := bufio.NewScanner(rd)
-	for n := 1; sc.Scan(); n++ {
-		line, _, _ := strings.Cut(sc.Text(), "#")
-		line = strings.TrimSpace(line)
-		if line == "" {
-			continue
-		}
-		m, err := parseMAC(line)
-		if err != nil {
-			if len(errs) < maxDeviceFileErrors {
-				errs = append(errs, fmt.Errorf("%s:%d: %w", path, n, err))
-			}
-			continue
-		}
-		macs[m] = struct{}{}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
 	}
-	if err := sc.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("%s: %w", path, err))
-	}
-	return macs, errs
+	return []error{err}
 }
 
 // Subclusters returns the sub-cluster names in priority order.
@@ -231,15 +221,27 @@ func (r *Router) Subclusters() []string { return slices.Clone(r.subclusters) }
 
 // Route decides where req goes. It does no I/O and changes nothing, so
 // `ctftp route` can call it to explain a decision without sending a
-// packet. Client rules match on req.Client; the other rules and learned
-// routes match on the MAC in req.Name.
+// packet. A device of a migration wave goes to its wave's side, and the
+// Reason says what that overrides; otherwise client rules match on
+// req.Client, and the other rules and learned routes on the MAC in
+// req.Name.
 func (r *Router) Route(req ctftp.Request) Decision { return r.decide(req, true) }
 
-// decide is Route. Without explain it leaves Reason empty and returns
-// Subclusters shared with the Router (callers must not change them): the
-// request path asks thousands of times a second and reads neither, and
-// building them was most of what a warm request allocated.
+// decide is Route. Without explain it leaves Reason empty (but for a
+// migration wave's device) and returns Subclusters shared with the Router
+// (callers must not change them): the request path asks thousands of
+// times a second and reads neither, and building them was most of what a
+// warm request allocated.
 func (r *Router) decide(req ctftp.Request, explain bool) Decision {
+	d := r.route(req, explain)
+	if w := r.migrations.Lookup(d.MAC); w != nil {
+		return r.migrations.override(w, d.MAC, d)
+	}
+	return d
+}
+
+// route decides by rules, learned routes and fan-out.
+func (r *Router) route(req ctftp.Request, explain bool) Decision {
 	mac, hasMAC := ParseMAC(req.Name)
 	client := req.Client.Addr().Unmap()
 	for i := range r.rules {
@@ -258,7 +260,8 @@ func (r *Router) decide(req ctftp.Request, explain bool) Decision {
 				continue
 			}
 		}
-		d := Decision{MAC: mac, Kind: RuleMatch, Rule: i, Subclusters: r.one[c.subcluster], Strategy: r.strategy}
+		d := Decision{MAC: mac, Prefetch: r.prefetchAfter(req.Name, mac), Kind: RuleMatch, Rule: i,
+			Subclusters: r.one[c.subcluster], Strategy: r.strategy}
 		if explain {
 			var why string
 			switch c.kind {
@@ -279,7 +282,8 @@ func (r *Router) decide(req ctftp.Request, explain bool) Decision {
 	if hasMAC && r.learned != nil {
 		now := r.now()
 		if l, ok := r.learned.lookup(mac, now); ok {
-			d := Decision{MAC: mac, Kind: Learned, Rule: -1, Subclusters: r.one[l.subcluster], Strategy: r.strategy}
+			d := Decision{MAC: mac, Prefetch: r.prefetchAfter(req.Name, mac), Kind: Learned, Rule: -1,
+				Subclusters: r.one[l.subcluster], Strategy: r.strategy}
 			if explain {
 				d.Reason = fmt.Sprintf("learned route %s -> %s (confirmed %s ago)",
 					mac, l.subcluster, now.Sub(l.at).Round(time.Second))
@@ -292,7 +296,8 @@ func (r *Router) decide(req ctftp.Request, explain bool) Decision {
 			return d
 		}
 	}
-	d := Decision{MAC: mac, Kind: FanOut, Rule: -1, Subclusters: r.subclusters, Strategy: r.strategy}
+	d := Decision{MAC: mac, Prefetch: r.prefetchAfter(req.Name, mac), Kind: FanOut, Rule: -1,
+		Subclusters: r.subclusters, Strategy: r.strategy}
 	if !explain {
 		return d
 	}

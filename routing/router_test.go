@@ -154,6 +154,23 @@ func TestRouteDeviceFile(t *testing.T) {
 	}
 }
 
+// TestRouteBATExport: a CUCM "Export Phones" CSV routes the phones it
+// names by MAC, whatever file of theirs they ask for.
+func TestRouteBATExport(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Rules = []Rule{{DeviceFile: "testdata/bat-export-phones.csv", Subcluster: "west"}}
+	r := newTestRouter(t, cfg, Options{})
+	for _, name := range []string{"SEP00AABBCC0101.cnf.xml.sgn", "ITLSEP00AABBCC0102.tlv", "ATA00AABBCC0103.cnf.xml"} {
+		if d := r.Route(req(name, "")); d.Kind != RuleMatch || !slices.Equal(d.Subclusters, []string{"west"}) {
+			t.Errorf("%s: Route = %v %v, want rule -> west", name, d.Kind, d.Subclusters)
+		}
+	}
+	// BAT00AABBCC0104 is a dummy-MAC placeholder, not a phone's MAC.
+	if d := r.Route(req("SEP00AABBCC0104.cnf.xml", "")); d.Kind != FanOut {
+		t.Errorf("placeholder: Route = %v, want fanout", d.Kind)
+	}
+}
+
 func TestNewErrors(t *testing.T) {
 	tests := []struct {
 		name        string
@@ -168,6 +185,9 @@ func TestNewErrors(t *testing.T) {
 			[]string{"rules[0].device_file: open testdata/nonexistent.txt"}, fs.ErrNotExist},
 		{"bad device file lines", []Rule{{DeviceFile: "testdata/bad-devices.txt", Subcluster: "east"}}, testSubclusters,
 			[]string{"rules[0].device_file: testdata/bad-devices.txt:3: ", "rules[0].device_file: testdata/bad-devices.txt:4: "}, errMACDigit},
+		{"bad export rows", []Rule{{DeviceFile: "testdata/bad-export.csv", Subcluster: "east"}}, testSubclusters,
+			[]string{"rules[0].device_file: testdata/bad-export.csv:3: ", "rules[0].device_file: testdata/bad-export.csv:4: ",
+				"rules[0].device_file: testdata/bad-export.csv:5: "}, nil},
 		{"no subclusters", nil, nil, []string{"subclusters: no sub-clusters"}, ErrNoSubclusters},
 		{"duplicate subcluster", nil, []string{"east", "east"}, []string{`subclusters: "east" listed twice`}, nil},
 		{"empty subcluster", nil, []string{"east", ""}, []string{"subclusters: empty sub-cluster name"}, nil},
@@ -301,6 +321,13 @@ func TestLearnedRoutes(t *testing.T) {
 					}
 					if got := set.GetOrCreateGauge(metricLearned, nil).Get(); got != float64(s.d) {
 						t.Fatalf("step %d: %s = %v, want %d", i, metricLearned, got, s.d)
+					}
+					lr, sum := r.LearnedRoutes(0), 0
+					for _, n := range lr.BySubcluster {
+						sum += n
+					}
+					if lr.Total != int(s.d) || sum != lr.Total {
+						t.Fatalf("step %d: LearnedRoutes total %d, per sub-cluster %v; want %d", i, lr.Total, lr.BySubcluster, s.d)
 					}
 				}
 			}

@@ -30,13 +30,17 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
-	addrCh := make(chan string, 1)
+	addrCh, adminCh := make(chan string, 1), make(chan string, 1)
 	go func() {
 		re := regexp.MustCompile(`gateway on tftp://(\S+),`)
+		reAdmin := regexp.MustCompile(`ctftp status --admin (\S+)`)
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if m := re.FindStringSubmatch(sc.Text()); m != nil {
 				addrCh <- m[1]
+			}
+			if m := reAdmin.FindStringSubmatch(sc.Text()); m != nil {
+				adminCh <- m[1]
 			}
 		}
 		exited <- cmd.Wait()
@@ -101,5 +105,16 @@ func TestDemo(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "root", "ITLFile.tlv")); err != nil {
 		t.Fatal(err)
+	}
+	// The status line the demo prints works: the gateway is ready, east
+	// and west are up.
+	select {
+	case admin := <-adminCh:
+		o, e, err := runCmd(t, 30*time.Second, ctftpBin, "status", "--admin", admin)
+		if err != nil || !strings.Contains(o, ": ready (") || !strings.Contains(o, "== Sub-cluster east") || !strings.Contains(o, "== Sub-cluster west") {
+			t.Errorf("ctftp status --admin %s: %v\n%s%s", admin, err, o, e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the demo printed no `ctftp status --admin` line")
 	}
 }

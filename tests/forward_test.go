@@ -391,8 +391,11 @@ cache:
 				t.Errorf("%s = %g, want 0 (marked down)", upSilent, after[upSilent])
 			}
 			gw.waitLine("cluster: backend down", func(l map[string]any) bool { return l["backend"] == silent })
-			if n := requests(itl); n != 2*wantErrors {
-				t.Errorf("silent backend got %d requests for %s, want %d (the request and its one retransmission)", n, itl, 2*wantErrors)
+			// The request, cancelled when the hedge (after the delay
+			// learnt from answers, tens of ms) got the file from the
+			// sibling, usually before its retransmission at 1 s.
+			if n := requests(itl); n < wantErrors || n > 2*wantErrors {
+				t.Errorf("silent backend got %d requests for %s, want %d to %d (the request, maybe its one retransmission)", n, itl, wantErrors, 2*wantErrors)
 			}
 			if line := fwdWaitTransferLine(gw, itl, 1); line["backend"] != healthy {
 				t.Errorf("served by %v, want %s", line["backend"], healthy)

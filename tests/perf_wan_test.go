@@ -122,9 +122,10 @@ func perfLinkSession(t testing.TB, link *loadgen.DelayLink, name string) loadgen
 
 // TestWANWindowSize measures what RFC 7440 would buy the backend leg
 // against a backend that supports it: ctftp's own engine, as the demo's
-// sub-clusters run it (tftpd-hpa 5.2 in Debian ignores windowsize, and
-// cluster's fetcher, pin/tftp's client, cannot ask for it). It fetches
-// with ctftp's client through the same 50 ms link.
+// sub-clusters run it (tftpd-hpa 5.2 in Debian ignores windowsize). It
+// fetches with ctftp's client through the same 50 ms link; the gateway's
+// own backend leg, which asks for backend.window_size, is
+// TestWANMissWindowSize.
 func TestWANWindowSize(t *testing.T) {
 	name := "SEP0011215A1AE3.cnf.xml.sgn"
 	dir := perfWriteRoot(t, map[string][]byte{name: perfBytes(name, perfConfigSize)})

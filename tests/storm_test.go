@@ -48,9 +48,11 @@ func newStormFleet(t testing.TB, n int) (*fleet.World, string) {
 }
 
 // stormConfig is the gateway's config: defaults except that "not found"
-// answers are remembered for 10 minutes instead of 30 s, so that a slow
+// answers and the phones' own files are remembered for 10 minutes
+// instead of 30 s and the 5 s burst window, so that a slow
 // (race-instrumented) storm cannot outlive them and the cache's entry
-// count stays the number of distinct answers fetched. Backends keep the
+// count stays the number of distinct answers fetched (this test is about
+// collapsing a storm's fetches, not about freshness). Backends keep the
 // default cap of 5 fetches at once (CUCM's), so 100 phones fanning out
 // to two sub-clusters queue for slots, as in a real storm.
 func stormConfig(root, east, west string) string {
@@ -63,6 +65,7 @@ subclusters:
   - {name: west, version: "14", backends: [%q]}
 cache:
   negative_ttl: 10m
+  ttl: {device: 10m}
 `, root, east, west)
 }
 

@@ -38,13 +38,27 @@
 // is served anyway, and whether an alarmed sub-cluster is still
 // forwarded to.
 //
+// # Migration verdicts
+//
+// CheckWave predicts, phone by phone and in the phone's order, what
+// moving a wave from A to B does: the ITL the phone holds now (A's
+// ITLSEP<MAC>.tlv, else A's ITLFile.tlv), B's ITLSEP<MAC>.tlv judged
+// against it, then B's signed configs against the ITL the phone holds by
+// then. Outcomes: ok, pre8 (no ITL either side), tvs (only A's TVS can
+// vouch: blocking unless trust: imported), unprovisioned, broken, error;
+// each blocking one names its ways out. The gateway refuses a
+// configuration that cuts a blocked wave over (MigrationError), and
+// WaveGuard, in front of the cache, judges what the moved phones are then
+// served from B, so a file B changes after the check is seen.
+//
 // # Goroutines and concurrency
 //
 // NewWatcher starts nothing; Watcher.Probe starts one goroutine per
 // sub-cluster and waits for them; Watcher.Run probes every interval in
 // the caller's goroutine until its context is done. A Watcher is safe for
-// concurrent use; rounds take turns. Guard starts nothing and is safe for
-// concurrent use.
+// concurrent use; rounds take turns. Guard and WaveGuard start nothing
+// and are safe for concurrent use. CheckWave starts its workers and waits
+// for them.
 //
 // # Metrics
 //
@@ -58,7 +72,9 @@
 //	ctftp_trust_forwarded_rejected_total{subcluster}   counter: of those, files a phone would reject
 //	ctftp_trust_refused_total{subcluster}              counter: requests not forwarded
 //	                                                   (on_change refuse)
+//	ctftp_migration_rejected_total{wave}               counter: files served to a moved phone
+//	                                                   from B that it would reject
 //
-// Labels come only from configuration (sub-cluster names), never from
+// Labels come only from configuration (sub-cluster and wave names), never from
 // file names or client addresses.
 package trust

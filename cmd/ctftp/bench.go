@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/ctftp/ctftp/cluster"
 	"github.com/ctftp/ctftp/internal/loadgen"
@@ -32,8 +33,10 @@ type benchFlags struct {
 	keepDir    string
 
 	// side-by-side only: how the gateway reaches its backends.
-	backendBlksizes []int // the first is the main runs'; the others are swept
-	backendWindows  []int // likewise
+	backendBlksizes []int  // the first is the main runs'; the others are swept
+	backendWindows  []int  // likewise
+	blksizeList     string // --backend-blksize as given
+	windowList      string // --backend-window as given
 	backendInFlight int
 	backendDelay    time.Duration
 	backends        string // tftpd-hpa or ctftp
@@ -51,9 +54,8 @@ type benchFlags struct {
 // (--server), a side-by-side comparison of tftpd-hpa and the gateway cold
 // and warm, all on loopback (--side-by-side), or transfers held open to
 // measure memory per transfer in flight (--hold).
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	f, code := parseBenchFlags(args, stderr)
-	if code != exitOK {
+func runBench(ctx context.Context, f benchFlags, set func(string) bool, pos []string, stdout, stderr io.Writer) int {
+	if code := checkBenchFlags(&f, set, pos, stderr); code != exitOK {
 		return code
 	}
 	if f.cpuprofile != "" && !f.sideBySide {
@@ -89,10 +91,22 @@ func startCPUProfile(path string) (stop func(), err error) {
 	}, nil
 }
 
-func parseBenchFlags(args []string, stderr io.Writer) (benchFlags, int) {
+func benchCmd(a *cli) *cobra.Command {
 	def := loadgen.DefaultConfig()
 	f := benchFlags{storm: def}
-	fs := newFlagSet("bench", stderr)
+	c := &cobra.Command{
+		Use:   "bench --server HOST:PORT | --side-by-side [--phones N] [--concurrency C] [--json]",
+		Short: "boot-storm load generator with progress and a report",
+		Long: `A boot storm against a TFTP server (--server: a running ctftp, tftpd-hpa,
+CUCM), or --side-by-side: tftpd-hpa serving the files directly, then the
+gateway in front of tftpd-hpa backends, cold and warm, in one run. --hold N
+keeps N transfers in flight instead. Reports phones/s, transfers/s,
+p50/p99/max, errors and bytes; --json for all of it.`,
+		RunE: func(c *cobra.Command, args []string) error {
+			return exit(runBench(c.Context(), f, c.Flags().Changed, args, a.stdout, a.stderr))
+		},
+	}
+	fs := c.Flags()
 	fs.StringVar(&f.server, "server", "", "TFTP server `HOST:PORT` to storm (a running ctftp, tftpd-hpa, CUCM)")
 	fs.BoolVar(&f.sideBySide, "side-by-side", false, "self-contained comparison on loopback, one run: tftpd-hpa and a plain pin/tftp server serving the files directly, the gateway in front of tftpd-hpa backends cold (fan-out, then device rules) and warm, and the loopback lock-step ceiling")
 	fs.IntVar(&f.storm.Phones, "phones", def.Phones, "phones that boot")
@@ -108,8 +122,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchFlags, int) {
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress on stderr")
 	fs.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of this process to `FILE`; side by side, of the warm run only (the gateway in process and the generator)")
 	fs.StringVar(&f.keepDir, "dir", "", "side-by-side: write the generated files under `DIR` and keep them (default: a temp dir removed at exit)")
-	blksizes := fs.String("backend-blksize", strconv.Itoa(cluster.DefaultConfig().Backend.BlockSize), "side-by-side: the gateway's backend.block_size; a comma-separated `LIST` also runs the cold fan-out with each other one (and each --backend-window)")
-	windows := fs.String("backend-window", strconv.Itoa(cluster.DefaultConfig().Backend.WindowSize), "side-by-side: the gateway's backend.window_size (RFC 7440; tftpd-hpa ignores it); a `LIST` as for --backend-blksize")
+	fs.StringVar(&f.blksizeList, "backend-blksize", strconv.Itoa(cluster.DefaultConfig().Backend.BlockSize), "side-by-side: the gateway's backend.block_size; a comma-separated `LIST` also runs the cold fan-out with each other one (and each --backend-window)")
+	fs.StringVar(&f.windowList, "backend-window", strconv.Itoa(cluster.DefaultConfig().Backend.WindowSize), "side-by-side: the gateway's backend.window_size (RFC 7440; tftpd-hpa ignores it); a `LIST` as for --backend-blksize")
 	fs.IntVar(&f.backendInFlight, "backend-max-in-flight", cluster.DefaultConfig().Backend.MaxInFlight, "side-by-side: the gateway's backend.max_in_flight")
 	fs.DurationVar(&f.backendDelay, "backend-delay", 0, "side-by-side: put a link delaying every datagram by `D` each way between the phones' side and the backends (an emulated WAN): the gateway reaches its backends across it, and the direct runs reach their server across it too")
 	fs.StringVar(&f.backends, "backends", "tftpd-hpa", "side-by-side: the sub-clusters' TFTP servers: tftpd-hpa, or ctftp (this program's own engine, which has RFC 7440 windowsize)")
@@ -119,12 +133,14 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchFlags, int) {
 	fs.StringVar(&f.holdFile, "file", "", "hold: the file to ask for")
 	fs.DurationVar(&f.holdFor, "hold-for", 2*time.Second, "hold: how long to keep the transfers open before releasing them")
 	fs.StringVar(&f.admin, "admin", "", "hold: the server's admin endpoint `HOST:PORT`, to read its RSS, goroutines and open files")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return f, exitUsage
-	}
-	set := map[string]bool{}
-	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	c.MarkFlagFilename("macs")
+	c.MarkFlagDirname("dir")
+	return c
+}
+
+// checkBenchFlags reports every problem with the flags at once; set says
+// whether a flag was given.
+func checkBenchFlags(f *benchFlags, set func(string) bool, pos []string, stderr io.Writer) int {
 
 	var problems []string
 	bad := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
@@ -141,10 +157,10 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchFlags, int) {
 			bad("--server: %q: want HOST:PORT", f.server)
 		}
 	}
-	if f.macsFile != "" && set["phones"] {
+	if f.macsFile != "" && set("phones") {
 		bad("--macs and --phones exclude each other: the file says how many phones there are")
 	}
-	if f.macsFile != "" && set["mac-prefix"] {
+	if f.macsFile != "" && set("mac-prefix") {
 		bad("--macs and --mac-prefix exclude each other")
 	}
 	if f.hold < 0 {
@@ -160,34 +176,34 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchFlags, int) {
 		if f.holdFor < 0 {
 			bad("--hold-for: must not be negative, got %s", f.holdFor)
 		}
-	} else if set["file"] || set["hold-for"] || set["admin"] {
+	} else if set("file") || set("hold-for") || set("admin") {
 		bad("--file, --hold-for and --admin only apply to --hold")
 	}
 	if !f.sideBySide {
 		for _, name := range []string{"dir", "backend-blksize", "backend-window", "backends", "backend-max-in-flight", "backend-delay", "passes", "in-flight"} {
-			if set[name] {
+			if set(name) {
 				bad("--%s only applies to --side-by-side", name)
 			}
 		}
 	}
-	var err2 error
-	if f.backendBlksizes, err2 = intList(*blksizes, 512, 65464); err2 != nil {
-		bad("--backend-blksize: %v", err2)
+	var err error
+	if f.backendBlksizes, err = intList(f.blksizeList, 512, 65464); err != nil {
+		bad("--backend-blksize: %v", err)
 	}
-	if f.backendWindows, err2 = intList(*windows, 1, 64); err2 != nil {
-		bad("--backend-window: %v", err2)
+	if f.backendWindows, err = intList(f.windowList, 1, 64); err != nil {
+		bad("--backend-window: %v", err)
 	}
 	if f.backends != "tftpd-hpa" && f.backends != "ctftp" {
 		bad("--backends: want tftpd-hpa or ctftp, got %q", f.backends)
-	}
-	if f.backendInFlight < 1 {
-		bad("--backend-max-in-flight: must be at least 1, got %d", f.backendInFlight)
 	}
 	if f.passes < 1 || f.passes > 100 {
 		bad("--passes: must be between 1 and 100, got %d", f.passes)
 	}
 	if f.inFlight < 0 {
 		bad("--in-flight: must not be negative, got %d", f.inFlight)
+	}
+	if f.backendInFlight < 1 {
+		bad("--backend-max-in-flight: must be at least 1, got %d", f.backendInFlight)
 	}
 	if f.backendDelay < 0 {
 		bad("--backend-delay: must not be negative, got %s", f.backendDelay)
@@ -203,9 +219,9 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchFlags, int) {
 		for _, p := range problems {
 			fmt.Fprintln(stderr, "ctftp bench: "+p)
 		}
-		return f, exitUsage
+		return exitUsage
 	}
-	return f, exitOK
+	return exitOK
 }
 
 // intList parses a comma-separated list of integers in [lo, hi], without

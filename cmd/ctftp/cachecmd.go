@@ -8,21 +8,26 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/spf13/cobra"
 )
 
-// runCache handles `ctftp cache purge [--admin HOST:PORT] [GLOB]`: the
-// running gateway owns the cache, so the CLI asks its admin endpoint.
-func runCache(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "purge" {
-		fmt.Fprintln(stderr, "usage: ctftp cache purge [--admin HOST:PORT] [GLOB]")
-		return exitUsage
+func cacheCmd(a *cli) *cobra.Command {
+	var admin string
+	purge := &cobra.Command{
+		Use:   "purge [--admin HOST:PORT] [GLOB]",
+		Short: "drop cached files (all, or those matching GLOB) in the running gateway",
+		RunE: func(c *cobra.Command, args []string) error {
+			return exit(runCachePurge(c.Context(), admin, args, a.stdout, a.stderr))
+		},
 	}
-	fs := newFlagSet("cache purge", stderr)
-	admin := fs.String("admin", "127.0.0.1:9069", "the gateway's admin endpoint `HOST:PORT` (admin_listen)")
-	pos, err := parseInterspersed(fs, args[1:])
-	if err != nil {
-		return exitUsage
-	}
+	adminFlag(purge, &admin)
+	return group(a, "cache", "the running gateway's cache", purge)
+}
+
+// runCachePurge handles `ctftp cache purge [--admin HOST:PORT] [GLOB]`:
+// the running gateway owns the cache, so the CLI asks its admin endpoint.
+func runCachePurge(ctx context.Context, admin string, pos []string, stdout, stderr io.Writer) int {
 	if len(pos) > 1 {
 		fmt.Fprintln(stderr, "ctftp cache purge: at most one GLOB (quote it: 'SEP*.cnf.xml.sgn')")
 		return exitUsage
@@ -33,7 +38,7 @@ func runCache(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	u := "http://" + *admin + "/cache/purge?glob=" + url.QueryEscape(glob)
+	u := "http://" + admin + "/cache/purge?glob=" + url.QueryEscape(glob)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "ctftp cache purge: %v\n", err)
@@ -41,7 +46,7 @@ func runCache(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		fmt.Fprintf(stderr, "ctftp cache purge: is the gateway running with admin_listen %s? %v\n", *admin, err)
+		fmt.Fprintf(stderr, "ctftp cache purge: is the gateway running with admin_listen %s? %v\n", admin, err)
 		return exitFailure
 	}
 	defer resp.Body.Close()

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -34,8 +36,13 @@ type fileConfig struct {
 	Routing     routing.Config             `mapstructure:"routing"`
 	Cache       cache.Config               `mapstructure:"cache"`
 	Trust       trust.Config               `mapstructure:"trust"`
+	Migrations  []routing.Wave             `mapstructure:"migrations"`
 	Reload      reloadConfig               `mapstructure:"reload"`
 	Log         logConfig                  `mapstructure:"log"`
+
+	// sum is the SHA-256 of the bytes the config was decoded from (read
+	// once, so the hash is of exactly what was loaded).
+	sum [sha256.Size]byte
 }
 
 // reloadConfig says when `ctftp serve` reloads its config file (it
@@ -92,7 +99,6 @@ func defaultFileConfig() fileConfig {
 func loadConfig(path string) (fileConfig, error) {
 	cfg := defaultFileConfig()
 	v := viper.New()
-	v.SetConfigFile(path)
 	v.SetConfigType("yaml")
 	v.SetEnvPrefix("CTFTP")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
@@ -102,11 +108,14 @@ func loadConfig(path string) (fileConfig, error) {
 			return cfg, fmt.Errorf("bind env for %s: %w", k, err)
 		}
 	}
-	if err := v.ReadInConfig(); err != nil {
-		var nf viper.ConfigFileNotFoundError
-		if errors.As(err, &nf) || errors.Is(err, os.ErrNotExist) {
-			return cfg, configProblems{fmt.Sprintf("%s: config file not found (use --config FILE)", path)}
-		}
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return cfg, configProblems{fmt.Sprintf("%s: config file not found (use --config FILE)", path)}
+	} else if err != nil {
+		return cfg, configProblems{fmt.Sprintf("%s: %v", path, err)}
+	}
+	cfg.sum = sha256.Sum256(raw)
+	if err := v.ReadConfig(bytes.NewReader(raw)); err != nil {
 		return cfg, configProblems{fmt.Sprintf("%s: %v", path, err)}
 	}
 
@@ -219,7 +228,17 @@ func (c *fileConfig) validate() []string {
 			add("routing: ", err)
 		}
 	}
+	if len(c.Migrations) > 0 {
+		_, err := c.migrations()
+		add("", err)
+	}
 	return problems
+}
+
+// migrations compiles the migration waves against the sub-clusters
+// (reading their device files), each problem naming its key.
+func (c *fileConfig) migrations() (*routing.Migrations, error) {
+	return routing.NewMigrations(c.Migrations, c.clusterConfig().Names(), routing.Options{})
 }
 
 func (c *fileConfig) clusterConfig() cluster.Config {

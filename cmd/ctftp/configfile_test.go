@@ -83,6 +83,41 @@ root: ROOT
 cache: {max_bytes: lots}
 tftp: {timeout: soon}
 `, []string{"max_bytes", "timeout"}},
+		{"every bad migrations entry with its own message", `
+listen: ["127.0.0.1:6969"]
+root: ROOT
+subclusters:
+  - {name: east, version: "12.5", backends: ["127.0.0.1:69"]}
+  - {name: west, version: "12.5", backends: ["127.0.0.2:69"]}
+migrations:
+  - {name: w1, from: east, to: north, devices: ["0011215A1AE3"], state: staged}
+  - {name: w2, from: west, to: west, devices: ["0011215A1AE4"], state: cutover}
+  - {name: w3, from: east, to: west, devices: ["00AABB0000FF-00AABB000000", "0011215A1AE3"], state: staged}
+`, []string{
+			`migrations[0].to: "north": unknown sub-cluster (configured: east, west)`,
+			`migrations[1].to: "west" is also from: a wave moves phones to another sub-cluster`,
+			`migrations[2].devices[0]: range "00AABB0000FF-00AABB000000": 00AABB0000FF comes after 00AABB000000`,
+			`migrations[2].devices: 0011215A1AE3 is also in migrations[0] (w1): a device moves in one wave`,
+		}},
+		{"misspelt migrations key", `
+listen: ["127.0.0.1:6969"]
+root: ROOT
+migrations:
+  - {name: w1, from: east, to: west, devices: ["0011215A1AE3"], sate: staged}
+`, []string{"migrations[0].sate: unknown key (did you mean migrations[0].state?)"}},
+		{"bad migrations values", `
+listen: ["127.0.0.1:6969"]
+root: ROOT
+subclusters:
+  - {name: east, version: "12.5", backends: ["127.0.0.1:69"]}
+  - {name: west, version: "12.5", backends: ["127.0.0.2:69"]}
+migrations:
+  - {name: w4, from: east, to: west, devices: ["0011215A1AE5"], state: moved, trust: maybe, cutover_at: "friday"}
+`, []string{
+			`migrations[0].state: "moved": want staged, cutover or rolled_back`,
+			`migrations[0].trust: "maybe": want check or imported`,
+			`migrations[0].cutover_at: "friday": want an RFC 3339 time such as 2026-12-05T22:00:00Z`,
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -137,6 +172,11 @@ func TestUsageExitCodes(t *testing.T) {
 		{[]string{"get"}, exitUsage},
 		{[]string{"get", "--blksize", "7", "x"}, exitUsage},
 		{[]string{"route", "--client", "not-an-ip", "x"}, exitUsage},
+		{[]string{"migrate"}, exitUsage},
+		{[]string{"migrate", "frob"}, exitUsage},
+		{[]string{"migrate", "check", "--config", "/nonexistent/config.yaml"}, exitUsage},
+		{[]string{"migrate", "check", "extra"}, exitUsage},
+		{[]string{"migrate", "--help"}, exitOK},
 	}
 	for _, tc := range cases {
 		var out, errOut bytes.Buffer
@@ -165,8 +205,10 @@ routing:
 	}{
 		{[]string{"ITLFile.tlv"}, []string{"served locally"}},
 		{[]string{"--client", "10.1.2.3", "SEP0011215A1AE3.cnf.xml.sgn"}, []string{"mac       0011215A1AE3", "rules[0]", "east"}},
-		{[]string{"ITLSEP00AABB000001.tlv"}, []string{"rules[1]", "west", "127.0.0.1:10169"}},
+		{[]string{"ITLSEP00AABB000001.tlv"}, []string{"rules[1]", "west", "127.0.0.1:10169",
+			"prefetch  SEP00AABB000001.cnf.xml.sgn (at once, on idle backend slots)"}},
 		{[]string{"SEP001122334455.cnf.xml.sgn"}, []string{"east, west (parallel)"}},
+		{[]string{"CTLSEP001122334455.tlv"}, []string{"prefetch  ITLSEP001122334455.tlv, SEP001122334455.cnf.xml.sgn (once a sub-cluster has answered"}},
 		{[]string{"../../etc/passwd"}, []string{"access violation"}},
 	}
 	for _, tc := range cases {

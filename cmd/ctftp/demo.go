@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ctftp/ctftp/cache"
@@ -31,28 +32,34 @@ func demoPhones() []fleet.Phone {
 	}
 }
 
+func demoCmd(a *cli) *cobra.Command {
+	var listen, admin, dir string
+	c := &cobra.Command{
+		Use:   "demo [--listen ADDR] [--admin ADDR] [--dir DIR]",
+		Short: "self-contained tour: generated PKI, two sub-clusters, the gateway in front",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return exit(runDemo(c.Context(), listen, admin, dir, a.stdout, a.stderr))
+		},
+	}
+	c.Flags().StringVar(&listen, "listen", "127.0.0.1:6969", "gateway TFTP `ADDR` (IP:PORT)")
+	c.Flags().StringVar(&admin, "admin", "127.0.0.1:9069", "admin endpoint `ADDR` (status page, /metrics, /status); \"\" = off")
+	c.Flags().StringVar(&dir, "dir", "", "write the demo's files under `DIR` and keep them (default: a temp dir removed at exit)")
+	c.MarkFlagDirname("dir")
+	return c
+}
+
 // runDemo is the self-contained tour: it generates a PKI per cluster,
 // signs real ITL and config files, starts two sub-clusters (our own TFTP
 // engine serving their directories) and the gateway in front of them.
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("demo", stderr)
-	listen := fs.String("listen", "127.0.0.1:6969", "gateway TFTP `ADDR` (IP:PORT)")
-	admin := fs.String("admin", "127.0.0.1:9069", "admin endpoint `ADDR` (/metrics, /status); \"\" = off")
-	dir := fs.String("dir", "", "write the demo's files under `DIR` and keep them (default: a temp dir removed at exit)")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
+func runDemo(ctx context.Context, listen, admin, dir string, stdout, stderr io.Writer) int {
+	if _, err := netip.ParseAddrPort(listen); err != nil {
+		fmt.Fprintf(stderr, "ctftp demo: --listen: %q: want IP:PORT\n", listen)
 		return exitUsage
 	}
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "ctftp demo: unexpected argument %q\n", pos[0])
-		return exitUsage
-	}
-	if _, err := netip.ParseAddrPort(*listen); err != nil {
-		fmt.Fprintf(stderr, "ctftp demo: --listen: %q: want IP:PORT\n", *listen)
-		return exitUsage
-	}
-	base := *dir
+	base := dir
 	if base == "" {
+		var err error
 		base, err = os.MkdirTemp("", "ctftp-demo-")
 		if err != nil {
 			fmt.Fprintf(stderr, "ctftp demo: %v\n", err)
@@ -113,10 +120,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cc := cluster.DefaultConfig()
 	cc.Subclusters = subs
 	tcfg := proxy.DefaultConfig()
-	tcfg.Listen = []string{*listen}
+	tcfg.Listen = []string{listen}
 	tcfg.ShutdownGrace = 3 * time.Second
 	gc := proxy.GatewayConfig{
-		TFTP: tcfg, Root: filepath.Join(base, "root"), AdminListen: *admin,
+		TFTP: tcfg, Root: filepath.Join(base, "root"), AdminListen: admin,
 		Cluster: cc, Routing: routing.DefaultConfig(), Cache: cache.DefaultConfig(), Version: versionString(),
 	}
 	gw, err := proxy.NewGateway(gc, logger, metrics.NewSet())
@@ -156,7 +163,10 @@ Try, in another terminal:
   curl -sS tftp://%[1]s/SEP0000DEADBEEF.cnf.xml.sgn         # unknown phone: TFTP error 1, fast
 `, host, base)
 	if admin != "" {
-		fmt.Fprintf(w, "  curl -s http://%s/metrics | grep ^ctftp_              # counters\n  curl -s http://%s/status                               # sub-clusters, cache, learned routes\n", admin, admin)
+		fmt.Fprintf(w, "  go run ./cmd/ctftp status --admin %[1]s               # the gateway's state as tables\n"+
+			"  open http://%[1]s/ in a browser                        # the same, as a page that refreshes itself\n"+
+			"  curl -s http://%[1]s/metrics | grep ^ctftp_              # counters\n"+
+			"  curl -s http://%[1]s/status                               # sub-clusters, cache, learned routes (JSON)\n", admin)
 	}
 	fmt.Fprintln(w, "\nCtrl-C stops it.")
 }

@@ -1,35 +1,16 @@
 package main
 
 import (
-	"flag"
-	"io"
+	"github.com/spf13/cobra"
 )
 
-// newFlagSet returns a FlagSet that reports to stderr and never exits the
-// process, so run stays testable.
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("ctftp "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
+// configFlag adds --config FILE, completed with YAML files.
+func configFlag(c *cobra.Command, path *string) {
+	c.Flags().StringVar(path, "config", "config.yaml", "config `FILE`")
+	c.MarkFlagFilename("config", "yaml", "yml")
 }
 
-// parseInterspersed parses flags that may come before or after positional
-// arguments ("ctftp get FILE --server X" and "ctftp get --server X FILE"
-// both work, as users type them) and returns the positional ones.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
+// adminFlag adds --admin HOST:PORT, the running gateway's admin endpoint.
+func adminFlag(c *cobra.Command, admin *string) {
+	c.Flags().StringVar(admin, "admin", "127.0.0.1:9069", "the gateway's admin endpoint `HOST:PORT` (admin_listen)")
 }

@@ -16,41 +16,60 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/ctftp/ctftp/internal/tftpclient"
 )
 
+// getOpts are `ctftp get`'s flags.
+type getOpts struct {
+	server, out, mode   string
+	blksize, windowsize int
+	timeout             time.Duration
+	retries             int
+}
+
+func getCmd(a *cli) *cobra.Command {
+	var o getOpts
+	c := &cobra.Command{
+		Use:   "get [--server HOST:PORT] [--blksize N] [--windowsize N] [--mode netascii] [-o OUT] FILE",
+		Short: "TFTP client; prints size, MD5, SHA-1, SHA-256",
+		RunE: func(c *cobra.Command, args []string) error {
+			return exit(runGet(c.Context(), o, args, a.stdout, a.stderr))
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.server, "server", "127.0.0.1:69", "TFTP server `HOST:PORT`")
+	f.IntVar(&o.blksize, "blksize", 512, "block size to negotiate (RFC 2348, 8..65464)")
+	f.StringVarP(&o.out, "output", "o", "", "write the file to `OUT` (\"-\" = stdout); default: only print the summary")
+	f.StringVar(&o.mode, "mode", "octet", "transfer mode: octet or netascii")
+	f.DurationVar(&o.timeout, "timeout", 2*time.Second, "retransmit timeout")
+	f.IntVar(&o.retries, "retries", 5, "retransmissions before giving up")
+	f.IntVar(&o.windowsize, "windowsize", 1, "RFC 7440 window size to ask for (1 = lock-step)")
+	c.MarkFlagFilename("output")
+	return c
+}
+
 // runGet is a TFTP client for admins: fetch a file the way a phone would
 // and print the hashes they compare with the phone's Trust List screen.
-func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("get", stderr)
-	server := fs.String("server", "127.0.0.1:69", "TFTP server `HOST:PORT`")
-	blksize := fs.Int("blksize", 512, "block size to negotiate (RFC 2348, 8..65464)")
-	out := fs.String("o", "", "write the file to `OUT` (\"-\" = stdout); default: only print the summary")
-	mode := fs.String("mode", "octet", "transfer mode: octet or netascii")
-	timeout := fs.Duration("timeout", 2*time.Second, "retransmit timeout")
-	retries := fs.Int("retries", 5, "retransmissions before giving up")
-	windowsize := fs.Int("windowsize", 1, "RFC 7440 window size to ask for (1 = lock-step)")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return exitUsage
-	}
+func runGet(ctx context.Context, o getOpts, pos []string, stdout, stderr io.Writer) int {
 	var problems []string
 	if len(pos) != 1 {
 		problems = append(problems, "get: want exactly one FILE")
 	}
-	if *blksize < 8 || *blksize > 65464 {
-		problems = append(problems, fmt.Sprintf("--blksize: %d is outside 8..65464", *blksize))
+	if o.blksize < 8 || o.blksize > 65464 {
+		problems = append(problems, fmt.Sprintf("--blksize: %d is outside 8..65464", o.blksize))
 	}
-	if *mode != "octet" && *mode != "netascii" {
-		problems = append(problems, fmt.Sprintf("--mode: %q is not octet or netascii", *mode))
+	if o.mode != "octet" && o.mode != "netascii" {
+		problems = append(problems, fmt.Sprintf("--mode: %q is not octet or netascii", o.mode))
 	}
-	if _, _, err := net.SplitHostPort(*server); err != nil {
-		problems = append(problems, fmt.Sprintf("--server: %q: want HOST:PORT", *server))
+	if _, _, err := net.SplitHostPort(o.server); err != nil {
+		problems = append(problems, fmt.Sprintf("--server: %q: want HOST:PORT", o.server))
 	}
-	if *windowsize < 1 || *windowsize > 65535 {
-		problems = append(problems, fmt.Sprintf("--windowsize: %d is outside 1..65535", *windowsize))
+	if o.windowsize < 1 || o.windowsize > 65535 {
+		problems = append(problems, fmt.Sprintf("--windowsize: %d is outside 1..65535", o.windowsize))
 	}
-	if *timeout <= 0 || *retries < 0 {
+	if o.timeout <= 0 || o.retries < 0 {
 		problems = append(problems, "--timeout must be positive and --retries not negative")
 	}
 	if len(problems) > 0 {
@@ -62,29 +81,29 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	name := pos[0]
 
 	start := time.Now()
-	data, res, err := tftpGet(ctx, *server, name, tftpclient.Options{
-		Mode: *mode, BlockSize: *blksize, WindowSize: *windowsize, TransferSize: true,
-		Timeout: *timeout, Retries: *retries,
+	data, res, err := tftpGet(ctx, o.server, name, tftpclient.Options{
+		Mode: o.mode, BlockSize: o.blksize, WindowSize: o.windowsize, TransferSize: true,
+		Timeout: o.timeout, Retries: o.retries,
 	})
 	tsize := res.TransferSize
 	if err != nil {
-		fmt.Fprintf(stderr, "ctftp get: %s from %s: %v\n", name, *server, err)
+		fmt.Fprintf(stderr, "ctftp get: %s from %s: %v\n", name, o.server, err)
 		return exitFailure
 	}
 	elapsed := time.Since(start)
 
-	if *out != "" {
-		if err := writeOut(*out, data, stdout); err != nil {
+	if o.out != "" {
+		if err := writeOut(o.out, data, stdout); err != nil {
 			fmt.Fprintf(stderr, "ctftp get: %v\n", err)
 			return exitFailure
 		}
 	}
 	summary := stdout
-	if *out == "-" {
+	if o.out == "-" {
 		summary = stderr // keep the file's bytes clean on stdout
 	}
 	fmt.Fprintf(summary, "file    %s\nserver  %s\nsize    %d bytes\nblocks  blksize %d, windowsize %d, %d retransmits\n",
-		name, *server, len(data), res.BlockSize, res.WindowSize, res.Retransmits)
+		name, o.server, len(data), res.BlockSize, res.WindowSize, res.Retransmits)
 	if tsize >= 0 && tsize != int64(len(data)) {
 		fmt.Fprintf(summary, "tsize   %d (announced; differs from bytes received)\n", tsize)
 	}

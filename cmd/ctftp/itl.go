@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -14,82 +12,81 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/ctftp/ctftp/itl"
 )
 
-const itlUsage = `usage:
-  ctftp itl show   FILE [--json]              dump an ITL/CTL/.sgn like CUCM "show itl"
-  ctftp itl verify FILE [--trust ITL_OR_CTL]...
-                                              check the signature; with --trust (a CTL, an
-                                              ITL, or one of each) decide as a phone holding them
-  ctftp itl hash   FILE...                    MD5/SHA-1/SHA-256 (the MD5 is what a phone shows
-                                              under Settings > Security > Trust List)
-  ctftp itl build  --signer PEM [--record ROLE=PEM[:hash]]... [--digest sha1|sha512]
-                   [--blank] [--ctl] [--name FILENAME] -o OUT
-                                              build and sign an ITL (or a CTL)
-  ctftp itl sign   --signer PEM [--digest sha1|sha512] [--name FILENAME] IN -o OUT.sgn
-                                              wrap a file in a signed .sgn envelope
-ROLE is sast, ccm, ccm+tftp, tftp, capf, app-server, tvs or a number; ":hash" writes
-the certificate's SHA-1 instead of the certificate. --signer PEM holds a certificate
-and its RSA key; --record PEM a certificate (PEM or DER).
-exit codes: 0 ok, 1 I/O failure, 2 usage, 3 a check that ran and failed
-`
+// itlCmd is `ctftp itl ...`: the CLI of package itl. Every subcommand is
+// a quick local file operation.
+func itlCmd(a *cli) *cobra.Command {
+	run := func(f func(pos []string) int) func(*cobra.Command, []string) error {
+		return func(_ *cobra.Command, args []string) error { return exit(f(args)) }
+	}
 
-// runITL is `ctftp itl ...`: the CLI of package itl.
-func runITL(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	_ = ctx // every subcommand is a quick local file operation
-	if len(args) == 0 {
-		fmt.Fprint(stderr, "ctftp itl: missing subcommand\n"+itlUsage)
-		return exitUsage
+	var asJSON bool
+	show := &cobra.Command{
+		Use:   "show FILE [--json]",
+		Short: `dump an ITL/CTL/.sgn like CUCM "show itl"`,
+		RunE:  run(func(pos []string) int { return itlShow(asJSON, pos, a.stdout, a.stderr) }),
 	}
-	switch args[0] {
-	case "show":
-		return itlShow(args[1:], stdout, stderr)
-	case "verify":
-		return itlVerify(args[1:], stdout, stderr)
-	case "hash":
-		return itlHash(args[1:], stdout, stderr)
-	case "build":
-		return itlBuild(args[1:], stdout, stderr)
-	case "sign":
-		return itlSign(args[1:], stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, itlUsage)
-		return exitOK
+	show.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a CUCM-style dump")
+
+	var trust []string
+	verify := &cobra.Command{
+		Use:   "verify FILE [--trust ITL_OR_CTL]...",
+		Short: "check the signature; with --trust decide as a phone holding those lists would",
+		Long: `Check a file's signature. With --trust (a CTL, an ITL, or one of each) decide
+as a phone holding them would: accept, reject (exit 3) or "needs TVS".`,
+		RunE: run(func(pos []string) int { return itlVerify(trust, pos, a.stdout, a.stderr) }),
 	}
-	fmt.Fprintf(stderr, "ctftp itl: unknown subcommand %q\n%s", args[0], itlUsage)
-	return exitUsage
+	verify.Flags().StringArrayVar(&trust, "trust", nil, "a trust list the phone holds (`ITL_OR_CTL`); repeat for a CTL and an ITL")
+	verify.MarkFlagFilename("trust")
+
+	hash := &cobra.Command{
+		Use:   "hash FILE...",
+		Short: "MD5/SHA-1/SHA-256 (the MD5 is what a phone shows under Settings > Security > Trust List)",
+		RunE:  run(func(pos []string) int { return itlHash(pos, a.stdout, a.stderr) }),
+	}
+
+	var bo itlBuildOpts
+	build := &cobra.Command{
+		Use:   "build --signer PEM [--record ROLE=PEM[:hash]]... [--digest sha1|sha512] [--blank] [--ctl] [--name FILENAME] -o OUT",
+		Short: "build and sign an ITL (or a CTL)",
+		Long: `Build and sign an ITL (or, with --ctl, a CTL). --signer PEM holds a
+certificate and its RSA key (written as the SAST record); each --record
+ROLE=PEM[:hash] adds a record in file order, PEM a certificate (PEM or DER),
+":hash" writing its SHA-1 instead of the certificate. ROLE is sast, ccm,
+ccm+tftp, tftp, capf, app-server, tvs or a number.`,
+		RunE: run(func(pos []string) int { return itlBuild(bo, pos, a.stdout, a.stderr) }),
+	}
+	f := build.Flags()
+	f.StringVar(&bo.signer, "signer", "", "`PEM` with the signing certificate and its RSA key (written as SAST)")
+	f.StringArrayVar(&bo.records, "record", nil, "a record `ROLE=PEM[:hash]`; repeat in file order")
+	f.StringVar(&bo.digest, "digest", "sha1", "signature digest: sha1 or sha512")
+	f.BoolVar(&bo.blank, "blank", false, "a rollback ITL: TFTP, CCM+TFTP and TVS entries left empty")
+	f.BoolVar(&bo.ctl, "ctl", false, "build a CTL instead of an ITL")
+	f.StringVar(&bo.name, "name", "", "FILENAME written in the header (default ITLFile.tlv or CTLFile.tlv)")
+	f.StringVarP(&bo.out, "output", "o", "", "write the file to `OUT`")
+	build.MarkFlagFilename("signer", "pem")
+	build.MarkFlagFilename("output")
+
+	var so itlSignOpts
+	sign := &cobra.Command{
+		Use:   "sign --signer PEM [--digest sha1|sha512] [--name FILENAME] IN -o OUT.sgn",
+		Short: "wrap a file in a signed .sgn envelope",
+		RunE:  run(func(pos []string) int { return itlSign(so, pos, a.stdout, a.stderr) }),
+	}
+	f = sign.Flags()
+	f.StringVar(&so.signer, "signer", "", "`PEM` with the signing certificate (CallManager.pem) and its RSA key")
+	f.StringVar(&so.digest, "digest", "sha1", "signature digest: sha1 or sha512")
+	f.StringVar(&so.name, "name", "", "FILENAME written in the header, as published, e.g. SEP<MAC>.cnf.xml.sgn (default: the base name of OUT)")
+	f.StringVarP(&so.out, "output", "o", "", "write the signed file to `OUT.sgn`")
+	sign.MarkFlagFilename("signer", "pem")
+	sign.MarkFlagFilename("output")
+
+	return group(a, "itl", "read, check and write ITL/CTL/.sgn files", show, verify, hash, build, sign)
 }
-
-// itlFlags is a FlagSet whose usage is one line (a parse error then reads
-// as two lines: the problem, then how to call the command).
-func itlFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
-	fs := newFlagSet("itl "+name, stderr)
-	fs.Usage = func() { fmt.Fprintf(stderr, "usage: ctftp itl %s %s\n", name, synopsis) }
-	return fs
-}
-
-// parseITLFlags parses interspersed flags; code is -1 to go on, else the
-// exit code (0 after -h).
-func parseITLFlags(fs *flag.FlagSet, args []string, stdout io.Writer) (pos []string, code int) {
-	pos, err := parseInterspersed(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		fs.SetOutput(stdout)
-		fmt.Fprintf(stdout, "flags of %s:\n", fs.Name())
-		fs.PrintDefaults()
-		return nil, exitOK
-	}
-	if err != nil {
-		return nil, exitUsage // flag has printed the problem and the usage line
-	}
-	return pos, -1
-}
-
-// listFlag is a repeatable string flag.
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 // usageProblems prints each problem on its own line and returns exitUsage,
 // or returns -1 when there are none.
@@ -130,13 +127,7 @@ func readAndParse(cmd, path string, stderr io.Writer) (*itl.File, int) {
 	return f, -1
 }
 
-func itlShow(args []string, stdout, stderr io.Writer) int {
-	fs := itlFlags("show", "FILE [--json]", stderr)
-	asJSON := fs.Bool("json", false, "print JSON instead of a CUCM-style dump")
-	pos, code := parseITLFlags(fs, args, stdout)
-	if code >= 0 {
-		return code
-	}
+func itlShow(asJSON bool, pos []string, stdout, stderr io.Writer) int {
 	if len(pos) != 1 {
 		return usageProblems(stderr, "show", []string{fmt.Sprintf("want one FILE, got %d arguments", len(pos))})
 	}
@@ -144,7 +135,7 @@ func itlShow(args []string, stdout, stderr io.Writer) int {
 	if f == nil {
 		return code
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(jsonView(pos[0], f)); err != nil {
@@ -396,14 +387,7 @@ func jsonView(path string, f *itl.File) jsonFile {
 	return v
 }
 
-func itlVerify(args []string, stdout, stderr io.Writer) int {
-	fs := itlFlags("verify", "FILE [--trust ITL_OR_CTL]...", stderr)
-	var trust listFlag
-	fs.Var(&trust, "trust", "a trust list the phone holds (`ITL_OR_CTL`); repeat for a CTL and an ITL")
-	pos, code := parseITLFlags(fs, args, stdout)
-	if code >= 0 {
-		return code
-	}
+func itlVerify(trust []string, pos []string, stdout, stderr io.Writer) int {
 	var problems []string
 	if len(pos) != 1 {
 		problems = append(problems, fmt.Sprintf("want one FILE, got %d arguments", len(pos)))
@@ -466,12 +450,7 @@ func itlVerify(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func itlHash(args []string, stdout, stderr io.Writer) int {
-	fs := itlFlags("hash", "FILE...", stderr)
-	pos, code := parseITLFlags(fs, args, stdout)
-	if code >= 0 {
-		return code
-	}
+func itlHash(pos []string, stdout, stderr io.Writer) int {
 	if len(pos) == 0 {
 		return usageProblems(stderr, "hash", []string{"want at least one FILE"})
 	}
@@ -489,26 +468,20 @@ func itlHash(args []string, stdout, stderr io.Writer) int {
 	return exit
 }
 
-func itlBuild(args []string, stdout, stderr io.Writer) int {
-	fs := itlFlags("build", "--signer PEM [--record ROLE=PEM[:hash]]... [--digest sha1|sha512] [--blank] [--ctl] [--name FILENAME] -o OUT", stderr)
-	signerPath := fs.String("signer", "", "`PEM` with the signing certificate and its RSA key (written as SAST)")
-	var records listFlag
-	fs.Var(&records, "record", "a record `ROLE=PEM[:hash]`; repeat in file order")
-	digestName := fs.String("digest", "sha1", "signature digest: sha1 or sha512")
-	blank := fs.Bool("blank", false, "a rollback ITL: TFTP, CCM+TFTP and TVS entries left empty")
-	ctl := fs.Bool("ctl", false, "build a CTL instead of an ITL")
-	name := fs.String("name", "", "FILENAME written in the header (default ITLFile.tlv or CTLFile.tlv)")
-	out := fs.String("o", "", "write the file to `OUT`")
-	pos, code := parseITLFlags(fs, args, stdout)
-	if code >= 0 {
-		return code
-	}
+// itlBuildOpts are `ctftp itl build`'s flags.
+type itlBuildOpts struct {
+	signer, digest, name, out string
+	records                   []string
+	blank, ctl                bool
+}
+
+func itlBuild(o itlBuildOpts, pos []string, stdout, stderr io.Writer) int {
 
 	var problems []string
 	if len(pos) > 0 {
 		problems = append(problems, fmt.Sprintf("unexpected argument %q", pos[0]))
 	}
-	digest, more := signingProblems(*signerPath, *out, *digestName)
+	digest, more := signingProblems(o.signer, o.out, o.digest)
 	problems = append(problems, more...)
 	type recArg struct {
 		role     itl.Role
@@ -516,7 +489,7 @@ func itlBuild(args []string, stdout, stderr io.Writer) int {
 		hashOnly bool
 	}
 	var recs []recArg
-	for _, r := range records {
+	for _, r := range o.records {
 		roleText, path, ok := strings.Cut(r, "=")
 		if !ok || path == "" {
 			problems = append(problems, fmt.Sprintf("--record %q: want ROLE=PEM[:hash]", r))
@@ -542,12 +515,12 @@ func itlBuild(args []string, stdout, stderr io.Writer) int {
 			exit = c // I/O (1) outranks usage (2)
 		}
 	}
-	signer, err := itl.LoadSignerPEM(*signerPath)
+	signer, err := itl.LoadSignerPEM(o.signer)
 	if err != nil {
 		fail("--signer", err)
 	}
-	opts := itl.BuildOptions{Signer: signer, Digest: digest, Blank: *blank, Filename: *name}
-	if *ctl {
+	opts := itl.BuildOptions{Signer: signer, Digest: digest, Blank: o.blank, Filename: o.name}
+	if o.ctl {
 		opts.Kind = itl.KindCTL
 	}
 	for _, r := range recs {
@@ -566,29 +539,25 @@ func itlBuild(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ctftp itl build: %v\n", err)
 		return exitUsage
 	}
-	return writeOutput("build", *out, b, stdout, stderr)
+	return writeOutput("build", o.out, b, stdout, stderr)
 }
 
-func itlSign(args []string, stdout, stderr io.Writer) int {
-	fs := itlFlags("sign", "--signer PEM [--digest sha1|sha512] [--name FILENAME] IN -o OUT.sgn", stderr)
-	signerPath := fs.String("signer", "", "`PEM` with the signing certificate (CallManager.pem) and its RSA key")
-	digestName := fs.String("digest", "sha1", "signature digest: sha1 or sha512")
-	name := fs.String("name", "", "FILENAME written in the header, as published, e.g. SEP<MAC>.cnf.xml.sgn (default: the base name of OUT)")
-	out := fs.String("o", "", "write the signed file to `OUT.sgn`")
-	pos, code := parseITLFlags(fs, args, stdout)
-	if code >= 0 {
-		return code
-	}
+// itlSignOpts are `ctftp itl sign`'s flags.
+type itlSignOpts struct {
+	signer, digest, name, out string
+}
+
+func itlSign(o itlSignOpts, pos []string, stdout, stderr io.Writer) int {
 	var problems []string
 	if len(pos) != 1 {
 		problems = append(problems, fmt.Sprintf("want one IN file, got %d arguments", len(pos)))
 	}
-	digest, more := signingProblems(*signerPath, *out, *digestName)
+	digest, more := signingProblems(o.signer, o.out, o.digest)
 	problems = append(problems, more...)
 	if c := usageProblems(stderr, "sign", problems); c >= 0 {
 		return c
 	}
-	signer, err := itl.LoadSignerPEM(*signerPath)
+	signer, err := itl.LoadSignerPEM(o.signer)
 	if err != nil {
 		fmt.Fprintf(stderr, "ctftp itl sign: --signer: %v\n", err)
 		return loadFailure(err)
@@ -598,16 +567,16 @@ func itlSign(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ctftp itl sign: %v\n", err)
 		return exitFailure
 	}
-	fileName := *name
+	fileName := o.name
 	if fileName == "" {
-		fileName = filepath.Base(*out)
+		fileName = filepath.Base(o.out)
 	}
 	b, err := itl.Sign(fileName, payload, signer, digest)
 	if err != nil {
 		fmt.Fprintf(stderr, "ctftp itl sign: %v\n", err)
 		return exitUsage
 	}
-	return writeOutput("sign", *out, b, stdout, stderr)
+	return writeOutput("sign", o.out, b, stdout, stderr)
 }
 
 // writeOutput writes b to path through a temporary file and a rename, so a

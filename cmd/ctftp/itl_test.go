@@ -21,7 +21,7 @@ const realITL = "../../itl/testdata/ITLFile-certutils.tlv"
 func runITLTest(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = runITL(context.Background(), args, &out, &errb)
+	code = run(context.Background(), append([]string{"itl"}, args...), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -237,10 +237,10 @@ func TestITLUsageAndIO(t *testing.T) {
 		wantCode int
 		wantErr  []string // each must appear on its own stderr line
 	}{
-		{"no subcommand", nil, exitUsage, []string{"missing subcommand"}},
-		{"unknown subcommand", []string{"frob"}, exitUsage, []string{`unknown subcommand "frob"`}},
+		{"no subcommand", nil, exitUsage, []string{"ctftp itl: missing command", "Available Commands:"}},
+		{"unknown subcommand", []string{"frob"}, exitUsage, []string{`unknown command "frob" for "ctftp itl"`}},
 		{"show without a file", []string{"show"}, exitUsage, []string{"want one FILE"}},
-		{"show with an unknown flag", []string{"show", "--xml", realITL}, exitUsage, []string{"flag provided but not defined: -xml", "usage: ctftp itl show"}},
+		{"show with an unknown flag", []string{"show", "--xml", realITL}, exitUsage, []string{"ctftp itl show: unknown flag: --xml", "Run 'ctftp itl show --help' for usage."}},
 		{"show of a missing file", []string{"show", missing}, exitFailure, []string{"absent.tlv"}},
 		{"show of a non-ITL file", []string{"show", p.sast}, exitVerified, []string{"malformed file at offset 0"}},
 		{"build with nothing", []string{"build"}, exitUsage, []string{"--signer: required", "-o: required"}},
@@ -278,7 +278,7 @@ func TestITLUsageAndIO(t *testing.T) {
 	if code, out, _ := runITLTest(t, "build", "-h"); code != exitOK || !strings.Contains(out, "-signer") {
 		t.Errorf("build -h: exit %d %q", code, out)
 	}
-	if code, out, _ := runITLTest(t, "help"); code != exitOK || !strings.Contains(out, "ctftp itl show") {
-		t.Errorf("help: exit %d", code)
+	if code, out, _ := runITLTest(t, "--help"); code != exitOK || !strings.Contains(out, "ctftp itl [command]") || !strings.Contains(out, "show ") {
+		t.Errorf("--help: exit %d\n%s", code, out)
 	}
 }

@@ -8,36 +8,45 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/ctftp/ctftp"
 	"github.com/ctftp/ctftp/proxy"
 	"github.com/ctftp/ctftp/routing"
 )
 
+func routeCmd(a *cli) *cobra.Command {
+	var path, client string
+	c := &cobra.Command{
+		Use:   "route [--config FILE] [--client IP] FILE",
+		Short: "explain where a request would go and why, sending nothing",
+		RunE: func(c *cobra.Command, args []string) error {
+			return exit(runRoute(c.Context(), path, client, args, a.stdout, a.stderr))
+		},
+	}
+	configFlag(c, &path)
+	c.Flags().StringVar(&client, "client", "", "the phone's `IP` (for client CIDR rules)")
+	return c
+}
+
 // runRoute explains where a request would go and why, without sending a
 // packet: local root first, then the routing rules, learned routes (none
 // in a fresh process) or fan-out.
-func runRoute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("route", stderr)
-	path := fs.String("config", "config.yaml", "config `FILE`")
-	clientStr := fs.String("client", "", "the phone's `IP` (for client CIDR rules)")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return exitUsage
-	}
+func runRoute(ctx context.Context, path, clientStr string, pos []string, stdout, stderr io.Writer) int {
 	if len(pos) != 1 {
 		fmt.Fprintln(stderr, "ctftp route: want exactly one FILE")
 		return exitUsage
 	}
 	var client netip.AddrPort
-	if *clientStr != "" {
-		a, err := netip.ParseAddr(*clientStr)
+	if clientStr != "" {
+		a, err := netip.ParseAddr(clientStr)
 		if err != nil {
-			fmt.Fprintf(stderr, "ctftp route: --client: %q is not an IP address\n", *clientStr)
+			fmt.Fprintf(stderr, "ctftp route: --client: %q is not an IP address\n", clientStr)
 			return exitUsage
 		}
 		client = netip.AddrPortFrom(a.Unmap(), 0)
 	}
-	cfg, ok := loadOrReport(*path, stderr)
+	cfg, ok := loadOrReport(path, stderr)
 	if !ok {
 		return exitUsage
 	}
@@ -78,14 +87,30 @@ func runRoute(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stdout, "decision  not found (TFTP error 1): no sub-clusters configured")
 		return exitOK
 	}
-	r, err := routing.New(cfg.Routing, cc.Names(), routing.Options{})
+	mig, err := cfg.migrations()
+	if err != nil {
+		fmt.Fprintf(stderr, "config: %v\n", err)
+		return exitUsage
+	}
+	r, err := routing.New(cfg.Routing, cc.Names(), routing.Options{Migrations: mig})
 	if err != nil {
 		fmt.Fprintf(stderr, "config: routing: %v\n", err)
 		return exitUsage
 	}
 	d := r.Route(ctftp.Request{Name: name, Client: client, Mode: "octet"})
 	fmt.Fprintf(stdout, "decision  %s\n", d.Reason)
+	if w := mig.Wave(d.Wave); w != nil {
+		fmt.Fprintf(stdout, "wave      %s: %s -> %s, state %s, %d devices, trust %s (check it: ctftp migrate check --wave %s)\n",
+			w.Name, w.From, w.To, w.InForce(), len(w.Devices), waveTrust(w), w.Name)
+	}
 	fmt.Fprintf(stdout, "ask       %s (%s)\n", strings.Join(d.Subclusters, ", "), d.Strategy)
+	if len(d.Prefetch) > 0 {
+		when := "at once"
+		if d.Kind == routing.FanOut {
+			when = "once a sub-cluster has answered"
+		}
+		fmt.Fprintf(stdout, "prefetch  %s (%s, on idle backend slots)\n", strings.Join(d.Prefetch, ", "), when)
+	}
 	for _, sc := range cc.Subclusters {
 		for _, want := range d.Subclusters {
 			if sc.Name == want {

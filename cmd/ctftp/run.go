@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"runtime/debug"
 	"strings"
+
+	"github.com/spf13/cobra"
 )
 
 // Exit codes, as documented in the README and interface.md: scripts rely on them.
@@ -20,59 +23,115 @@ const (
 // otherwise the module's build info says what was built.
 var version = ""
 
-const usage = `ctftp: centralized TFTP gateway for Cisco IP-phone fleets
+const rootLong = `ctftp is a centralized TFTP gateway for Cisco IP-phone fleets: it answers
+every phone, serves its own files and forwards the rest to the CUCM TFTP
+servers of the sub-cluster each phone belongs to.
 
-usage:
-  ctftp serve    [--config FILE]              run the gateway (default FILE: ./config.yaml)
-  ctftp validate [--config FILE] [--offline]  check a config (and probe every backend)
-  ctftp demo     [--listen ADDR]              self-contained run with generated PKI and two sub-clusters
-  ctftp get      [--server HOST:PORT] [--blksize N] [-o OUT] FILE
-                                              fetch a file over TFTP; print size, MD5, SHA-1, SHA-256
-  ctftp route    [--config FILE] [--client IP] FILE
-                                              explain where a request would go and why
-  ctftp cache purge [--admin HOST:PORT] [GLOB]
-                                              drop cached files through the admin endpoint
-  ctftp itl show|verify|hash|build|sign ...   read, check and write ITL/CTL/.sgn files
-  ctftp bench    --server HOST:PORT | --side-by-side [--phones N] [--concurrency C] [--json]
-                                              boot-storm load generator (ctftp bench -h)
-  ctftp version
+Exit codes: 0 ok, 1 operational failure (I/O, network), 2 invalid
+configuration or usage, 3 a verification that ran and failed (itl verify,
+status of a gateway that is not ready).`
 
-exit codes: 0 ok, 1 operational failure, 2 invalid configuration or usage,
-3 a verification that ran and failed
-`
+// cli is what every command writes to; run makes one per call, so tests
+// run commands in process without sharing anything.
+type cli struct {
+	stdout, stderr io.Writer
+}
+
+// exitError carries a command's exit code out of cobra, whose RunE can
+// only fail or succeed. The command has already said why.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// exit turns a command's exit code into RunE's result.
+func exit(code int) error {
+	if code == exitOK {
+		return nil
+	}
+	return exitError(code)
+}
+
+// newRoot builds the command tree. cobra parses flags (before or after
+// the arguments, `--` ending them), prints --help for every command and
+// completes in shells; each command's logic stays in its own file.
+func newRoot(a *cli) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "ctftp",
+		Short:         "centralized TFTP gateway for Cisco IP-phone fleets",
+		Long:          rootLong,
+		Args:          cobra.NoArgs,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		// Without a command there is nothing to do: say how, exit 2.
+		RunE: func(c *cobra.Command, _ []string) error {
+			c.SetOut(a.stderr)
+			c.Help()
+			return exitError(exitUsage)
+		},
+	}
+	root.Version = versionString()
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	root.AddCommand(
+		serveCmd(a), validateCmd(a), demoCmd(a), getCmd(a), routeCmd(a), cacheCmd(a),
+		statusCmd(a), migrateCmd(a), benchCmd(a), itlCmd(a), versionCmd(a),
+	)
+	// Each Use line already shows the flags that matter.
+	var walk func(*cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.DisableFlagsInUseLine = true
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+	return root
+}
+
+// group is a command that only holds subcommands: alone it is a usage
+// error, as a mistyped subcommand is.
+func group(a *cli, use, short string, subs ...*cobra.Command) *cobra.Command {
+	c := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			fmt.Fprintf(a.stderr, "%s: missing command\n", c.CommandPath())
+			c.SetOut(a.stderr)
+			c.Usage()
+			return exitError(exitUsage)
+		},
+	}
+	c.AddCommand(subs...)
+	return c
+}
+
+func versionCmd(a *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "print the version, the Go version and the VCS revision",
+		Args:  cobra.NoArgs,
+		Run:   func(*cobra.Command, []string) { fmt.Fprintln(a.stdout, versionString()) },
+	}
+}
 
 // run is the whole program behind main; it returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return exitUsage
-	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "serve":
-		return runServe(ctx, rest, stdout, stderr)
-	case "validate":
-		return runValidate(ctx, rest, stdout, stderr)
-	case "get":
-		return runGet(ctx, rest, stdout, stderr)
-	case "demo":
-		return runDemo(ctx, rest, stdout, stderr)
-	case "cache":
-		return runCache(ctx, rest, stdout, stderr)
-	case "itl":
-		return runITL(ctx, rest, stdout, stderr)
-	case "route":
-		return runRoute(ctx, rest, stdout, stderr)
-	case "bench":
-		return runBench(ctx, rest, stdout, stderr)
-	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, versionString())
+	a := &cli{stdout: stdout, stderr: stderr}
+	root := newRoot(a)
+	root.SetArgs(args)
+	c, err := root.ExecuteContextC(ctx)
+	var code exitError
+	switch {
+	case err == nil:
 		return exitOK
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return exitOK
+	case errors.As(err, &code):
+		return int(code)
 	}
-	fmt.Fprintf(stderr, "ctftp: unknown command %q\n\n%s", cmd, usage)
+	// cobra's own: an unknown command or flag, a bad flag value, an
+	// argument a command takes none of.
+	fmt.Fprintf(stderr, "%s: %v\nRun '%s --help' for usage.\n", c.CommandPath(), err, c.CommandPath())
 	return exitUsage
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,8 +14,10 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ctftp/ctftp/internal/sdnotify"
 	"github.com/ctftp/ctftp/proxy"
 )
 
@@ -45,20 +48,50 @@ func newLogger(c logConfig, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// sha256Hex is the file's hash for /status and ctftp_config_info; "" for
+// a config built in code (demo's), which has no file.
+func (c *fileConfig) sha256Hex() string {
+	if c.sum == [sha256.Size]byte{} {
+		return ""
+	}
+	return hex.EncodeToString(c.sum[:])
+}
+
 func (c *fileConfig) gatewayConfig() proxy.GatewayConfig {
 	t := c.TFTP
 	t.Listen = c.Listen
 	return proxy.GatewayConfig{
-		TFTP:        t,
-		Root:        c.Root,
-		HTTPListen:  c.HTTPListen,
-		AdminListen: c.AdminListen,
-		Cluster:     c.clusterConfig(),
-		Routing:     c.Routing,
-		Cache:       c.Cache,
-		Trust:       c.Trust,
-		Version:     versionString(),
+		TFTP:         t,
+		Root:         c.Root,
+		HTTPListen:   c.HTTPListen,
+		AdminListen:  c.AdminListen,
+		Cluster:      c.clusterConfig(),
+		Routing:      c.Routing,
+		Cache:        c.Cache,
+		Trust:        c.Trust,
+		Migrations:   c.Migrations,
+		Version:      versionString(),
+		ConfigSHA256: c.sha256Hex(),
 	}
+}
+
+func serveCmd(a *cli) *cobra.Command {
+	var path string
+	c := &cobra.Command{
+		Use:   "serve [--config FILE]",
+		Short: "run the gateway",
+		Long: `Run the gateway until SIGINT or SIGTERM. Before serving, the trust guard probes
+every sub-cluster: a setup whose ITL eras would break phones exits 2 with the
+table. SIGHUP, and a change of the file, reload the configuration; one that
+does not validate keeps the old one serving. Under systemd (Type=notify) it
+reports readiness and reloads.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return exit(runServe(c.Context(), path, a.stdout, a.stderr))
+		},
+	}
+	configFlag(c, &path)
+	return c
 }
 
 // runServe runs the gateway until ctx ends. Before serving, the trust
@@ -66,17 +99,7 @@ func (c *fileConfig) gatewayConfig() proxy.GatewayConfig {
 // phones exits 2 with the table. While serving, SIGHUP and (every
 // reload.poll_interval) a change of the file reload it; a config that
 // fails keeps the old one serving.
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("serve", stderr)
-	path := fs.String("config", "config.yaml", "config `FILE`")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return exitUsage
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "ctftp serve: unexpected argument %q\n", pos[0])
-		return exitUsage
-	}
+func runServe(ctx context.Context, path string, stdout, stderr io.Writer) int {
 	// Registered first: SIGHUP's default action would kill the process
 	// while it probes at start-up; one that arrives then is a reload
 	// once serving.
@@ -84,8 +107,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	sum, _ := fileSum(*path)
-	cfg, ok := loadOrReport(*path, stderr)
+	cfg, ok := loadOrReport(path, stderr)
 	if !ok {
 		return exitUsage
 	}
@@ -103,17 +125,26 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			te.Report.WriteTable(stderr)
 			return exitUsage
 		}
+		var me *proxy.MigrationError
+		if errors.As(err, &me) {
+			fmt.Fprintln(stderr, "ctftp serve: refusing to start: a migration wave would cut over while it would break phones")
+			writeMigrationRefusal(stderr, me.Verdicts)
+			return exitUsage
+		}
 		fmt.Fprintf(stderr, "ctftp serve: %v\n", err)
 		if errors.Is(err, os.ErrPermission) {
 			fmt.Fprintln(stderr, "ctftp serve: port 69 needs root or CAP_NET_BIND_SERVICE; or listen on a port above 1023")
 		}
 		return exitFailure
 	}
+	sd := sdnotify.FromEnv()
+	notifyErr(logger, sd.Ready(serveStatus(gw)))
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return gw.Run(ctx) })
 	eg.Go(func() error {
-		w := configWatcher{path: *path, cur: cfg, sum: sum, gw: gw, log: logger}
+		w := configWatcher{path: path, cur: cfg, sum: cfg.sum, gw: gw, log: logger, sd: sd}
 		w.run(ctx, hup)
+		notifyErr(logger, sd.Stopping())
 		return nil
 	})
 	if err := eg.Wait(); err != nil {
@@ -133,6 +164,7 @@ type configWatcher struct {
 	stat os.FileInfo
 	gw   *proxy.Gateway
 	log  *slog.Logger
+	sd   sdnotify.Notifier
 }
 
 // run waits for SIGHUP or a file change until ctx ends. A change is a
@@ -165,7 +197,35 @@ func (w *configWatcher) run(ctx context.Context, hup <-chan os.Signal) {
 		if sum, err := fileSum(w.path); err == nil {
 			w.sum = sum
 		}
+		notifyErr(w.log, w.sd.Reloading())
 		w.gw.Reload(ctx, w.load)
+		notifyErr(w.log, w.sd.Ready(serveStatus(w.gw)))
+	}
+}
+
+// serveStatus is the line `systemctl status` shows for a unit of
+// Type=notify.
+func serveStatus(gw *proxy.Gateway) string {
+	st := gw.Status()
+	sha := st.Config.SHA256
+	if len(sha) > 12 {
+		sha = sha[:12]
+	}
+	s := fmt.Sprintf("serving: config generation %d (sha256 %s), %d sub-clusters", st.Config.Generation, sha, len(st.Subclusters))
+	if r := st.Config.LastReload; r != nil && !r.OK {
+		s += "; last reload FAILED (ctftp status)"
+	}
+	if len(st.Ready) > 0 {
+		s += "; not ready: " + st.Ready[0]
+	}
+	return s
+}
+
+// notifyErr logs a failure to tell systemd: the service keeps serving,
+// but systemd may time it out or think it hung.
+func notifyErr(log *slog.Logger, err error) {
+	if err != nil {
+		log.Warn("systemd notification failed", "err", err)
 	}
 }
 

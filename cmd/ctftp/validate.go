@@ -10,12 +10,35 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/spf13/cobra"
 
 	"github.com/ctftp/ctftp"
 	"github.com/ctftp/ctftp/cluster"
 	"github.com/ctftp/ctftp/proxy"
 	"github.com/ctftp/ctftp/trust"
 )
+
+func validateCmd(a *cli) *cobra.Command {
+	var path string
+	var offline bool
+	c := &cobra.Command{
+		Use:   "validate [--config FILE] [--offline]",
+		Short: "check a config: every problem at once; without --offline also probe every backend",
+		Long: `Check a configuration without serving: every static problem at once (exit 2),
+the root's own ITLFile.tlv, then, unless --offline, one probe of every backend
+and of every sub-cluster's ITLFile.tlv, with progress on stderr and summary
+tables on stdout. Exit 2: the configuration must change (static problems,
+mixed ITL eras, a declared version the probe disproved, a broken root ITL);
+3: a sub-cluster's ITL does not verify; 1: something could not be checked.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return exit(runValidate(c.Context(), path, offline, a.stdout, a.stderr))
+		},
+	}
+	configFlag(c, &path)
+	c.Flags().BoolVar(&offline, "offline", false, "static checks only; send no packet")
+	return c
+}
 
 // runValidate checks a config without serving, in the order a rollout
 // needs: every static problem at once (exit 2); the root's own
@@ -29,24 +52,13 @@ import (
 // not be fetched); 0 all good. --offline judges the declared versions
 // and the root's ITL only: a mixed setup that only a probe can clear is
 // a note, not a failure.
-func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("validate", stderr)
-	path := fs.String("config", "config.yaml", "config `FILE`")
-	offline := fs.Bool("offline", false, "static checks only; send no packet")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return exitUsage
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "ctftp validate: unexpected argument %q\n", pos[0])
-		return exitUsage
-	}
-	cfg, ok := loadOrReport(*path, stderr)
+func runValidate(ctx context.Context, path string, offline bool, stdout, stderr io.Writer) int {
+	cfg, ok := loadOrReport(path, stderr)
 	if !ok {
 		return exitUsage
 	}
 	cc := cfg.clusterConfig()
-	fmt.Fprintf(stdout, "%s: static checks passed (%d sub-clusters, %d TFTP listen addresses)\n", *path, len(cc.Subclusters), len(cfg.Listen))
+	fmt.Fprintf(stdout, "%s: static checks passed (%d sub-clusters, %d TFTP listen addresses)\n", path, len(cc.Subclusters), len(cfg.Listen))
 	local, err := proxy.NewLocal(cfg.Root)
 	if err != nil {
 		fmt.Fprintf(stderr, "config: root: %v\n", err)
@@ -62,14 +74,17 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return io.ReadAll(io.LimitReader(f.Body, 4<<20))
 	}
 
-	if *offline || len(cc.Subclusters) == 0 {
+	if offline || len(cc.Subclusters) == 0 {
 		data, err := central(ctx)
 		rep := trust.Check(trust.Central(data, err, time.Now()), trust.Declared(cc))
 		fmt.Fprintln(stdout)
-		if *offline && len(cc.Subclusters) > 0 {
+		if offline && len(cc.Subclusters) > 0 {
 			fmt.Fprintln(stdout, "ITL homogeneity from the declared versions and the root's ITLFile.tlv (--offline: nothing probed):")
 		}
 		rep.WriteTable(stdout)
+		if offline && len(cfg.Migrations) > 0 {
+			fmt.Fprintf(stdout, "note: %d migration waves not checked (--offline sends no packet): run ctftp validate or ctftp migrate check\n", len(cfg.Migrations))
+		}
 		return validateSummary(stdout, rep, exitOK)
 	}
 
@@ -122,7 +137,43 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	rep := w.Probe(ctx)
 	fmt.Fprintln(stdout)
 	rep.WriteTable(stdout)
+	code = validateMigrations(ctx, cfg, set, stdout, stderr, code)
 	return validateSummary(stdout, rep, code)
+}
+
+// validateMigrations runs, for every migration wave, the check serve and
+// every reload run: a wave that cuts over (or is scheduled to) with a
+// blocking device makes the configuration one that must change (exit
+// 2), or, when its only blocking devices could not be checked, one that
+// could not be validated (exit 1); a staged wave's findings are reported
+// for the record.
+func validateMigrations(ctx context.Context, cfg fileConfig, set *cluster.Set, stdout, stderr io.Writer, code int) int {
+	mig, err := cfg.migrations()
+	if err != nil || len(mig.Waves()) == 0 {
+		return code // static problems were reported before
+	}
+	waves := mig.Waves()
+	verdicts := checkWaves(ctx, set, waves, stderr)
+	fmt.Fprintln(stdout)
+	trust.WriteSummary(stdout, verdicts)
+	for i, v := range verdicts {
+		if v.Blocking() == 0 {
+			continue
+		}
+		switch {
+		case waves[i].CutsOver() && v.Blocking() == v.Errors():
+			// Nothing known to break, but not checked either: the
+			// gateway would refuse it until the check can run.
+			fmt.Fprintf(stdout, "problem: %s\n", v.Refusal())
+			code = max(code, exitFailure)
+		case waves[i].CutsOver():
+			fmt.Fprintf(stdout, "problem: %s\n", v.Refusal())
+			code = exitUsage
+		default:
+			fmt.Fprintf(stdout, "note: wave %q is staged; %d of its %d devices could not move yet (ctftp migrate check --wave %s)\n", v.Name, v.Blocking(), len(v.Devices), v.Name)
+		}
+	}
+	return code
 }
 
 // validateSummary prints the last line and returns the exit code: the

@@ -1,0 +1,335 @@
+package tests
+
+// Cold boots across a WAN (issue 14): the phones are local to the
+// gateway, the clusters' TFTP servers are 20 ms away (loadgen.DelayLink,
+// 10 ms each way, in front of every backend). A storm of phones that
+// nothing has cached yet boots, either straight from the remote TFTP
+// server (what the phones did before the gateway) or through the
+// gateway, against two kinds of backend:
+//
+//   - tftpd-hpa, which forks per transfer and never queues (the gateway
+//     then allows itself backend.max_in_flight 50);
+//   - a CUCM-like node: five transfers at a time, the rest queued without
+//     an answer (CUCM's TFTP since 11.5), no RFC 7440, with the gateway's
+//     defaults;
+//   - ctftp's own engine with no cap and RFC 7440 windowsize, to measure
+//     what backend.window_size buys where a backend has it.
+//
+// Two loads: a lone phone (10 phones one after another: what one cold
+// boot costs, boot p50) and the storm (200 phones, 50 at a time). The
+// benchmark reports, per configuration, phones/s, per-file p50/p99, boot
+// p50/p99, errors, backend fetches and what prefetch did; nothing is
+// asserted about time. One run per configuration, a fresh gateway each:
+//
+//	go test -run '^$' -bench WANColdBoot -benchtime 1x ./tests/
+//	go test -run '^$' -bench 'WANColdBoot/tftpd/lone' -benchtime 1x ./tests/   # one phone at a time
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/ctftp/ctftp"
+	"github.com/ctftp/ctftp/internal/fleet"
+	"github.com/ctftp/ctftp/internal/loadgen"
+	"github.com/ctftp/ctftp/internal/tftptest"
+	"github.com/ctftp/ctftp/proxy"
+)
+
+// WAN storm parameters: the RTT of the issue, its storm size and
+// concurrency, and phones as the public captures show them (512-byte
+// lock-step, 1 s retransmission timer, 5 retries: about 6 s of patience
+// per file).
+const (
+	wanDelay       = 10 * time.Millisecond // each way: 20 ms RTT
+	wanPhones      = 200
+	wanConcurrency = 50
+	wanLonePhones  = 10
+)
+
+// cucmNodeSlots is how many transfers a CUCM TFTP node serves at once.
+const cucmNodeSlots = 5
+
+// slotSource serves next's files at most n at a time, from Open until
+// the Body is closed; other requests wait in Open, unanswered, as CUCM's
+// TFTP service queues them. A phone's retransmitted request finds its
+// transfer already waiting (the engine ignores it).
+type slotSource struct {
+	next  ctftp.Source
+	slots chan struct{}
+}
+
+func (s *slotSource) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error) {
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("cucm-like node: queued: %w", ctx.Err())
+	}
+	f, err := s.next.Open(ctx, req)
+	if err != nil {
+		<-s.slots
+		return nil, err
+	}
+	f.Body = &slotBody{ReadCloser: f.Body, release: func() { <-s.slots }}
+	return f, nil
+}
+
+// slotBody gives its slot back once, on Close. It keeps the Seeker the
+// engine needs for tsize.
+type slotBody struct {
+	io.ReadCloser
+	release func()
+	once    sync.Once
+}
+
+func (b *slotBody) Seek(off int64, whence int) (int64, error) {
+	return b.ReadCloser.(io.Seeker).Seek(off, whence)
+}
+
+func (b *slotBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(b.release)
+	return err
+}
+
+// startEngineNode serves dir on a loopback port with ctftp's own TFTP
+// engine (a real server over real sockets). slots > 0 makes it a
+// CUCM-like node: that many transfers at a time, the rest queued, and no
+// RFC 7440 windowsize (CUCM documents none). slots 0: no cap, windowsize
+// up to 16, a backend that has RFC 7440.
+func startEngineNode(tb testing.TB, dir string, slots int) netip.AddrPort {
+	tb.Helper()
+	local, err := proxy.NewLocal(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg := proxy.DefaultConfig()
+	cfg.Listen = []string{"127.0.0.1:0"}
+	cfg.ShutdownGrace = time.Second
+	// Every client reaches the node through one DelayLink address: the
+	// per-client limits meant for phones would throttle the whole storm.
+	cfg.ClientRate, cfg.MaxTransfersPerClient = 0, 0
+	var src ctftp.Source = local
+	if slots > 0 {
+		cfg.MaxWindowSize = 1
+		src = &slotSource{next: local, slots: make(chan struct{}, slots)}
+	}
+	srv, err := proxy.NewServer(cfg, src, slog.New(slog.DiscardHandler), metrics.NewSet())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			tb.Error(err)
+		}
+		local.Close()
+	})
+	return srv.Addrs()[0]
+}
+
+// wanBackend starts the server for one tree of the world (a sub-cluster
+// or the direct tree) and a DelayLink in front of it, returning the
+// link's address.
+func wanBackend(tb testing.TB, kind, dir string) netip.AddrPort {
+	tb.Helper()
+	var addr netip.AddrPort
+	switch kind {
+	case "cucm":
+		addr = startEngineNode(tb, dir, cucmNodeSlots)
+	case "rfc7440":
+		addr = startEngineNode(tb, dir, 0)
+	default:
+		addr = netip.MustParseAddrPort(tftptest.StartTFTPD(tb, dir))
+	}
+	link, err := loadgen.StartDelayLink(addr, wanDelay, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { link.Close() })
+	return link.Addr()
+}
+
+// wanGateway is the gateway's config for one run.
+type wanGateway struct {
+	blksize     int
+	window      int // backend.window_size
+	maxInFlight int
+	rules       bool // device_file rules place every phone; else fan-out
+	prefetch    bool
+}
+
+func (g wanGateway) config(dir string, links map[string]netip.AddrPort) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "listen: [\"127.0.0.1:0\"]\nadmin_listen: \"127.0.0.1:0\"\nroot: %q\nsubclusters:\n", filepath.Join(dir, fleet.Root))
+	for _, sc := range fleet.DefaultSubclusters() {
+		fmt.Fprintf(&b, "  - {name: %s, version: \"14\", backends: [%q]}\n", sc, links[sc])
+	}
+	fmt.Fprintf(&b, "backend: {block_size: %d, window_size: %d, max_in_flight: %d, probe_interval: 0s, timeout: 2s}\n", g.blksize, g.window, g.maxInFlight)
+	b.WriteString("routing:\n")
+	if !g.prefetch {
+		b.WriteString("  prefetch: []\n")
+	}
+	if g.rules {
+		b.WriteString("  rules:\n")
+		for _, sc := range fleet.DefaultSubclusters() {
+			fmt.Fprintf(&b, "    - {device_file: %q, subcluster: %s}\n", fleet.DeviceFile(dir, sc), sc)
+		}
+	}
+	return b.String()
+}
+
+func (g wanGateway) name() string {
+	route := "fanout"
+	if g.rules {
+		route = "rules"
+	}
+	pre := "prefetch"
+	if !g.prefetch {
+		pre = "noprefetch"
+	}
+	return fmt.Sprintf("gateway/%s/%s/blksize=%d/window=%d/inflight=%d", route, pre, g.blksize, g.window, g.maxInFlight)
+}
+
+func BenchmarkWANColdBoot(b *testing.B) {
+	macs, err := loadgen.MACs("00EE14", 0, wanPhones)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := fleet.Generate(context.Background(), fleet.Options{Phones: fleet.Spread(macs, fleet.DefaultSubclusters()), KeyBits: 1024})
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	if err := w.Write(dir); err != nil {
+		b.Fatal(err)
+	}
+	// A lone phone (one at a time: what one phone's cold boot costs)
+	// and the storm.
+	loads := []struct {
+		name        string
+		phones      int
+		concurrency int
+	}{
+		{"lone", wanLonePhones, 1},
+		{"storm", wanPhones, wanConcurrency},
+	}
+	for _, kind := range []string{"tftpd", "cucm", "rfc7440"} {
+		for _, load := range loads {
+			b.Run(kind+"/"+load.name, func(b *testing.B) {
+				cfg := loadgen.DefaultConfig()
+				cfg.Concurrency = load.concurrency
+				cfg.BootTimeout = 5 * time.Minute
+				macs := w.MACs()[:load.phones]
+				wanRuns(b, kind+"/"+load.name, kind, dir, cfg, macs, w)
+			})
+		}
+	}
+}
+
+// wanRuns runs the storm cfg of macs straight against the remote server
+// and through each gateway configuration.
+func wanRuns(b *testing.B, label, kind, dir string, cfg loadgen.Config, macs []string, w *fleet.World) {
+	run := func(b *testing.B, name string, start func(b *testing.B) (netip.AddrPort, *gateway)) {
+		b.Run(name, func(b *testing.B) {
+			var rep *loadgen.Report
+			var gw *gateway
+			for b.Loop() {
+				var addr netip.AddrPort
+				addr, gw = start(b)
+				var err error
+				rep, err = loadgen.Run(context.Background(), cfg, addr, loadgen.Options{Label: name, MACs: macs, Check: w.Check})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			wanReport(b, label+"/"+name, rep, gw)
+		})
+	}
+	run(b, "direct", func(b *testing.B) (netip.AddrPort, *gateway) {
+		return wanBackend(b, kind, filepath.Join(dir, fleet.Direct)), nil
+	})
+	var gws []wanGateway
+	switch kind {
+	case "cucm":
+		// The gateway's defaults: max_in_flight 5 is CUCM's.
+		gws = []wanGateway{
+			{blksize: 1428, window: 8, maxInFlight: 5, rules: true, prefetch: true},
+			{blksize: 1428, window: 8, maxInFlight: 5, rules: true, prefetch: false},
+			{blksize: 1428, window: 8, maxInFlight: 5, rules: false, prefetch: true},
+		}
+	case "rfc7440":
+		// What windowsize buys where the backend has it, beside what a
+		// larger block buys.
+		gws = []wanGateway{
+			{blksize: 1428, window: 1, maxInFlight: 50, rules: true, prefetch: true},
+			{blksize: 1428, window: 8, maxInFlight: 50, rules: true, prefetch: true},
+			{blksize: 1428, window: 8, maxInFlight: 50, rules: false, prefetch: true},
+			{blksize: 8192, window: 1, maxInFlight: 50, rules: true, prefetch: true},
+		}
+	default:
+		// tftpd-hpa ignores windowsize: the block size is what counts.
+		gws = []wanGateway{
+			{blksize: 1428, window: 8, maxInFlight: 50, rules: true, prefetch: true},
+			{blksize: 1428, window: 8, maxInFlight: 50, rules: true, prefetch: false},
+			{blksize: 1428, window: 8, maxInFlight: 50, rules: false, prefetch: true},
+			{blksize: 512, window: 8, maxInFlight: 50, rules: true, prefetch: true},
+			{blksize: 8192, window: 8, maxInFlight: 50, rules: true, prefetch: true},
+			{blksize: 65464, window: 8, maxInFlight: 50, rules: true, prefetch: true},
+		}
+	}
+	for _, g := range gws {
+		run(b, g.name(), func(b *testing.B) (netip.AddrPort, *gateway) {
+			links := map[string]netip.AddrPort{}
+			for _, sc := range fleet.DefaultSubclusters() {
+				links[sc] = wanBackend(b, kind, filepath.Join(dir, sc))
+			}
+			gw := startGateway(b, g.config(dir, links), "CTFTP_LOG_LEVEL=info") // "listening" is an info line
+			return netip.MustParseAddrPort(gw.TFTP[0]), gw
+		})
+	}
+}
+
+// wanReport logs one run and reports its numbers as benchmark metrics.
+func wanReport(b *testing.B, name string, rep *loadgen.Report, gw *gateway) {
+	b.Helper()
+	load, _ := os.ReadFile("/proc/loadavg")
+	line := fmt.Sprintf("%-52s %7.1f phones/s  file p50 %6.1f ms  p99 %7.1f ms  booted %d/%d  errors %d",
+		name, rep.PhonesPerSecond, ms(rep.Transfer.P50), ms(rep.Transfer.P99), rep.Booted, rep.Phones, rep.ErrorCount())
+	b.ReportMetric(rep.PhonesPerSecond, "phones/s")
+	b.ReportMetric(ms(rep.Transfer.P50), "file-p50-ms")
+	b.ReportMetric(ms(rep.Transfer.P99), "file-p99-ms")
+	b.ReportMetric(float64(rep.ErrorCount()), "errors")
+	if gw != nil {
+		m := perfWaitSeries(b, gw, 30*time.Second, "backend fetches to end", func(m map[string]float64) bool {
+			return m["ctftp_backend_in_flight"] == 0 && m["ctftp_active_transfers"] == 0
+		})
+		line += fmt.Sprintf("  fetches %v  prefetch issued %v used %v wasted %v busy %v",
+			m["ctftp_backend_fetches_total"], m["ctftp_cache_prefetch_issued_total"], m["ctftp_cache_prefetch_used_total"],
+			m["ctftp_cache_prefetch_wasted_total"], gw.scrape()[`ctftp_cache_prefetch_skipped_total{reason="busy"}`])
+		b.ReportMetric(m["ctftp_backend_fetches_total"], "fetches")
+	}
+	line += fmt.Sprintf("  boot p50 %.0f ms p99 %.0f ms max %.0f ms", ms(rep.Boot.P50), ms(rep.Boot.P99), ms(rep.Boot.Max))
+	if rep.ErrorCount() > 0 {
+		line += "  (" + rep.ErrorSummary() + ")\n" + strings.Join(rep.Examples, "\n")
+	}
+	b.Logf("%s  [loadavg %s]", line, strings.TrimSpace(string(load)))
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
