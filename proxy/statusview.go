@@ -72,10 +72,59 @@ func View(st GatewayStatus, now time.Time) StatusView {
 	for _, sc := range st.Subclusters {
 		v.Sections = append(v.Sections, subclusterSection(sc, now))
 	}
-	v.Sections = append(v.Sections, trustSection(st.Trust), cacheSection(st.Cache), routingSection(st, now))
-	// Issue 9's migration waves go here, as a "migrations" section built
-	// from GatewayStatus when it has any.
+	v.Sections = append(v.Sections, trustSection(st.Trust))
+	if len(st.Migrations) > 0 {
+		v.Sections = append(v.Sections, migrationsSection(st.Migrations))
+	}
+	v.Sections = append(v.Sections, cacheSection(st.Cache), routingSection(st, now))
 	return v
+}
+
+// checkOrder lists the outcomes of a wave's check best first, as `ctftp
+// migrate check` does; blocking ones read as bad.
+var checkOrder = []struct {
+	name  string
+	state string
+}{{"ok", StateOK}, {"pre8", StateOK}, {"tvs", StateWarn}, {"unprovisioned", StateBad}, {"broken", StateBad}, {"error", StateBad}}
+
+func migrationsSection(waves []MigrationStatus) StatusSection {
+	s := StatusSection{ID: "migrations", Title: "Migration waves",
+		Columns: []string{"wave", "from -> to", "state", "devices", "phones seen", "files from / to", "rejected", "check at load"}}
+	for _, w := range waves {
+		state := cell(w.InForce)
+		if w.InForce != w.State {
+			state.Text += " (configured " + w.State + ")"
+		}
+		if w.CutoverAt != nil && w.InForce == "staged" {
+			state.Text += ", cutover " + w.CutoverAt.UTC().Format("2006-01-02 15:04Z")
+		}
+		if w.Held != "" {
+			state = stateCell(state.Text+"; held: "+w.Held, StateWarn)
+		}
+		rejected := stateCell("0", StateOK)
+		if w.Rejected > 0 {
+			rejected = stateCell(fmt.Sprint(w.Rejected), StateBad)
+		}
+		check := cell("-")
+		var parts []string
+		for _, o := range checkOrder {
+			if n := w.Check[o.name]; n > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d", o.name, n))
+				if o.state == StateBad || (o.state == StateWarn && check.State != StateBad) {
+					check.State = o.state
+				}
+			}
+		}
+		if len(parts) > 0 {
+			check.Text = strings.Join(parts, ", ")
+			if check.State == "" {
+				check.State = StateOK
+			}
+		}
+		s.Rows = append(s.Rows, []StatusCell{cell(w.Wave), cell(w.From + " -> " + w.To + " (trust " + w.Trust + ")"), state,
+			cell(fmt.Sprint(w.Devices)), cell(fmt.Sprint(w.PhonesSeen)), cell(fmt.Sprintf("%d / %d", w.FilesFrom, w.FilesTo)), rejected, check})
+	}
+	return s
 }
 
 func configSection(st GatewayStatus, now time.Time) StatusSection {
