@@ -226,10 +226,17 @@ func TestBATExportRoutesPhones(t *testing.T) {
 		t.Errorf("rule decisions: %g, want 4", m[`ctftp_routing_decisions_total{kind="rule"}`])
 	}
 
+	// validate says what the export holds.
+	out, errOut, code := trRun(t, "validate", "--offline", "--config", trConfigFile(t,
+		fwdConfig(t, "", []fwdSub{{"west", []string{west.Addr}}}, fmt.Sprintf("routing:\n  rules:\n    - {device_file: %q, subcluster: west}\n", csv))))
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("routing.rules[0].device_file %s (csv): 2 devices -> west; rows skipped (no MAC in the device name): 1\n", csv)) {
+		t.Errorf("validate with the export: exit %d\n%s%s", code, out, errOut)
+	}
+
 	// A damaged export is refused with the line named.
 	bad := filepath.Join(t.TempDir(), "bad.csv")
 	os.WriteFile(bad, []byte("Device Name,Description\nSEP"+m1+",ok\nSEP00AA04,truncated\n"), 0o644)
-	_, errOut, code := trRun(t, "validate", "--offline", "--config", trConfigFile(t,
+	_, errOut, code = trRun(t, "validate", "--offline", "--config", trConfigFile(t,
 		fwdConfig(t, "", []fwdSub{{"west", []string{west.Addr}}}, fmt.Sprintf("routing:\n  rules:\n    - {device_file: %q, subcluster: west}\n", bad))))
 	if code != 2 || !strings.Contains(errOut, fmt.Sprintf(`routing: rules[0].device_file: %s:3: device name "SEP00AA04": want SEP and 12 hex digits`, bad)) {
 		t.Errorf("validate of a damaged export: exit %d\n%s", code, errOut)
