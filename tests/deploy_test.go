@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -468,5 +469,82 @@ func TestREADMEDeployment(t *testing.T) {
 	}
 	if got := recv(); !strings.HasPrefix(got, "READY=1\nSTATUS=serving: config generation 2") {
 		t.Errorf("after reload: %q", got)
+	}
+}
+
+// TestPort69WithoutRoot: what the unit's DynamicUser, NoNewPrivileges
+// and AmbientCapabilities=CAP_NET_BIND_SERVICE amount to, done with
+// setpriv: an unprivileged user with only that capability serves TFTP on
+// port 69; the same user without it is refused with a message saying
+// so (exit 1).
+func TestPort69WithoutRoot(t *testing.T) {
+	needTool(t, "setpriv")
+	if os.Geteuid() != 0 {
+		fwdSkipOrFail(t, "setpriv needs root to change user")
+	}
+	// Everything the unprivileged user reads must be readable by others,
+	// as the README says of /var/lib/ctftp.
+	dir := t.TempDir()
+	os.Chmod(filepath.Dir(dir), 0o755) // the test's own temp directory, which holds dir
+	os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "ctftp")
+	b, err := os.ReadFile(ctftpBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "root")
+	os.Mkdir(root, 0o755)
+	want := []byte("served on port 69 by a user with one capability\n")
+	os.WriteFile(filepath.Join(root, "SEPDefault.cnf.xml"), want, 0o644)
+	// A loopback address of its own: port 69 is then free whatever else
+	// this host runs.
+	ip := fmt.Sprintf("127.69.%d.%d", os.Getpid()%250+1, time.Now().Nanosecond()%250+1)
+	cfg := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: [\"%s:69\"]\nadmin_listen: \"\"\nroot: %q\n", ip, root)), 0o644)
+
+	setpriv := func(caps bool) *exec.Cmd {
+		args := []string{"--reuid=nobody", "--regid=nogroup", "--clear-groups", "--no-new-privs"}
+		if caps {
+			args = append(args, "--inh-caps=+net_bind_service", "--ambient-caps=+net_bind_service")
+		}
+		return exec.Command("setpriv", append(args, bin, "serve", "--config", cfg)...)
+	}
+
+	// Without the capability: refused, saying why.
+	out, err := setpriv(false).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "port 69 needs root or CAP_NET_BIND_SERVICE") {
+		t.Fatalf("without CAP_NET_BIND_SERVICE: %v\n%s", err, out)
+	}
+
+	// With it.
+	cmd := setpriv(true)
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	var got []byte
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		got, err = fwdGet(ip+":69", "SEPDefault.cnf.xml")
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("get from %s:69: %v %q\n%s", ip, err, got, logs.String())
+	}
+	// It really runs as nobody.
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if m := regexp.MustCompile(`(?m)^Uid:\s+(\d+)`).FindSubmatch(status); m == nil || string(m[1]) == "0" {
+		t.Errorf("the gateway runs as uid %s", m)
 	}
 }
