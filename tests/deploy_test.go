@@ -8,6 +8,7 @@ package tests
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -152,8 +153,8 @@ func TestHAPair(t *testing.T) {
 	a, b := startGateway(t, cfg), startGateway(t, cfg)
 
 	sa, sb := depStatus(t, a), depStatus(t, b)
-	if len(sa.Config.SHA256) != 64 || sa.Config.SHA256 != sb.Config.SHA256 {
-		t.Fatalf("sha256: A %q, B %q; want one hash of the one file", sa.Config.SHA256, sb.Config.SHA256)
+	if fileSum := fmt.Sprintf("%x", sha256.Sum256([]byte(cfg))); sa.Config.SHA256 != fileSum || sb.Config.SHA256 != fileSum {
+		t.Fatalf("sha256: A %q, B %q; want the file's, %s", sa.Config.SHA256, sb.Config.SHA256, fileSum)
 	}
 	info := fmt.Sprintf(`ctftp_config_info{sha256=%q}`, sa.Config.SHA256)
 	if a.metric(info) != 1 || b.metric(info) != 1 {
@@ -190,6 +191,29 @@ func TestHAPair(t *testing.T) {
 	}
 	if sb2 := depStatus(t, b); sb2.Config.SHA256 != sa.Config.SHA256 || len(sb2.NotReady) != 0 {
 		t.Errorf("B after A stopped: %+v", sb2)
+	}
+
+	// Drift: B's file gains a line and B reloads; its sha256 is now the
+	// new file's, in /status and in the one ctftp_config_info series.
+	path := b.cmd.Args[len(b.cmd.Args)-1]
+	edited := append([]byte(cfg), "# edited on gw2 only\n"...)
+	if err := os.WriteFile(path, edited, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.cmd.Process.Signal(syscall.SIGHUP)
+	newSum := fmt.Sprintf("%x", sha256.Sum256(edited))
+	var sb3 depStatusJSON
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if sb3 = depStatus(t, b); sb3.Config.Generation == 2 {
+			break
+		}
+	}
+	m := b.scrape()
+	if sb3.Config.SHA256 != newSum || m[fmt.Sprintf(`ctftp_config_info{sha256=%q}`, newSum)] != 1 {
+		t.Errorf("after B's reload: /status %+v, want sha256 %s", sb3.Config, newSum)
+	}
+	if _, ok := m[info]; ok {
+		t.Errorf("B still exports %s after its reload", info)
 	}
 }
 
