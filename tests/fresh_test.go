@@ -49,10 +49,12 @@ cache:
 
 	// A retransmitted request, within the window: the same bytes.
 	got, err := fwdGet(addr, cnf)
-	if took := time.Since(start); took >= freshWindow {
-		t.Skipf("the machine took %s for two transfers, past the %s window: cannot check the retransmit case", took, freshWindow)
-	}
-	if err != nil || string(got) != string(v1) {
+	switch took := time.Since(start); {
+	case took >= freshWindow:
+		// Only a machine too slow for the window gets here; the rest of
+		// the test still holds.
+		t.Logf("the machine took %s for three transfers, past the %s window: the retransmit case is not checked", took, freshWindow)
+	case err != nil || string(got) != string(v1):
 		t.Fatalf("within the window: %d bytes, %v; want the copy just served", len(got), err)
 	}
 
