@@ -289,6 +289,7 @@ func wanRuns(b *testing.B, label, kind, dir string, cfg loadgen.Config, macs []s
 			{blksize: 1428, window: 8, maxInFlight: 50, rules: true, prefetch: true},
 			{blksize: 1428, window: 8, maxInFlight: 50, rules: true, prefetch: false},
 			{blksize: 1428, window: 8, maxInFlight: 50, rules: false, prefetch: true},
+			{blksize: 1428, window: 8, maxInFlight: 5, rules: true, prefetch: true}, // the defaults
 			{blksize: 512, window: 8, maxInFlight: 50, rules: true, prefetch: true},
 			{blksize: 8192, window: 8, maxInFlight: 50, rules: true, prefetch: true},
 			{blksize: 65464, window: 8, maxInFlight: 50, rules: true, prefetch: true},
@@ -328,6 +329,16 @@ func wanReport(b *testing.B, name string, rep *loadgen.Report, gw *gateway) {
 	line += fmt.Sprintf("  boot p50 %.0f ms p99 %.0f ms max %.0f ms", ms(rep.Boot.P50), ms(rep.Boot.P99), ms(rep.Boot.Max))
 	if rep.ErrorCount() > 0 {
 		line += "  (" + rep.ErrorSummary() + ")\n" + strings.Join(rep.Examples, "\n")
+		if gw != nil {
+			// Why the gateway failed them, in its own words.
+			n := 0
+			for _, l := range gw.Lines("transfer") {
+				if l["result"] == "error" && n < 3 {
+					line += fmt.Sprintf("\n  gateway: %v: %v", l["file"], l["err"])
+					n++
+				}
+			}
+		}
 	}
 	b.Logf("%s  [loadavg %s]", line, strings.TrimSpace(string(load)))
 }
