@@ -150,6 +150,9 @@ routing:
 			t.Errorf("prefetches skipped: %v cached, %v busy; want 1 and 0", c, b)
 		}
 		gw.waitLine("routing: prefetch", func(l map[string]any) bool { return l["mac"] == ruled && l["subcluster"] == "east" })
+		if l := gw.Lines("routing: prefetch is configured but the source behind routing cannot prefetch; no prefetch will be made"); len(l) > 0 {
+			t.Errorf("the gateway's chain hides the cache's prefetch: %v", l)
+		}
 	})
 
 	t.Run("found by a fan-out", func(t *testing.T) {
