@@ -118,6 +118,30 @@ migrations:
 			`migrations[0].trust: "maybe": want check or imported`,
 			`migrations[0].cutover_at: "friday": want an RFC 3339 time such as 2026-12-05T22:00:00Z`,
 		}},
+		{"a misspelt key does not hide a bad value", `
+listen: ["127.0.0.1:6969"]
+root: ROOT
+tftp: {alow: ["10.0.0.0/8"], client_rate: -1}
+`, []string{
+			"tftp.alow: unknown key (did you mean tftp.allow?)",
+			"tftp.client_rate: must be 0 (no limit) or more, got -1",
+		}},
+		{"values of the wrong type, in the file's words", `
+listen: ["127.0.0.1:6969"]
+root: ROOT
+tftp: {client_rate: fast, single_port: maybe, max_transfers: many}
+backend: {hedge_max: soon}
+cache: {ttl: 5s, max_bytes: lots}
+routing: {rules: [east]}
+`, []string{
+			`tftp.client_rate: "fast": want a number`,
+			`tftp.single_port: "maybe": want true or false`,
+			`tftp.max_transfers: "many": want a whole number`,
+			`backend.hedge_max: "soon": want a duration such as 500ms, 2s or 5m`,
+			`cache.ttl: want keys and values (key: value), got a string`,
+			`cache.max_bytes: "lots": want a non-negative whole number`,
+			`routing.rules[0]: want keys and values (key: value), got a string`,
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -133,6 +157,21 @@ migrations:
 				}
 			}
 		})
+	}
+}
+
+// A bad listen address is one problem, named by the key the file has
+// (the TFTP engine's own check of the same list must not add a second line
+// under tftp.listen, a key users are told not to write).
+func TestListenProblemOnce(t *testing.T) {
+	p := writeConfig(t, "listen: [\"69\", \"127.0.0.1:6969\", \"127.0.0.1:6969\"]\nroot: ROOT\n")
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"validate", "--offline", "--config", p}, &out, &errOut); code != exitUsage {
+		t.Fatalf("exit %d, want %d\n%s", code, exitUsage, errOut.String())
+	}
+	got := errOut.String()
+	if strings.Count(got, "listen[0]") != 1 || strings.Count(got, "listen[2]") != 1 || strings.Contains(got, "tftp.listen") {
+		t.Errorf("want listen[0] and listen[2] once each, no tftp.listen:\n%s", got)
 	}
 }
 
