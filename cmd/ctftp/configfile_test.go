@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -31,9 +32,30 @@ func TestShippedConfigLoads(t *testing.T) {
 			t.Errorf("listen %q: the example must use the unprivileged port 6969", l)
 		}
 	}
-	// Every backend key is written out with its default.
+	// Every key is written out with its default: the file is where users
+	// and the README read the defaults, so it must not drift from the code.
 	if def := cluster.DefaultConfig().Backend; cfg.Backend != def {
 		t.Errorf("config.yaml backend section %+v, defaults %+v", cfg.Backend, def)
+	}
+	def := defaultFileConfig()
+	// Lists the file shows as [] decode empty, the defaults leave nil.
+	cfg.DNS.Servers, cfg.Routing.Rules, cfg.Cache.Classes = nil, nil, nil
+	if len(def.DNS.Servers)+len(def.Routing.Rules)+len(def.Cache.Classes) != 0 {
+		t.Fatal("a default list is no longer empty: compare it here")
+	}
+	cfg.TFTP.Listen = nil // the top-level listen key, on port 6969 in the example
+	for _, s := range []struct {
+		key       string
+		file, def any
+	}{
+		{"tftp", cfg.TFTP, def.TFTP}, {"dns", cfg.DNS, def.DNS}, {"routing", cfg.Routing, def.Routing},
+		{"cache", cfg.Cache, def.Cache}, {"trust", cfg.Trust, def.Trust}, {"reload", cfg.Reload, def.Reload},
+		{"log", cfg.Log, def.Log}, {"http_listen", cfg.HTTPListen, def.HTTPListen},
+		{"admin_listen", cfg.AdminListen, def.AdminListen}, {"migrations", len(cfg.Migrations), 0},
+	} {
+		if !reflect.DeepEqual(s.file, s.def) {
+			t.Errorf("config.yaml %s:\n  %+v\nthe default:\n  %+v", s.key, s.file, s.def)
+		}
 	}
 }
 
