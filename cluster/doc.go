@@ -22,7 +22,8 @@
 // Backends that are up are asked in configured order, hedged: when the
 // one asked has sent no block for the hedge delay (the sub-cluster's
 // smoothed time to a first block + 4 deviations, within backend.hedge_min
-// and hedge_max), the next is asked too, and the first whole answer wins;
+// and hedge_max, seeded by the probes' answer times), the next is asked
+// too, and the first whole answer wins;
 // the others are cancelled (a loser that had sent nothing is blamed). A
 // backend that fails (ErrBackendUnavailable, ErrCorrupt) or refuses
 // (ErrRefused: any TFTP error but 1) hands over to the next at once;

@@ -62,6 +62,7 @@ func TestFaultBackends(t *testing.T) {
 		{name: "short last block", fault: tftptest.FaultShort, blamed: true, result: resultInvalid},
 		{name: "garbage opcode", fault: tftptest.FaultGarbage, blamed: true, result: resultError},
 		{name: "wrong port after the first block", fault: tftptest.FaultWrongPort, result: resultCancelled},
+		{name: "stalls half-way", fault: tftptest.FaultStall, result: resultCancelled},
 		{name: "answers from another address", fault: tftptest.FaultWrongAddr, blamed: true, result: resultError},
 	}
 	for _, tc := range tests {
@@ -149,8 +150,8 @@ func TestFlappingBackend(t *testing.T) {
 	for round := range 3 {
 		flap.SetSilent(true)
 		s.ProbeAll(context.Background())
-		if backendStatus(t, s, flap.Addr()).Up {
-			t.Fatalf("round %d: up after an unanswered probe", round)
+		if st := backendStatus(t, s, flap.Addr()); st.Up || st.NextTrial.IsZero() {
+			t.Fatalf("round %d: after an unanswered probe: %+v (want down, with its next trial)", round, st)
 		}
 		before := flap.Requests()
 		if _, got, err := open(t, s, "f"); err != nil || string(got) != "good" {
@@ -166,6 +167,9 @@ func TestFlappingBackend(t *testing.T) {
 		}
 		if _, got, err := open(t, s, "f"); err != nil || string(got) != "flap" {
 			t.Fatalf("round %d, back: %q, %v", round, got, err)
+		}
+		if d := s.Status()[0].HedgeDelay; d < cfg.Backend.HedgeMin || d > cfg.Backend.HedgeMax {
+			t.Errorf("round %d: hedge delay %s outside [%s, %s]", round, d, cfg.Backend.HedgeMin, cfg.Backend.HedgeMax)
 		}
 	}
 }

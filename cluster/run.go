@@ -287,6 +287,10 @@ func (s *Set) probe(ctx context.Context, sc *subcluster, b *backend) (time.Durat
 	case err == nil || errors.As(err, &te):
 		sc.m.probes[true].Inc()
 		s.alive(sc, b, rtt, nil)
+		// Seeds the hedge delay before any phone's fetch: a probe's first
+		// answer is one round trip, a fetch's first block two (request
+		// and OACK, then ACK 0 and DATA 1).
+		sc.hedge.observe(2 * rtt)
 		return rtt, err
 	case ctx.Err() != nil:
 		return rtt, err
@@ -389,6 +393,9 @@ func noAddrError(src *source) error {
 type SubclusterStatus struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
+	// HedgeDelay is how long a fetch now waits for a silent backend
+	// before asking the next (0: hedging off).
+	HedgeDelay time.Duration `json:"hedge_delay"`
 	// Backends lists every address in try order, grouped by configured
 	// backend; a configured backend with no usable address has one entry
 	// with an empty Address saying why.
@@ -415,6 +422,9 @@ type BackendStatus struct {
 	// LookupError is set while the last lookup of Source failed; its
 	// previous addresses stay in use meanwhile.
 	LookupError string `json:"lookup_error,omitempty"`
+	// NextTrial is when a backend that is down is probed next (zero
+	// while it is up).
+	NextTrial time.Time `json:"next_trial,omitzero"`
 	// LastAnswer is when the backend last answered a fetch or probe
 	// (any TFTP answer, "not found" included); zero when never.
 	LastAnswer time.Time `json:"last_answer,omitzero"`
@@ -430,7 +440,7 @@ func (s *Set) Status() []SubclusterStatus {
 	defer s.mu.Unlock()
 	out := make([]SubclusterStatus, 0, len(s.subs))
 	for _, sc := range s.subs {
-		st := SubclusterStatus{Name: sc.name, Version: sc.version}
+		st := SubclusterStatus{Name: sc.name, Version: sc.version, HedgeDelay: sc.hedge.delay()}
 		list := *sc.backends.Load()
 		for _, src := range sc.sources {
 			lookupErr := ""
@@ -446,6 +456,9 @@ func (s *Set) Status() []SubclusterStatus {
 				bs := BackendStatus{Source: src.raw, Address: b.String(), Up: !b.down.Load(),
 					Fails: b.fails, LastError: b.lastErr, InFlight: b.slots.inUse(), LookupError: lookupErr,
 					LastAnswer: b.lastAnswer, AnswerSeconds: b.answerTime.Seconds()}
+				if !bs.Up {
+					bs.NextTrial = b.nextTrial
+				}
 				b.mu.Unlock()
 				st.Backends = append(st.Backends, bs)
 				n++

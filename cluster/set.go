@@ -310,7 +310,7 @@ func (byteBody) Close() error { return nil }
 func (b *backend) String() string { return b.addr.String() }
 
 // errHedgeLost is the cause an attempt is cancelled with when a sibling's
-// whole answer won the fetch.
+// whole answer (the file, or "not found") ended the fetch.
 var errHedgeLost = errors.New("a sibling answered first")
 
 // attemptResult is what one attempt's goroutine reports.
@@ -466,6 +466,8 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 			if errors.Is(r.err, ctftp.ErrNotFound) || errors.Is(r.err, ErrTooLarge) {
 				// The answer, not a failure: earlier attempts' errors are
 				// already in the backends' health and would only blur it.
+				// A sibling still silent lost to it like to a file.
+				cancelCause(errHedgeLost)
 				return nil, nil, fmt.Errorf("%s: %w", prefix, err)
 			}
 			errs = append(errs, err)

@@ -150,18 +150,25 @@ func migrationsSection(ms []MigrationStatus, now time.Time) StatusSection {
 		if m.Rejected > 0 {
 			rejected.State = StateBad
 		}
-		check := "-"
+		check := cell("-")
 		if m.Check != nil {
+			// Outcomes best first, as ctftp migrate check lists them; the
+			// worst one present colours the cell.
 			var parts []string
-			for _, o := range []string{"ok", "pre8", "tvs", "unprovisioned", "broken", "error"} {
-				if n := m.Check[o]; n > 0 {
-					parts = append(parts, fmt.Sprintf("%d %s", n, o))
+			for _, o := range []struct{ name, state string }{
+				{"ok", StateOK}, {"pre8", StateOK}, {"tvs", StateWarn}, {"unprovisioned", StateBad}, {"broken", StateBad}, {"error", StateBad},
+			} {
+				if n := m.Check[o.name]; n > 0 {
+					parts = append(parts, fmt.Sprintf("%d %s", n, o.name))
+					if check.State != StateBad && (o.state != StateOK || check.State == "") {
+						check.State = o.state
+					}
 				}
 			}
-			check = strings.Join(parts, ", ")
+			check.Text = strings.Join(parts, ", ")
 		}
 		s.Rows = append(s.Rows, []StatusCell{cell(m.Wave), cell(m.From + " -> " + m.To), state, cell(m.Trust),
-			cell(fmt.Sprint(m.Devices)), cell(fmt.Sprint(m.PhonesSeen)), cell(fmt.Sprint(m.FilesFrom)), cell(fmt.Sprint(m.FilesTo)), rejected, cell(check)})
+			cell(fmt.Sprint(m.Devices)), cell(fmt.Sprint(m.PhonesSeen)), cell(fmt.Sprint(m.FilesFrom)), cell(fmt.Sprint(m.FilesTo)), rejected, check})
 		if m.Held != "" {
 			s.Notes = append(s.Notes, stateCell(fmt.Sprintf("wave %s did not cut over at its cutover_at: %s", m.Wave, m.Held), StateWarn))
 		}

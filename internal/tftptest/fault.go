@@ -39,6 +39,9 @@ const (
 	// FaultWrongAddr answers from another loopback address (127.0.0.2
 	// for a server on 127.0.0.1): the answer is not the backend's.
 	FaultWrongAddr
+	// FaultStall sends the first half of every file's full blocks, then
+	// stops answering, mid-transfer: a backend that hung while sending.
+	FaultStall
 )
 
 func (f Fault) String() string {
@@ -55,6 +58,8 @@ func (f Fault) String() string {
 		return "stray"
 	case FaultWrongAddr:
 		return "wrong-addr"
+	case FaultStall:
+		return "stall"
 	}
 	return "fault?"
 }
@@ -229,6 +234,10 @@ func (s *FaultServer) transfer(client netip.AddrPort, file []byte, found bool) {
 	for block := 1; ; block++ {
 		off := (block - 1) * 512
 		if off > len(file) {
+			return
+		}
+		if s.fault == FaultStall && off >= len(file)/2 {
+			<-s.done // hung: nothing more, until Close
 			return
 		}
 		payload := file[off:min(off+512, len(file))]
