@@ -66,6 +66,11 @@ func TestCommandTreeUsage(t *testing.T) {
 		{[]string{"version"}, exitOK, "ctftp ", ""},
 		{[]string{"--version"}, exitOK, "ctftp ", ""},
 		{[]string{"help", "itl"}, exitOK, "ctftp itl [command]", ""},
+		// cobra's own commands follow the same rule: a usage error is exit 2.
+		{[]string{"help", "frobnicate"}, exitUsage, "", `ctftp help: unknown command "frobnicate"`},
+		{[]string{"help", "itl", "frobnicate"}, exitUsage, "", `ctftp help: unknown command "itl frobnicate"`},
+		{[]string{"completion"}, exitUsage, "", "ctftp completion: want a shell"},
+		{[]string{"completion", "tcsh"}, exitUsage, "", `unknown command "tcsh"`},
 		// Flags go before or after the arguments.
 		{[]string{"route", "--config", cfg, "SEP0011215A1AE3.cnf.xml"}, exitOK, "SEP0011215A1AE3.cnf.xml", ""},
 		{[]string{"route", "SEP0011215A1AE3.cnf.xml", "--config", cfg}, exitOK, "SEP0011215A1AE3.cnf.xml", ""},
