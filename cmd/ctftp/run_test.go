@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -154,6 +156,70 @@ func TestREADMECommandTable(t *testing.T) {
 	for p := range inTable {
 		if !inTree[p] {
 			t.Errorf("the README's command table lists ctftp %s, which is not a command", p)
+		}
+	}
+}
+
+// TestREADMEFuzzTargets: the README's list of fuzz targets names each
+// package's targets as they are in the tree (merges of several authors'
+// lists once left it naming targets that no longer exist).
+func TestREADMEFuzzTargets(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, list, ok := strings.Cut(string(readme), "- **Fuzzing**:")
+	_, list, ok2 := strings.Cut(list, "The targets:")
+	list, _, _ = strings.Cut(list, "Crashers found")
+	if !ok || !ok2 {
+		t.Fatal("the README has no Fuzzing bullet listing \"The targets:\"")
+	}
+	// "`pkg`: `FuzzA`, `FuzzB`; `pkg2`: ..." -> pkg -> targets
+	inREADME := map[string]bool{}
+	for _, part := range strings.Split(strings.Join(strings.Fields(list), " "), ";") {
+		pkg, targets, ok := strings.Cut(part, ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(pkg)
+		pkg = strings.Trim(f[len(f)-1], "`")
+		for _, tg := range strings.Split(targets, ",") {
+			tg = strings.Trim(strings.TrimSpace(tg), "`.")
+			if strings.HasPrefix(tg, "Fuzz") {
+				inREADME[pkg+" "+tg] = true
+			}
+		}
+	}
+	inTree := map[string]bool{}
+	fuzzRE := regexp.MustCompile(`(?m)^func (Fuzz\w+)\(`)
+	err = filepath.WalkDir("../..", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata") {
+			return fs.SkipDir
+		}
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, "_test.go") {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		pkg := filepath.ToSlash(filepath.Dir(strings.TrimPrefix(p, "../../")))
+		for _, m := range fuzzRE.FindAllStringSubmatch(string(b), -1) {
+			inTree[pkg+" "+m[1]] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range inTree {
+		if !inREADME[k] {
+			t.Errorf("fuzz target %s is not in the README's Fuzzing list", k)
+		}
+	}
+	for k := range inREADME {
+		if !inTree[k] {
+			t.Errorf("the README's Fuzzing list names %s, which does not exist", k)
 		}
 	}
 }
