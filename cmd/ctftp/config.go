@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"reflect"
@@ -129,6 +130,7 @@ func loadConfig(path string) (fileConfig, error) {
 		unmarshal = v.Unmarshal
 	}
 	hook := mapstructure.ComposeDecodeHookFunc(
+		wholeNumberHook,
 		mapstructure.StringToTimeDurationHookFunc(),
 		mapstructure.TextUnmarshallerHookFunc(),
 		mapstructure.StringToSliceHookFunc(","),
@@ -143,6 +145,36 @@ func loadConfig(path string) (fileConfig, error) {
 		return cfg, problems
 	}
 	return cfg, nil
+}
+
+// wholeNumberHook refuses a YAML number with a fraction, or too large for
+// its key, where a whole number is wanted: mapstructure's weak decoding
+// would truncate "retries: 2.7" to 2 and wrap 1e20 to a negative number.
+func wholeNumberHook(from, to reflect.Type, data any) (any, error) {
+	f, ok := data.(float64)
+	if !ok {
+		return data, nil
+	}
+	var lo, hi float64
+	switch to.Kind() {
+	case reflect.Int, reflect.Int64:
+		lo, hi = math.MinInt64, math.MaxInt64
+	case reflect.Int32:
+		lo, hi = math.MinInt32, math.MaxInt32
+	case reflect.Uint, reflect.Uint64:
+		lo, hi = 0, math.MaxUint64
+	case reflect.Uint32:
+		lo, hi = 0, math.MaxUint32
+	default:
+		return data, nil
+	}
+	if f != math.Trunc(f) {
+		return nil, fmt.Errorf("%v: want a whole number", f)
+	}
+	if f < lo || f >= hi {
+		return nil, fmt.Errorf("%v: out of range", f)
+	}
+	return data, nil
 }
 
 // decodeProblems turns mapstructure's joined error into one line per

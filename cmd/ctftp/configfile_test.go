@@ -164,6 +164,15 @@ routing: {rules: [east]}
 			`cache.max_bytes: "lots": want a non-negative whole number`,
 			`routing.rules[0]: want keys and values (key: value), got a string`,
 		}},
+		{"fractions and overflows are not truncated or wrapped", `
+listen: ["127.0.0.1:6969"]
+root: ROOT
+tftp: {retries: 2.7, max_transfers: 99999999999999999999}
+backend: {max_in_flight: 3.0}
+`, []string{
+			"tftp.retries: 2.7: want a whole number",
+			"tftp.max_transfers: 1e+20: out of range",
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
