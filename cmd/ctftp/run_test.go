@@ -65,6 +65,8 @@ func TestCommandTreeUsage(t *testing.T) {
 		{[]string{"status", "--bogus"}, exitUsage, "", "ctftp status: unknown flag: --bogus\nRun 'ctftp status --help' for usage."},
 		{[]string{"get", "--blksize", "many", "x"}, exitUsage, "", `invalid argument "many" for "--blksize"`},
 		{[]string{"cache"}, exitUsage, "", "ctftp cache: missing command"},
+		// Checked before asking any gateway (none listens on port 1).
+		{[]string{"cache", "purge", "--admin", "127.0.0.1:1", "SEP["}, exitUsage, "", `ctftp cache purge: GLOB "SEP[": syntax error in pattern`},
 		{[]string{"version"}, exitOK, "ctftp ", ""},
 		{[]string{"--version"}, exitOK, "ctftp ", ""},
 		{[]string{"help", "itl"}, exitOK, "ctftp itl [command]", ""},
