@@ -64,6 +64,7 @@ func TestCommandTreeUsage(t *testing.T) {
 		{[]string{"serve", "extra"}, exitUsage, "", `ctftp serve: unknown command "extra" for "ctftp serve"`},
 		{[]string{"status", "--bogus"}, exitUsage, "", "ctftp status: unknown flag: --bogus\nRun 'ctftp status --help' for usage."},
 		{[]string{"get", "--blksize", "many", "x"}, exitUsage, "", `invalid argument "many" for "--blksize"`},
+		{[]string{"get", "--server", "nohostport", "x"}, exitUsage, "", `ctftp get: --server: "nohostport": want HOST:PORT`},
 		{[]string{"cache"}, exitUsage, "", "ctftp cache: missing command"},
 		// Checked before asking any gateway (none listens on port 1).
 		{[]string{"cache", "purge", "--admin", "127.0.0.1:1", "SEP["}, exitUsage, "", `ctftp cache purge: GLOB "SEP[": syntax error in pattern`},
