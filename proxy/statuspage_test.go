@@ -151,6 +151,18 @@ func TestStatusPage(t *testing.T) {
 		t.Errorf("GET /nothing = %d", rec.Code)
 	}
 
+	// A purge with a malformed glob is refused, not answered "0 removed".
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/cache/purge?glob=SEP%5B", nil))
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `bad glob "SEP["`) {
+		t.Errorf("POST /cache/purge?glob=SEP[ = %d %q", rec.Code, rec.Body.String())
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/cache/purge?glob=SEP%2A", nil))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"glob":"SEP*"`) {
+		t.Errorf("POST /cache/purge?glob=SEP* = %d %q", rec.Code, rec.Body.String())
+	}
+
 	// /status/tables is the same view, as JSON.
 	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/status/tables", nil))
