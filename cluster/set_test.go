@@ -26,6 +26,7 @@ import (
 func testConfig(backends ...string) Config {
 	c := DefaultConfig()
 	c.Backend.Timeout = 150 * time.Millisecond
+	c.Backend.ProbeTimeout = 150 * time.Millisecond
 	c.Backend.Retries = 1
 	c.Backend.ProbeInterval = 0
 	c.Subclusters = []SubclusterConfig{{Name: "east", Version: "12.5", Backends: backends}}
