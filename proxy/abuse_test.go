@@ -454,3 +454,38 @@ func TestClientRatesBounded(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkDropOverRate is the reader's cost for a packet from a client
+// over its rate (the path a one-address flood takes): how fast the
+// listening port can shed it, and that it allocates nothing.
+func BenchmarkDropOverRate(b *testing.B) {
+	cfg := testConfig()
+	cfg.ClientRate, cfg.ClientBurst = 1, 1
+	ts := startServerLogging(b, memSource(nil, bodyReaderAt), cfg, io.Discard, slog.LevelInfo)
+	l := ts.listeners[0]
+	from := netip.MustParseAddrPort("127.9.9.9:4000")
+	pkt := tftpwire.AppendRequest(nil, tftpwire.OpRRQ, "SEP001122334455.cnf.xml", "octet", nil)
+	// The benchmark plays the reader, which runs only once Serve has
+	// set the transfers' base context.
+	waitFor(b, "serving", func() bool { ts.mu.Lock(); defer ts.mu.Unlock(); return ts.base != nil })
+	ts.handlePacket(l, pkt, from, dest{addr: l.addr.Addr()}) // spends the burst
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		ts.handlePacket(l, pkt, from, dest{addr: l.addr.Addr()})
+	}
+}
+
+// BenchmarkDropACL is the same for a client the ACL refuses.
+func BenchmarkDropACL(b *testing.B) {
+	cfg := testConfig()
+	cfg.Deny = []string{"127.9.0.0/16"}
+	ts := startServerLogging(b, memSource(nil, bodyReaderAt), cfg, io.Discard, slog.LevelInfo)
+	l := ts.listeners[0]
+	from := netip.MustParseAddrPort("127.9.9.9:4000")
+	pkt := tftpwire.AppendRequest(nil, tftpwire.OpRRQ, "SEP001122334455.cnf.xml", "octet", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		ts.handlePacket(l, pkt, from, dest{addr: l.addr.Addr()})
+	}
+}

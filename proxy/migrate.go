@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ctftp/ctftp"
@@ -14,6 +16,10 @@ import (
 // wave over while it would break phones: Start returns it, a reload
 // fails with it, and the old configuration keeps serving.
 type MigrationError = trust.MigrationError
+
+// The wave guard sits between the router and the cache: it must pass the
+// router's prefetches on.
+var _ routing.Prefetcher = (*trust.WaveGuard)(nil)
 
 // buildMigrations compiles cfg's waves for gen and checks every wave
 // whose phones are, or are scheduled to be, served from its new
@@ -123,4 +129,52 @@ func (gen *generation) migrationStatus() []MigrationStatus {
 		out = append(out, s)
 	}
 	return out
+}
+
+// migrationsSection is the status page's table of waves: where each
+// wave's phones are served from now and what they have been served.
+func migrationsSection(ms []MigrationStatus, now time.Time) StatusSection {
+	s := StatusSection{ID: "migrations", Title: "Migration waves",
+		Columns: []string{"wave", "from -> to", "in force", "trust", "devices", "phones seen", "files from", "files to", "would reject", "check at load"}}
+	for _, m := range ms {
+		state := cell(m.InForce)
+		switch {
+		case m.Held != "":
+			state = stateCell(m.InForce+" (held at cutover_at)", StateWarn)
+		case m.InForce == routing.WaveStaged && m.CutoverAt != nil:
+			state = cell(fmt.Sprintf("staged, cutover_at in %s", m.CutoverAt.Sub(now).Round(time.Second)))
+		case m.InForce == routing.WaveCutover:
+			state = stateCell(m.InForce, StateOK)
+		}
+		rejected := cell(fmt.Sprint(m.Rejected))
+		if m.Rejected > 0 {
+			rejected.State = StateBad
+		}
+		check := cell("-")
+		if m.Check != nil {
+			// Outcomes best first, as ctftp migrate check lists them; the
+			// worst one present colours the cell.
+			var parts []string
+			for _, o := range []struct{ name, state string }{
+				{"ok", StateOK}, {"pre8", StateOK}, {"tvs", StateWarn}, {"unprovisioned", StateBad}, {"broken", StateBad}, {"error", StateBad},
+			} {
+				if n := m.Check[o.name]; n > 0 {
+					parts = append(parts, fmt.Sprintf("%d %s", n, o.name))
+					if check.State != StateBad && (o.state != StateOK || check.State == "") {
+						check.State = o.state
+					}
+				}
+			}
+			check.Text = strings.Join(parts, ", ")
+		}
+		s.Rows = append(s.Rows, []StatusCell{cell(m.Wave), cell(m.From + " -> " + m.To), state, cell(m.Trust),
+			cell(fmt.Sprint(m.Devices)), cell(fmt.Sprint(m.PhonesSeen)), cell(fmt.Sprint(m.FilesFrom)), cell(fmt.Sprint(m.FilesTo)), rejected, check})
+		if m.Held != "" {
+			s.Notes = append(s.Notes, stateCell(fmt.Sprintf("wave %s did not cut over at its cutover_at: %s", m.Wave, m.Held), StateWarn))
+		}
+		if m.Rejected > 0 {
+			s.Notes = append(s.Notes, stateCell(fmt.Sprintf("wave %s: %d files served from %s that its phones would reject (see the log)", m.Wave, m.Rejected, m.To), StateBad))
+		}
+	}
+	return s
 }

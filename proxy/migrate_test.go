@@ -91,6 +91,18 @@ func TestGatewayMigrations(t *testing.T) {
 	if m.InForce != routing.WaveCutover || m.PhonesSeen != 1 || m.FilesTo != 3 || m.Check["ok"] != 1 || m.Rejected != 0 {
 		t.Errorf("/status after cutover: %+v", m)
 	}
+	if got := tg.metric(t, "ctftp_cache_prefetch_issued_total"); got == "" || got == "0" {
+		t.Errorf("no prefetch behind the wave guard: ctftp_cache_prefetch_issued_total %q", got)
+	}
+	var sec *StatusSection
+	for _, x := range View(tg.Status(), time.Now()).Sections {
+		if x.ID == "migrations" {
+			sec = &x
+		}
+	}
+	if sec == nil || len(sec.Rows) != 1 || sec.Rows[0][0].Text != "w1" || sec.Rows[0][2] != (StatusCell{Text: "cutover", State: StateOK}) || sec.Rows[0][9].Text != "1 ok" {
+		t.Errorf("status page section: %+v", sec)
+	}
 	// The generation's loop publishes the gauges once it starts.
 	series := `ctftp_migration_devices{wave="w1",state="cutover"}`
 	for deadline := time.Now().Add(10 * time.Second); tg.metric(t, series) != "1" && time.Now().Before(deadline); {

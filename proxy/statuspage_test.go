@@ -225,3 +225,43 @@ func BenchmarkStatusPage(b *testing.B) {
 	}
 	b.ReportMetric(float64(buf.Len()), "bytes/page")
 }
+
+// TestStatusViewMigrations: migration waves, when there are any, get
+// their section after trust, with the state in force, what was served
+// from each side, and the check's outcomes marked by how bad they are.
+func TestStatusViewMigrations(t *testing.T) {
+	now := time.Date(2026, 12, 5, 21, 0, 0, 0, time.UTC)
+	at := now.Add(time.Hour)
+	st := GatewayStatus{Migrations: []MigrationStatus{
+		{Wave: "wave-1", From: "east", To: "west", State: "cutover", InForce: "cutover", Trust: "check", Devices: 40,
+			PhonesSeen: 12, FilesFrom: 3, FilesTo: 36, Check: map[string]int{"ok": 38, "tvs": 2}},
+		{Wave: "wave-2", From: "east", To: "west", State: "staged", InForce: "staged", CutoverAt: &at, Trust: "imported",
+			Devices: 5, Rejected: 1, Held: "2 devices would break", Check: map[string]int{"ok": 3, "broken": 2}},
+	}}
+	v := View(st, now)
+	var ids []string
+	for _, s := range v.Sections {
+		ids = append(ids, s.ID)
+	}
+	if got := strings.Join(ids, " "); got != "config trust migrations cache routing" {
+		t.Fatalf("sections %s", got)
+	}
+	m := findSection(v, "migrations")
+	if len(m.Rows) != 2 {
+		t.Fatalf("rows %+v", m.Rows)
+	}
+	w1, w2 := m.Rows[0], m.Rows[1]
+	if w1[2] != stateCell("cutover", StateOK) || w1[6] != cell("3") || w1[7] != cell("36") || w1[8] != cell("0") || w1[9] != stateCell("38 ok, 2 tvs", StateWarn) {
+		t.Errorf("wave-1 %+v", w1)
+	}
+	if w2[2] != stateCell("staged (held at cutover_at)", StateWarn) || w2[3] != cell("imported") ||
+		w2[8] != stateCell("1", StateBad) || w2[9] != stateCell("3 ok, 2 broken", StateBad) {
+		t.Errorf("wave-2 %+v", w2)
+	}
+	if len(m.Notes) != 2 {
+		t.Errorf("notes %+v, want the hold and the rejected files", m.Notes)
+	}
+	if findSection(View(GatewayStatus{}, now), "migrations") != nil {
+		t.Error("a migrations section without waves")
+	}
+}

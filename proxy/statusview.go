@@ -72,9 +72,11 @@ func View(st GatewayStatus, now time.Time) StatusView {
 	for _, sc := range st.Subclusters {
 		v.Sections = append(v.Sections, subclusterSection(sc, now))
 	}
-	v.Sections = append(v.Sections, trustSection(st.Trust), cacheSection(st.Cache), routingSection(st, now))
-	// Issue 9's migration waves go here, as a "migrations" section built
-	// from GatewayStatus when it has any.
+	v.Sections = append(v.Sections, trustSection(st.Trust))
+	if len(st.Migrations) > 0 {
+		v.Sections = append(v.Sections, migrationsSection(st.Migrations, now))
+	}
+	v.Sections = append(v.Sections, cacheSection(st.Cache), routingSection(st, now))
 	return v
 }
 

@@ -87,6 +87,7 @@ func (f *forwarder) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, e
 		// Learned, so that the phone stays on the side that served it
 		// when the wave is later removed from the configuration.
 		sc := d.Subclusters[0]
+		f.prefetch(ctx, req, d.Prefetch, sc, d.MAC, "migration wave")
 		file, err := f.single(ctx, req, sc)
 		if err == nil {
 			f.r.Learn(d.MAC, sc)

@@ -552,6 +552,7 @@ func (m *Migrations) override(w *MigrationWave, mac string, base Decision) Decis
 		Wave:        w.Name,
 		Subclusters: []string{sc},
 		Strategy:    base.Strategy,
+		Prefetch:    base.Prefetch,
 		Reason:      reason,
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -318,5 +319,29 @@ func TestMigrationDeviceFileFormats(t *testing.T) {
 	}
 	if got := strings.Join(m.Wave("w").Devices, " "); got != "0011215A1AE3 0011215A1AE4" {
 		t.Errorf("devices %s", got)
+	}
+}
+
+// A wave's phone is prefetched for on its wave's side, not where the
+// rules would send it.
+func TestMigrationPrefetchesIntoItsSide(t *testing.T) {
+	const mac = "0011215A1AE3"
+	opts := Options{Logger: slog.New(slog.DiscardHandler), Metrics: metrics.NewSet()}
+	m, err := NewMigrations([]Wave{wave("w1", "east", "west", WaveCutover, mac)}, testSubclusters, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Rules = []Rule{{MAC: []string{mac}, Subcluster: "east"}}
+	opts.Migrations = m
+	next := &prefetchingNext{fakeNext: newFakeNext(map[string]answerSpec{"east": found(0), "west": found(0), "south": found(0)})}
+	src := NewForwarder(newTestRouter(t, cfg, opts), next, opts)
+	f, err := src.Open(t.Context(), ctftp.Request{Name: "CTLSEP" + mac + ".tlv", Mode: "octet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Body.Close()
+	if got, want := next.take(), []string{"west ITLSEP" + mac + ".tlv", "west SEP" + mac + ".cnf.xml.sgn"}; !slices.Equal(got, want) {
+		t.Errorf("prefetched %q, want %q", got, want)
 	}
 }

@@ -117,10 +117,19 @@ func TestForwarderPrefetches(t *testing.T) {
 	tests := []struct {
 		name  string
 		rules []Rule
+		waves []Wave
 		specs map[string]answerSpec
 		open  []string
 		want  []string
 	}{
+		{
+			name:  "a migration wave: at once, into the side it serves from",
+			rules: []Rule{{MAC: []string{mac}, Subcluster: "east"}},
+			waves: []Wave{{Name: "w1", From: "east", To: "west", Devices: []string{mac}, State: WaveCutover}},
+			specs: map[string]answerSpec{"east": found(0), "west": notFound(0)},
+			open:  []string{ctl},
+			want:  []string{"west " + itl, "west " + cnf},
+		},
 		{
 			name:  "a rule: at once, even when the first file is in no sub-cluster",
 			rules: []Rule{{MAC: []string{mac}, Subcluster: "west"}},
@@ -162,6 +171,13 @@ func TestForwarderPrefetches(t *testing.T) {
 			cfg.Rules = tc.rules
 			next := &prefetchingNext{fakeNext: newFakeNext(tc.specs)}
 			opts := Options{Logger: slog.New(slog.DiscardHandler), Metrics: metrics.NewSet()}
+			if tc.waves != nil {
+				m, err := NewMigrations(tc.waves, testSubclusters, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				opts.Migrations = m
+			}
 			src := NewForwarder(newTestRouter(t, cfg, opts), next, opts)
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()

@@ -8,7 +8,9 @@ package tests
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -151,8 +153,8 @@ func TestHAPair(t *testing.T) {
 	a, b := startGateway(t, cfg), startGateway(t, cfg)
 
 	sa, sb := depStatus(t, a), depStatus(t, b)
-	if len(sa.Config.SHA256) != 64 || sa.Config.SHA256 != sb.Config.SHA256 {
-		t.Fatalf("sha256: A %q, B %q; want one hash of the one file", sa.Config.SHA256, sb.Config.SHA256)
+	if fileSum := fmt.Sprintf("%x", sha256.Sum256([]byte(cfg))); sa.Config.SHA256 != fileSum || sb.Config.SHA256 != fileSum {
+		t.Fatalf("sha256: A %q, B %q; want the file's, %s", sa.Config.SHA256, sb.Config.SHA256, fileSum)
 	}
 	info := fmt.Sprintf(`ctftp_config_info{sha256=%q}`, sa.Config.SHA256)
 	if a.metric(info) != 1 || b.metric(info) != 1 {
@@ -190,6 +192,29 @@ func TestHAPair(t *testing.T) {
 	if sb2 := depStatus(t, b); sb2.Config.SHA256 != sa.Config.SHA256 || len(sb2.NotReady) != 0 {
 		t.Errorf("B after A stopped: %+v", sb2)
 	}
+
+	// Drift: B's file gains a line and B reloads; its sha256 is now the
+	// new file's, in /status and in the one ctftp_config_info series.
+	path := b.cmd.Args[len(b.cmd.Args)-1]
+	edited := append([]byte(cfg), "# edited on gw2 only\n"...)
+	if err := os.WriteFile(path, edited, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.cmd.Process.Signal(syscall.SIGHUP)
+	newSum := fmt.Sprintf("%x", sha256.Sum256(edited))
+	var sb3 depStatusJSON
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if sb3 = depStatus(t, b); sb3.Config.Generation == 2 {
+			break
+		}
+	}
+	m := b.scrape()
+	if sb3.Config.SHA256 != newSum || m[fmt.Sprintf(`ctftp_config_info{sha256=%q}`, newSum)] != 1 {
+		t.Errorf("after B's reload: /status %+v, want sha256 %s", sb3.Config, newSum)
+	}
+	if _, ok := m[info]; ok {
+		t.Errorf("B still exports %s after its reload", info)
+	}
 }
 
 // TestBATExportRoutesPhones: a CUCM "Export Phones" CSV as device_file
@@ -226,10 +251,17 @@ func TestBATExportRoutesPhones(t *testing.T) {
 		t.Errorf("rule decisions: %g, want 4", m[`ctftp_routing_decisions_total{kind="rule"}`])
 	}
 
+	// validate says what the export holds.
+	out, errOut, code := trRun(t, "validate", "--offline", "--config", trConfigFile(t,
+		fwdConfig(t, "", []fwdSub{{"west", []string{west.Addr}}}, fmt.Sprintf("routing:\n  rules:\n    - {device_file: %q, subcluster: west}\n", csv))))
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("routing.rules[0].device_file %s (csv): 2 devices -> west; rows skipped (no MAC in the device name): 1\n", csv)) {
+		t.Errorf("validate with the export: exit %d\n%s%s", code, out, errOut)
+	}
+
 	// A damaged export is refused with the line named.
 	bad := filepath.Join(t.TempDir(), "bad.csv")
 	os.WriteFile(bad, []byte("Device Name,Description\nSEP"+m1+",ok\nSEP00AA04,truncated\n"), 0o644)
-	_, errOut, code := trRun(t, "validate", "--offline", "--config", trConfigFile(t,
+	_, errOut, code = trRun(t, "validate", "--offline", "--config", trConfigFile(t,
 		fwdConfig(t, "", []fwdSub{{"west", []string{west.Addr}}}, fmt.Sprintf("routing:\n  rules:\n    - {device_file: %q, subcluster: west}\n", bad))))
 	if code != 2 || !strings.Contains(errOut, fmt.Sprintf(`routing: rules[0].device_file: %s:3: device name "SEP00AA04": want SEP and 12 hex digits`, bad)) {
 		t.Errorf("validate of a damaged export: exit %d\n%s", code, errOut)
@@ -461,5 +493,82 @@ func TestREADMEDeployment(t *testing.T) {
 	}
 	if got := recv(); !strings.HasPrefix(got, "READY=1\nSTATUS=serving: config generation 2") {
 		t.Errorf("after reload: %q", got)
+	}
+}
+
+// TestPort69WithoutRoot: what the unit's DynamicUser, NoNewPrivileges
+// and AmbientCapabilities=CAP_NET_BIND_SERVICE amount to, done with
+// setpriv: an unprivileged user with only that capability serves TFTP on
+// port 69; the same user without it is refused with a message saying
+// so (exit 1).
+func TestPort69WithoutRoot(t *testing.T) {
+	needTool(t, "setpriv")
+	if os.Geteuid() != 0 {
+		fwdSkipOrFail(t, "setpriv needs root to change user")
+	}
+	// Everything the unprivileged user reads must be readable by others,
+	// as the README says of /var/lib/ctftp.
+	dir := t.TempDir()
+	os.Chmod(filepath.Dir(dir), 0o755) // the test's own temp directory, which holds dir
+	os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "ctftp")
+	b, err := os.ReadFile(ctftpBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "root")
+	os.Mkdir(root, 0o755)
+	want := []byte("served on port 69 by a user with one capability\n")
+	os.WriteFile(filepath.Join(root, "SEPDefault.cnf.xml"), want, 0o644)
+	// A loopback address of its own: port 69 is then free whatever else
+	// this host runs.
+	ip := fmt.Sprintf("127.69.%d.%d", os.Getpid()%250+1, time.Now().Nanosecond()%250+1)
+	cfg := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: [\"%s:69\"]\nadmin_listen: \"\"\nroot: %q\n", ip, root)), 0o644)
+
+	setpriv := func(caps bool) *exec.Cmd {
+		args := []string{"--reuid=nobody", "--regid=nogroup", "--clear-groups", "--no-new-privs"}
+		if caps {
+			args = append(args, "--inh-caps=+net_bind_service", "--ambient-caps=+net_bind_service")
+		}
+		return exec.Command("setpriv", append(args, bin, "serve", "--config", cfg)...)
+	}
+
+	// Without the capability: refused, saying why.
+	out, err := setpriv(false).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "port 69 needs root or CAP_NET_BIND_SERVICE") {
+		t.Fatalf("without CAP_NET_BIND_SERVICE: %v\n%s", err, out)
+	}
+
+	// With it.
+	cmd := setpriv(true)
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	var got []byte
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		got, err = fwdGet(ip+":69", "SEPDefault.cnf.xml")
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("get from %s:69: %v %q\n%s", ip, err, got, logs.String())
+	}
+	// It really runs as nobody.
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if m := regexp.MustCompile(`(?m)^Uid:\s+(\d+)`).FindSubmatch(status); m == nil || string(m[1]) == "0" {
+		t.Errorf("the gateway runs as uid %s", m)
 	}
 }

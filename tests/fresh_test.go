@@ -26,8 +26,11 @@ const freshWindow = 4 * time.Second
 func TestDeviceFilesFresh(t *testing.T) {
 	mac := fwdMAC("00CC14", 1)
 	cnf := "SEP" + mac + ".cnf.xml.sgn"
+	// Really signed: the gateway checks that a .sgn is whole.
+	pki := trNewPKI(t, "east")
+	v1, v2 := pki.sign(t, cnf, fwdContent("v1", cnf)), pki.sign(t, cnf, fwdContent("v2", cnf))
 	root := fwdRoot(t, map[string][]byte{
-		cnf:                  fwdContent("v1", cnf),
+		cnf:                  v1,
 		"XMLDefault.cnf.xml": fwdContent("v1", "XMLDefault.cnf.xml"),
 	})
 	backend := fwdStartTFTPD(t, "127.0.0.1", root)
@@ -39,9 +42,9 @@ cache:
 	addr := gw.TFTP[0]
 
 	start := time.Now()
-	fwdMustGet(t, addr, cnf, fwdContent("v1", cnf))
+	fwdMustGet(t, addr, cnf, v1)
 	fwdMustGet(t, addr, "XMLDefault.cnf.xml", fwdContent("v1", "XMLDefault.cnf.xml"))
-	fwdWriteFile(t, root, cnf, fwdContent("v2", cnf))
+	fwdWriteFile(t, root, cnf, v2)
 	fwdWriteFile(t, root, "XMLDefault.cnf.xml", fwdContent("v2", "XMLDefault.cnf.xml"))
 
 	// A retransmitted request, within the window: the same bytes.
@@ -49,13 +52,13 @@ cache:
 	if took := time.Since(start); took >= freshWindow {
 		t.Skipf("the machine took %s for two transfers, past the %s window: cannot check the retransmit case", took, freshWindow)
 	}
-	if err != nil || string(got) != string(fwdContent("v1", cnf)) {
-		t.Fatalf("within the window: %q, %v; want the copy just served", fwdHead(got), err)
+	if err != nil || string(got) != string(v1) {
+		t.Fatalf("within the window: %d bytes, %v; want the copy just served", len(got), err)
 	}
 
 	// The phone's next boot, after the window: the admin's change.
 	time.Sleep(freshWindow - time.Since(start) + 100*time.Millisecond)
-	fwdMustGet(t, addr, cnf, fwdContent("v2", cnf))
+	fwdMustGet(t, addr, cnf, v2)
 	fwdMustGet(t, addr, "XMLDefault.cnf.xml", fwdContent("v1", "XMLDefault.cnf.xml"))
 	m := gw.scrape()
 	if m[`ctftp_cache_changed_total{class="device"}`] != 1 || m[`ctftp_cache_changed_total{class="config"}`] != 0 {
@@ -72,7 +75,7 @@ cache:
 	// copy, not an error.
 	backend.Kill()
 	time.Sleep(freshWindow + 100*time.Millisecond)
-	fwdMustGet(t, addr, cnf, fwdContent("v2", cnf))
+	fwdMustGet(t, addr, cnf, v2)
 	if m := gw.scrape(); m["ctftp_cache_stale_served_total"] != 1 {
 		t.Errorf("stale served %v, want 1", m["ctftp_cache_stale_served_total"])
 	}
@@ -85,8 +88,16 @@ cache:
 // prefetch is sent at all: that slot is the phones'.
 func TestPrefetchBootSet(t *testing.T) {
 	ruled, learned := fwdMAC("00CC14", 2), fwdMAC("00CC14", 3)
-	root := fwdPhonesRoot(t, "east", ruled, learned)
-	fwdWriteFile(t, root, "XMLDefault.cnf.xml", fwdContent("east", "XMLDefault.cnf.xml"))
+	// Really signed trust lists and configs: the gateway checks that
+	// they are whole.
+	pki := trNewPKI(t, "east")
+	files := map[string][]byte{"XMLDefault.cnf.xml": fwdContent("east", "XMLDefault.cnf.xml")}
+	for _, mac := range []string{ruled, learned} {
+		itlName, cnf := fwdPhoneFiles(mac)[0], fwdPhoneFiles(mac)[1]
+		files[itlName] = pki.itl(t, false)
+		files[cnf] = pki.sign(t, cnf, fwdContent("east", cnf))
+	}
+	root := fwdRoot(t, files)
 	east := fwdStartTFTPD(t, "127.0.0.1", root)
 	west := fwdStartTFTPD(t, "127.0.0.1", fwdRoot(t, nil))
 	subs := []fwdSub{{Name: "east", Backends: []string{east.Addr}}, {Name: "west", Backends: []string{west.Addr}}}
@@ -111,13 +122,13 @@ routing:
 			return m["ctftp_cache_prefetch_issued_total"] == 2 && m["ctftp_backend_in_flight"] == 0
 		})
 		for i, name := range fwdPhoneFiles(ruled) {
-			fwdMustGet(t, addr, name, fwdContent("east", name))
+			fwdMustGet(t, addr, name, files[name])
 			if line := fwdWaitTransferLine(gw, name, 1); line["source"] != "cache" {
 				t.Errorf("request %d (%s) served from %v, want cache", i+2, name, line["source"])
 			}
 		}
 		// Shared files and the last file of the set start nothing.
-		fwdMustGet(t, addr, "XMLDefault.cnf.xml", fwdContent("east", "XMLDefault.cnf.xml"))
+		fwdMustGet(t, addr, "XMLDefault.cnf.xml", files["XMLDefault.cnf.xml"])
 		m := gw.scrape()
 		for series, want := range map[string]float64{
 			"ctftp_cache_prefetch_issued_total": 2,
@@ -150,11 +161,11 @@ routing:
 			t.Fatalf("%v prefetches before the sub-cluster was known", m["ctftp_cache_prefetch_issued_total"])
 		}
 		itl, cnf := fwdPhoneFiles(learned)[0], fwdPhoneFiles(learned)[1]
-		fwdMustGet(t, addr, itl, fwdContent("east", itl))
+		fwdMustGet(t, addr, itl, files[itl])
 		perfWaitSeries(t, gw, 20*time.Second, "the config's prefetch", func(m map[string]float64) bool {
 			return m["ctftp_cache_prefetch_issued_total"] == 1 && m["ctftp_backend_in_flight"] == 0
 		})
-		fwdMustGet(t, addr, cnf, fwdContent("east", cnf))
+		fwdMustGet(t, addr, cnf, files[cnf])
 		if line := fwdWaitTransferLine(gw, cnf, 1); line["source"] != "cache" {
 			t.Errorf("the config was served from %v, want cache", line["source"])
 		}
@@ -171,7 +182,7 @@ routing:
 			return m["ctftp_cache_prefetch_skipped_total"] == 2
 		})
 		for _, name := range fwdPhoneFiles(ruled) {
-			fwdMustGet(t, addr, name, fwdContent("east", name))
+			fwdMustGet(t, addr, name, files[name])
 		}
 		m := gw.scrape()
 		// CTLSEP asks for two, ITLSEP for one: all refused.

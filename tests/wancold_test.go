@@ -10,7 +10,10 @@ package tests
 //   - tftpd-hpa, which forks per transfer and never queues (the gateway
 //     then allows itself backend.max_in_flight 50);
 //   - a CUCM-like node: five transfers at a time, the rest queued without
-//     an answer (CUCM's TFTP since 11.5), with the gateway's defaults.
+//     an answer (CUCM's TFTP since 11.5), no RFC 7440, with the gateway's
+//     defaults;
+//   - ctftp's own engine with no cap and RFC 7440 windowsize, to measure
+//     what backend.window_size buys where a backend has it.
 //
 // Two loads: a lone phone (10 phones one after another: what one cold
 // boot costs, boot p50) and the storm (200 phones, 50 at a time). The
@@ -99,10 +102,12 @@ func (b *slotBody) Close() error {
 	return err
 }
 
-// startCUCMNode serves dir as a CUCM-like node on a loopback port: ctftp's
-// own TFTP engine (a real server over real sockets) behind cucmNodeSlots
-// slots.
-func startCUCMNode(tb testing.TB, dir string) netip.AddrPort {
+// startEngineNode serves dir on a loopback port with ctftp's own TFTP
+// engine (a real server over real sockets). slots > 0 makes it a
+// CUCM-like node: that many transfers at a time, the rest queued, and no
+// RFC 7440 windowsize (CUCM documents none). slots 0: no cap, windowsize
+// up to 16, a backend that has RFC 7440.
+func startEngineNode(tb testing.TB, dir string, slots int) netip.AddrPort {
 	tb.Helper()
 	local, err := proxy.NewLocal(dir)
 	if err != nil {
@@ -111,7 +116,15 @@ func startCUCMNode(tb testing.TB, dir string) netip.AddrPort {
 	cfg := proxy.DefaultConfig()
 	cfg.Listen = []string{"127.0.0.1:0"}
 	cfg.ShutdownGrace = time.Second
-	srv, err := proxy.NewServer(cfg, &slotSource{next: local, slots: make(chan struct{}, cucmNodeSlots)}, slog.New(slog.DiscardHandler), metrics.NewSet())
+	// Every client reaches the node through one DelayLink address: the
+	// per-client limits meant for phones would throttle the whole storm.
+	cfg.ClientRate, cfg.MaxTransfersPerClient = 0, 0
+	var src ctftp.Source = local
+	if slots > 0 {
+		cfg.MaxWindowSize = 1
+		src = &slotSource{next: local, slots: make(chan struct{}, slots)}
+	}
+	srv, err := proxy.NewServer(cfg, src, slog.New(slog.DiscardHandler), metrics.NewSet())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -137,9 +150,12 @@ func startCUCMNode(tb testing.TB, dir string) netip.AddrPort {
 func wanBackend(tb testing.TB, kind, dir string) netip.AddrPort {
 	tb.Helper()
 	var addr netip.AddrPort
-	if kind == "cucm" {
-		addr = startCUCMNode(tb, dir)
-	} else {
+	switch kind {
+	case "cucm":
+		addr = startEngineNode(tb, dir, cucmNodeSlots)
+	case "rfc7440":
+		addr = startEngineNode(tb, dir, 0)
+	default:
 		addr = netip.MustParseAddrPort(tftptest.StartTFTPD(tb, dir))
 	}
 	link, err := loadgen.StartDelayLink(addr, wanDelay, 0)
@@ -153,6 +169,7 @@ func wanBackend(tb testing.TB, kind, dir string) netip.AddrPort {
 // wanGateway is the gateway's config for one run.
 type wanGateway struct {
 	blksize     int
+	window      int // backend.window_size
 	maxInFlight int
 	rules       bool // device_file rules place every phone; else fan-out
 	prefetch    bool
@@ -164,7 +181,7 @@ func (g wanGateway) config(dir string, links map[string]netip.AddrPort) string {
 	for _, sc := range fleet.DefaultSubclusters() {
 		fmt.Fprintf(&b, "  - {name: %s, version: \"14\", backends: [%q]}\n", sc, links[sc])
 	}
-	fmt.Fprintf(&b, "backend: {block_size: %d, max_in_flight: %d, probe_interval: 0s, timeout: 2s}\n", g.blksize, g.maxInFlight)
+	fmt.Fprintf(&b, "backend: {block_size: %d, window_size: %d, max_in_flight: %d, probe_interval: 0s, timeout: 2s}\n", g.blksize, g.window, g.maxInFlight)
 	b.WriteString("routing:\n")
 	if !g.prefetch {
 		b.WriteString("  prefetch: []\n")
@@ -187,7 +204,7 @@ func (g wanGateway) name() string {
 	if !g.prefetch {
 		pre = "noprefetch"
 	}
-	return fmt.Sprintf("gateway/%s/%s/blksize=%d/inflight=%d", route, pre, g.blksize, g.maxInFlight)
+	return fmt.Sprintf("gateway/%s/%s/blksize=%d/window=%d/inflight=%d", route, pre, g.blksize, g.window, g.maxInFlight)
 }
 
 func BenchmarkWANColdBoot(b *testing.B) {
@@ -213,7 +230,7 @@ func BenchmarkWANColdBoot(b *testing.B) {
 		{"lone", wanLonePhones, 1},
 		{"storm", wanPhones, wanConcurrency},
 	}
-	for _, kind := range []string{"tftpd", "cucm"} {
+	for _, kind := range []string{"tftpd", "cucm", "rfc7440"} {
 		for _, load := range loads {
 			b.Run(kind+"/"+load.name, func(b *testing.B) {
 				cfg := loadgen.DefaultConfig()
@@ -249,21 +266,32 @@ func wanRuns(b *testing.B, label, kind, dir string, cfg loadgen.Config, macs []s
 		return wanBackend(b, kind, filepath.Join(dir, fleet.Direct)), nil
 	})
 	var gws []wanGateway
-	if kind == "cucm" {
+	switch kind {
+	case "cucm":
 		// The gateway's defaults: max_in_flight 5 is CUCM's.
 		gws = []wanGateway{
-			{blksize: 1428, maxInFlight: 5, rules: true, prefetch: true},
-			{blksize: 1428, maxInFlight: 5, rules: true, prefetch: false},
-			{blksize: 1428, maxInFlight: 5, rules: false, prefetch: true},
+			{blksize: 1428, window: 8, maxInFlight: 5, rules: true, prefetch: true},
+			{blksize: 1428, window: 8, maxInFlight: 5, rules: true, prefetch: false},
+			{blksize: 1428, window: 8, maxInFlight: 5, rules: false, prefetch: true},
 		}
-	} else {
+	case "rfc7440":
+		// What windowsize buys where the backend has it, beside what a
+		// larger block buys.
 		gws = []wanGateway{
-			{blksize: 1428, maxInFlight: 50, rules: true, prefetch: true},
-			{blksize: 1428, maxInFlight: 50, rules: true, prefetch: false},
-			{blksize: 1428, maxInFlight: 50, rules: false, prefetch: true},
-			{blksize: 512, maxInFlight: 50, rules: true, prefetch: true},
-			{blksize: 8192, maxInFlight: 50, rules: true, prefetch: true},
-			{blksize: 65464, maxInFlight: 50, rules: true, prefetch: true},
+			{blksize: 1428, window: 1, maxInFlight: 50, rules: true, prefetch: true},
+			{blksize: 1428, window: 8, maxInFlight: 50, rules: true, prefetch: true},
+			{blksize: 1428, window: 8, maxInFlight: 50, rules: false, prefetch: true},
+			{blksize: 8192, window: 1, maxInFlight: 50, rules: true, prefetch: true},
+		}
+	default:
+		// tftpd-hpa ignores windowsize: the block size is what counts.
+		gws = []wanGateway{
+			{blksize: 1428, window: 8, maxInFlight: 50, rules: true, prefetch: true},
+			{blksize: 1428, window: 8, maxInFlight: 50, rules: true, prefetch: false},
+			{blksize: 1428, window: 8, maxInFlight: 50, rules: false, prefetch: true},
+			{blksize: 512, window: 8, maxInFlight: 50, rules: true, prefetch: true},
+			{blksize: 8192, window: 8, maxInFlight: 50, rules: true, prefetch: true},
+			{blksize: 65464, window: 8, maxInFlight: 50, rules: true, prefetch: true},
 		}
 	}
 	for _, g := range gws {

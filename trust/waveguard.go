@@ -98,3 +98,14 @@ func (g *WaveGuard) Rejected(wave string) uint64 {
 	}
 	return 0
 }
+
+// Prefetch passes a prefetch on to next when next takes them (the
+// cache), so that watching the waves does not turn prefetching off for
+// every phone. Prefetched files are judged when a phone is served them.
+func (g *WaveGuard) Prefetch(ctx context.Context, req ctftp.Request) {
+	if p, ok := g.next.(interface {
+		Prefetch(context.Context, ctftp.Request)
+	}); ok {
+		p.Prefetch(ctx, req)
+	}
+}

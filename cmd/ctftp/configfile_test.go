@@ -205,8 +205,10 @@ routing:
 	}{
 		{[]string{"ITLFile.tlv"}, []string{"served locally"}},
 		{[]string{"--client", "10.1.2.3", "SEP0011215A1AE3.cnf.xml.sgn"}, []string{"mac       0011215A1AE3", "rules[0]", "east"}},
-		{[]string{"ITLSEP00AABB000001.tlv"}, []string{"rules[1]", "west", "127.0.0.1:10169"}},
+		{[]string{"ITLSEP00AABB000001.tlv"}, []string{"rules[1]", "west", "127.0.0.1:10169",
+			"prefetch  SEP00AABB000001.cnf.xml.sgn (at once, on idle backend slots)"}},
 		{[]string{"SEP001122334455.cnf.xml.sgn"}, []string{"east, west (parallel)"}},
+		{[]string{"CTLSEP001122334455.tlv"}, []string{"prefetch  ITLSEP001122334455.tlv, SEP001122334455.cnf.xml.sgn (once a sub-cluster has answered"}},
 		{[]string{"../../etc/passwd"}, []string{"access violation"}},
 	}
 	for _, tc := range cases {

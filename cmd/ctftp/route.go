@@ -104,6 +104,13 @@ func runRoute(ctx context.Context, path, clientStr string, pos []string, stdout,
 			w.Name, w.From, w.To, w.InForce(), len(w.Devices), waveTrust(w), w.Name)
 	}
 	fmt.Fprintf(stdout, "ask       %s (%s)\n", strings.Join(d.Subclusters, ", "), d.Strategy)
+	if len(d.Prefetch) > 0 {
+		when := "at once"
+		if d.Kind == routing.FanOut {
+			when = "once a sub-cluster has answered"
+		}
+		fmt.Fprintf(stdout, "prefetch  %s (%s, on idle backend slots)\n", strings.Join(d.Prefetch, ", "), when)
+	}
 	for _, sc := range cc.Subclusters {
 		for _, want := range d.Subclusters {
 			if sc.Name == want {

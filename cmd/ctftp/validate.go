@@ -15,6 +15,7 @@ import (
 	"github.com/ctftp/ctftp"
 	"github.com/ctftp/ctftp/cluster"
 	"github.com/ctftp/ctftp/proxy"
+	"github.com/ctftp/ctftp/routing"
 	"github.com/ctftp/ctftp/trust"
 )
 
@@ -40,6 +41,27 @@ mixed ITL eras, a declared version the probe disproved, a broken root ITL);
 	return c
 }
 
+// writeDeviceFiles says what each rule's device file holds, so that an
+// admin who drops in a CUCM export sees how many phones it names and how
+// many rows were not phones. The files were read without error by the
+// static checks.
+func writeDeviceFiles(w io.Writer, rules []routing.Rule) {
+	for i, r := range rules {
+		if r.DeviceFile == "" {
+			continue
+		}
+		dl, err := routing.ReadDeviceFile(r.DeviceFile)
+		if err != nil {
+			continue // reported by the static checks
+		}
+		fmt.Fprintf(w, "routing.rules[%d].device_file %s (%s): %d devices -> %s", i, r.DeviceFile, dl.Format, len(dl.MACs), r.Subcluster)
+		if dl.Format == routing.DeviceFormatCSV {
+			fmt.Fprintf(w, "; rows skipped (no MAC in the device name): %d", dl.Skipped)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
 // runValidate checks a config without serving, in the order a rollout
 // needs: every static problem at once (exit 2); the root's own
 // ITLFile.tlv; then, unless --offline, one probe of every backend and the
@@ -59,6 +81,7 @@ func runValidate(ctx context.Context, path string, offline bool, stdout, stderr 
 	}
 	cc := cfg.clusterConfig()
 	fmt.Fprintf(stdout, "%s: static checks passed (%d sub-clusters, %d TFTP listen addresses)\n", path, len(cc.Subclusters), len(cfg.Listen))
+	writeDeviceFiles(stdout, cfg.Routing.Rules)
 	local, err := proxy.NewLocal(cfg.Root)
 	if err != nil {
 		fmt.Fprintf(stderr, "config: root: %v\n", err)

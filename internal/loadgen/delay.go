@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -58,7 +59,12 @@ type linkSession struct {
 
 	mu    sync.Mutex
 	stats LinkSession
+	rrq   []byte // the last request, to tell a retransmission from a new transfer
 }
+
+// newTransferIdle is how long a session must have been quiet for the same
+// request again to be a new transfer rather than a retransmission.
+const newTransferIdle = time.Second
 
 // LinkSession is what one client session carried across the link: a
 // copy, plain data.
@@ -179,6 +185,7 @@ func (l *DelayLink) readFront() {
 		}
 		req, err := tftpwire.ParseRequest(buf[:n])
 		isRRQ := err == nil && req.Opcode == tftpwire.OpRRQ
+		idle := time.Since(time.Unix(0, s.last.Load()))
 		s.mu.Lock()
 		if s.stats.First.IsZero() {
 			s.stats.First = time.Now()
@@ -186,15 +193,19 @@ func (l *DelayLink) readFront() {
 				s.stats.File = req.Filename
 			}
 		}
-		s.mu.Unlock()
-		if isRRQ && s.tid.Load() != nil {
-			// A request from a port that already had a transfer answered:
-			// the client reused its port for a new transfer (the kernel
-			// hands out ephemeral ports again), which the server answers
-			// from a new TID. A retransmitted request comes before any
-			// answer, so this never cuts a transfer in two.
-			s.tid.Store(nil)
+		if isRRQ {
+			if s.tid.Load() != nil && (!bytes.Equal(buf[:n], s.rrq) || idle >= newTransferIdle) {
+				// A request from a port whose transfer was answered: the
+				// client reused its port for a new transfer (the kernel
+				// hands ephemeral ports out again), which the server
+				// answers from a new TID. A retransmission of the request
+				// the server already answers (it was slow to answer, as a
+				// queueing server is) is the same request, close behind.
+				s.tid.Store(nil)
+			}
+			s.rrq = append(s.rrq[:0], buf[:n]...)
 		}
+		s.mu.Unlock()
 		// Requests (and their retransmissions) go to the server's
 		// well-known port.
 		l.enqueue(s, s.up, l.server, buf[:n], true)
