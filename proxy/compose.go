@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -334,8 +335,10 @@ func (g *Gateway) adminHandler() http.Handler {
 			return
 		}
 		glob := r.URL.Query().Get("glob")
-		if strings.ContainsRune(glob, 0) {
-			http.Error(w, "bad glob", http.StatusBadRequest)
+		// A malformed pattern matches nothing: say so rather than
+		// answer "purged 0" to an admin who meant to purge something.
+		if _, err := path.Match(glob, ""); err != nil || strings.ContainsRune(glob, 0) {
+			http.Error(w, fmt.Sprintf("bad glob %q: want path.Match syntax (* ? [a-z] \\)", glob), http.StatusBadRequest)
 			return
 		}
 		n := c.Purge(glob)

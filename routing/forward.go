@@ -63,6 +63,13 @@ func NewForwarder(r *Router, next ctftp.Source, opts Options) ctftp.Source {
 	opts = opts.withDefaults()
 	p, _ := next.(peeker)
 	pre, _ := next.(Prefetcher)
+	if pre == nil && len(r.prefetch) > 0 {
+		// A wrapper between the forwarder and the cache that does not
+		// pass the capability on turns prefetching off for every phone;
+		// say so instead of letting cold boots slow down unexplained.
+		opts.Logger.Warn("routing: prefetch is configured but the source behind routing cannot prefetch; no prefetch will be made",
+			"source", fmt.Sprintf("%T", next))
+	}
 	return &forwarder{
 		r:     r,
 		next:  next,
