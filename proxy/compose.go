@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -134,12 +135,18 @@ func (g *Gateway) open(ctx context.Context, req ctftp.Request) (*ctftp.File, err
 			return nil, fmt.Errorf("gateway: not started: %w", ctftp.ErrUnavailable)
 		}
 		if gen.gate.enter() {
-			defer gen.gate.leave()
-			return gen.source.Open(ctx, req)
+			return openIn(ctx, gen, req)
 		}
 		// gen was retired between the Load and enter: the next Load
 		// sees its successor.
 	}
+}
+
+// openIn opens req on gen, which the caller entered. A function of its
+// own because a defer inside open's loop would be allocated per request.
+func openIn(ctx context.Context, gen *generation, req ctftp.Request) (*ctftp.File, error) {
+	defer gen.gate.leave()
+	return gen.source.Open(ctx, req)
 }
 
 // Source is the whole chain, for front ends and tools that bypass TFTP.
@@ -328,8 +335,10 @@ func (g *Gateway) adminHandler() http.Handler {
 			return
 		}
 		glob := r.URL.Query().Get("glob")
-		if strings.ContainsRune(glob, 0) {
-			http.Error(w, "bad glob", http.StatusBadRequest)
+		// A malformed pattern matches nothing: say so rather than
+		// answer "purged 0" to an admin who meant to purge something.
+		if _, err := path.Match(glob, ""); err != nil || strings.ContainsRune(glob, 0) {
+			http.Error(w, fmt.Sprintf("bad glob %q: want path.Match syntax (* ? [a-z] \\)", glob), http.StatusBadRequest)
 			return
 		}
 		n := c.Purge(glob)

@@ -96,6 +96,12 @@ func TestStatusView(t *testing.T) {
 	if h := fact(west, "health"); h.State != StateBad {
 		t.Errorf("west health %+v", h)
 	}
+	if !strings.Contains(west.Rows[0][1].Text, "next trial") {
+		t.Errorf("west's down backend shows no next trial: %+v", west.Rows[0][1])
+	}
+	if d := fact(east, "hedge delay"); d.Text == "" || d.Text == "off" {
+		t.Errorf("east hedge delay %+v", d)
+	}
 	tr := findSection(v, "trust")
 	if vd := fact(tr, "verdict"); vd != (StatusCell{"homogeneous 8.x+", StateOK}) {
 		t.Errorf("verdict %+v", vd)
@@ -149,6 +155,18 @@ func TestStatusPage(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/nothing", nil))
 	if rec.Code != http.StatusNotFound {
 		t.Errorf("GET /nothing = %d", rec.Code)
+	}
+
+	// A purge with a malformed glob is refused, not answered "0 removed".
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/cache/purge?glob=SEP%5B", nil))
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `bad glob "SEP["`) {
+		t.Errorf("POST /cache/purge?glob=SEP[ = %d %q", rec.Code, rec.Body.String())
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/cache/purge?glob=SEP%2A", nil))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"glob":"SEP*"`) {
+		t.Errorf("POST /cache/purge?glob=SEP* = %d %q", rec.Code, rec.Body.String())
 	}
 
 	// /status/tables is the same view, as JSON.

@@ -31,6 +31,7 @@ func TestDemo(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	addrCh, adminCh := make(chan string, 1), make(chan string, 1)
+	fetchCh, verifyCh := make(chan string, 1), make(chan string, 1)
 	go func() {
 		re := regexp.MustCompile(`gateway on tftp://(\S+),`)
 		reAdmin := regexp.MustCompile(`ctftp status --admin (\S+)`)
@@ -41,6 +42,13 @@ func TestDemo(t *testing.T) {
 			}
 			if m := reAdmin.FindStringSubmatch(sc.Text()); m != nil {
 				adminCh <- m[1]
+			}
+			line := strings.TrimSpace(sc.Text())
+			if strings.HasPrefix(line, "curl ") && strings.HasSuffix(line, " -O") {
+				fetchCh <- line
+			}
+			if strings.HasPrefix(line, "go run ./cmd/ctftp itl verify ") {
+				verifyCh <- strings.TrimPrefix(line, "go run ./cmd/ctftp ")
 			}
 		}
 		exited <- cmd.Wait()
@@ -105,6 +113,27 @@ func TestDemo(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "root", "ITLFile.tlv")); err != nil {
 		t.Fatal(err)
+	}
+	// The fetch-and-verify lines it prints, run as printed: the forwarded
+	// config is accepted by a west phone, without a warning.
+	select {
+	case fetch := <-fetchCh:
+		verify := <-verifyCh
+		work := t.TempDir()
+		args := strings.Fields(fetch)
+		c := exec.Command(args[0], args[1:]...)
+		c.Dir = work
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", fetch, err, out)
+		}
+		c = exec.Command(ctftpBin, strings.Fields(verify)...)
+		c.Dir = work
+		out, err := c.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "accept") || strings.Contains(string(out), "warning") {
+			t.Errorf("ctftp %s: %v\n%s", verify, err, out)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the demo printed no curl ... -O and itl verify lines")
 	}
 	// The status line the demo prints works: the gateway is ready, east
 	// and west are up.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -35,6 +36,10 @@ func runCachePurge(ctx context.Context, admin string, pos []string, stdout, stde
 	glob := ""
 	if len(pos) == 1 {
 		glob = pos[0]
+	}
+	if _, err := path.Match(glob, ""); err != nil {
+		fmt.Fprintf(stderr, "ctftp cache purge: GLOB %q: %v (path.Match syntax: * ? [a-z] \\)\n", glob, err)
+		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

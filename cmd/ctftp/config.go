@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -116,27 +118,27 @@ func loadConfig(path string) (fileConfig, error) {
 	}
 	cfg.sum = sha256.Sum256(raw)
 	if err := v.ReadConfig(bytes.NewReader(raw)); err != nil {
-		return cfg, configProblems{fmt.Sprintf("%s: %v", path, err)}
+		return cfg, configProblems{fmt.Sprintf("%s: %s", path, strings.TrimPrefix(err.Error(), "While parsing config: "))}
 	}
 
-	var problems configProblems
-	known := map[string]bool{}
-	for _, k := range keys {
-		known[k] = true
-	}
-	problems = append(problems, unknownKeys(v.AllSettings(), reflect.TypeOf(cfg), "", keys)...)
+	// Every problem is reported in one pass: a misspelt key does not hide a
+	// bad value elsewhere (the misspelt key itself is simply not decoded).
+	problems := configProblems(unknownKeys(v.AllSettings(), reflect.TypeOf(cfg), "", keys))
+	sort.Strings(problems)
+	unmarshal := v.UnmarshalExact
 	if len(problems) > 0 {
-		sort.Strings(problems)
-		return cfg, problems
+		unmarshal = v.Unmarshal
 	}
-
 	hook := mapstructure.ComposeDecodeHookFunc(
+		wholeNumberHook,
 		mapstructure.StringToTimeDurationHookFunc(),
 		mapstructure.TextUnmarshallerHookFunc(),
 		mapstructure.StringToSliceHookFunc(","),
 	)
-	if err := v.UnmarshalExact(&cfg, viper.DecodeHook(hook)); err != nil {
-		return cfg, configProblems(decodeProblems(path, err))
+	if err := unmarshal(&cfg, viper.DecodeHook(hook)); err != nil {
+		// A value that did not decode leaves its field as it was, so
+		// validating the rest would report problems the file does not have.
+		return cfg, append(problems, decodeProblems(v, path, err)...)
 	}
 	problems = append(problems, cfg.validate()...)
 	if len(problems) > 0 {
@@ -145,21 +147,88 @@ func loadConfig(path string) (fileConfig, error) {
 	return cfg, nil
 }
 
+// wholeNumberHook refuses a YAML number with a fraction, or too large for
+// its key, where a whole number is wanted: mapstructure's weak decoding
+// would truncate "retries: 2.7" to 2 and wrap 1e20 to a negative number.
+func wholeNumberHook(from, to reflect.Type, data any) (any, error) {
+	f, ok := data.(float64)
+	if !ok {
+		return data, nil
+	}
+	var lo, hi float64
+	switch to.Kind() {
+	case reflect.Int, reflect.Int64:
+		lo, hi = math.MinInt64, math.MaxInt64
+	case reflect.Int32:
+		lo, hi = math.MinInt32, math.MaxInt32
+	case reflect.Uint, reflect.Uint64:
+		lo, hi = 0, math.MaxUint64
+	case reflect.Uint32:
+		lo, hi = 0, math.MaxUint32
+	default:
+		return data, nil
+	}
+	if f != math.Trunc(f) {
+		return nil, fmt.Errorf("%v: want a whole number", f)
+	}
+	if f < lo || f >= hi {
+		return nil, fmt.Errorf("%v: out of range", f)
+	}
+	return data, nil
+}
+
 // decodeProblems turns mapstructure's joined error into one line per
-// problem, each naming the key.
-func decodeProblems(path string, err error) []string {
+// problem, each naming the key as the file spells it and the value found,
+// in the words of the rest of the config's problems (not Go's types).
+func decodeProblems(v *viper.Viper, path string, err error) []string {
 	var out []string
 	for _, line := range strings.Split(err.Error(), "\n") {
 		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "*"))
 		if line == "" || strings.HasPrefix(line, "decoding failed due to") {
 			continue
 		}
-		out = append(out, fmt.Sprintf("%s: %s", path, line))
+		out = append(out, decodeProblem(v, line))
 	}
 	if len(out) == 0 {
 		out = append(out, fmt.Sprintf("%s: %v", path, err))
 	}
 	return out
+}
+
+// decodeLineRE matches mapstructure's "'key' what went wrong".
+var decodeLineRE = regexp.MustCompile(`^'([^']*)' (.*)$`)
+
+func decodeProblem(v *viper.Viper, line string) string {
+	m := decodeLineRE.FindStringSubmatch(line)
+	if m == nil {
+		return line
+	}
+	key, what := m[1], m[2]
+	// The value as written; keys inside lists (subclusters[0].x) are not
+	// addressable through viper and go without it.
+	val := ""
+	if !strings.Contains(key, "[") {
+		if x := v.Get(key); x != nil {
+			val = fmt.Sprintf("%q: ", fmt.Sprint(x))
+		}
+	}
+	switch {
+	case strings.HasPrefix(what, "time: "):
+		return fmt.Sprintf("%s: %swant a duration such as 500ms, 2s or 5m", key, val)
+	case strings.Contains(what, "as 'bool'"):
+		return fmt.Sprintf("%s: %swant true or false", key, val)
+	case strings.Contains(what, "as 'int"), strings.Contains(what, "as 'uint"):
+		return fmt.Sprintf("%s: %swant a whole number", key, val)
+	case strings.Contains(what, "as 'float"):
+		return fmt.Sprintf("%s: %swant a number", key, val)
+	case strings.HasPrefix(what, "size "):
+		// cache sizes name their value themselves: size "lots": want ...
+		return fmt.Sprintf("%s: %s", key, strings.TrimPrefix(what, "size "))
+	case strings.HasPrefix(what, "expected a map or struct, got "):
+		return fmt.Sprintf("%s: want keys and values (key: value), got a %s", key,
+			strings.Trim(strings.TrimPrefix(what, "expected a map or struct, got "), `"`))
+	}
+	return fmt.Sprintf("%s: %s", key, what)
 }
 
 func (c *fileConfig) validate() []string {
@@ -172,14 +241,6 @@ func (c *fileConfig) validate() []string {
 			if line = strings.TrimSpace(line); line != "" {
 				problems = append(problems, prefix+line)
 			}
-		}
-	}
-	if len(c.Listen) == 0 {
-		problems = append(problems, "listen: at least one TFTP listen address is needed")
-	}
-	for i, a := range c.Listen {
-		if _, err := netip.ParseAddrPort(a); err != nil {
-			problems = append(problems, fmt.Sprintf("listen[%d]: %q: want IP:PORT, e.g. 0.0.0.0:69 or [::]:69", i, a))
 		}
 	}
 	for i, a := range c.HTTPListen {
@@ -212,9 +273,19 @@ func (c *fileConfig) validate() []string {
 	if len(c.TFTP.Listen) > 0 {
 		problems = append(problems, "tftp.listen: TFTP addresses go in the top-level listen key")
 	}
+	// The TFTP engine checks the top-level listen addresses too (empty,
+	// not IP:PORT, listed twice): its listen problems name the top-level key.
 	t := c.TFTP
 	t.Listen = c.Listen
-	add("tftp.", t.Validate())
+	if err := t.Validate(); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			if line = strings.TrimSpace(line); strings.HasPrefix(line, "listen") {
+				problems = append(problems, line)
+			} else if line != "" {
+				problems = append(problems, "tftp."+line)
+			}
+		}
+	}
 	cc := c.clusterConfig()
 	add("", cc.Validate())
 	add("routing.", c.Routing.Validate())

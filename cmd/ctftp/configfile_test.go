@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -31,9 +32,30 @@ func TestShippedConfigLoads(t *testing.T) {
 			t.Errorf("listen %q: the example must use the unprivileged port 6969", l)
 		}
 	}
-	// Every backend key is written out with its default.
+	// Every key is written out with its default: the file is where users
+	// and the README read the defaults, so it must not drift from the code.
 	if def := cluster.DefaultConfig().Backend; cfg.Backend != def {
 		t.Errorf("config.yaml backend section %+v, defaults %+v", cfg.Backend, def)
+	}
+	def := defaultFileConfig()
+	// Lists the file shows as [] decode empty, the defaults leave nil.
+	cfg.DNS.Servers, cfg.Routing.Rules, cfg.Cache.Classes = nil, nil, nil
+	if len(def.DNS.Servers)+len(def.Routing.Rules)+len(def.Cache.Classes) != 0 {
+		t.Fatal("a default list is no longer empty: compare it here")
+	}
+	cfg.TFTP.Listen = nil // the top-level listen key, on port 6969 in the example
+	for _, s := range []struct {
+		key       string
+		file, def any
+	}{
+		{"tftp", cfg.TFTP, def.TFTP}, {"dns", cfg.DNS, def.DNS}, {"routing", cfg.Routing, def.Routing},
+		{"cache", cfg.Cache, def.Cache}, {"trust", cfg.Trust, def.Trust}, {"reload", cfg.Reload, def.Reload},
+		{"log", cfg.Log, def.Log}, {"http_listen", cfg.HTTPListen, def.HTTPListen},
+		{"admin_listen", cfg.AdminListen, def.AdminListen}, {"migrations", len(cfg.Migrations), 0},
+	} {
+		if !reflect.DeepEqual(s.file, s.def) {
+			t.Errorf("config.yaml %s:\n  %+v\nthe default:\n  %+v", s.key, s.file, s.def)
+		}
 	}
 }
 
@@ -118,6 +140,39 @@ migrations:
 			`migrations[0].trust: "maybe": want check or imported`,
 			`migrations[0].cutover_at: "friday": want an RFC 3339 time such as 2026-12-05T22:00:00Z`,
 		}},
+		{"a misspelt key does not hide a bad value", `
+listen: ["127.0.0.1:6969"]
+root: ROOT
+tftp: {alow: ["10.0.0.0/8"], client_rate: -1}
+`, []string{
+			"tftp.alow: unknown key (did you mean tftp.allow?)",
+			"tftp.client_rate: must be 0 (no limit) or more, got -1",
+		}},
+		{"values of the wrong type, in the file's words", `
+listen: ["127.0.0.1:6969"]
+root: ROOT
+tftp: {client_rate: fast, single_port: maybe, max_transfers: many}
+backend: {hedge_max: soon}
+cache: {ttl: 5s, max_bytes: lots}
+routing: {rules: [east]}
+`, []string{
+			`tftp.client_rate: "fast": want a number`,
+			`tftp.single_port: "maybe": want true or false`,
+			`tftp.max_transfers: "many": want a whole number`,
+			`backend.hedge_max: "soon": want a duration such as 500ms, 2s or 5m`,
+			`cache.ttl: want keys and values (key: value), got a string`,
+			`cache.max_bytes: "lots": want a non-negative whole number`,
+			`routing.rules[0]: want keys and values (key: value), got a string`,
+		}},
+		{"fractions and overflows are not truncated or wrapped", `
+listen: ["127.0.0.1:6969"]
+root: ROOT
+tftp: {retries: 2.7, max_transfers: 99999999999999999999}
+backend: {max_in_flight: 3.0}
+`, []string{
+			"tftp.retries: 2.7: want a whole number",
+			"tftp.max_transfers: 1e+20: out of range",
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -133,6 +188,21 @@ migrations:
 				}
 			}
 		})
+	}
+}
+
+// A bad listen address is one problem, named by the key the file has
+// (the TFTP engine's own check of the same list must not add a second line
+// under tftp.listen, a key users are told not to write).
+func TestListenProblemOnce(t *testing.T) {
+	p := writeConfig(t, "listen: [\"69\", \"127.0.0.1:6969\", \"127.0.0.1:6969\"]\nroot: ROOT\n")
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"validate", "--offline", "--config", p}, &out, &errOut); code != exitUsage {
+		t.Fatalf("exit %d, want %d\n%s", code, exitUsage, errOut.String())
+	}
+	got := errOut.String()
+	if strings.Count(got, "listen[0]") != 1 || strings.Count(got, "listen[2]") != 1 || strings.Contains(got, "tftp.listen") {
+		t.Errorf("want listen[0] and listen[2] once each, no tftp.listen:\n%s", got)
 	}
 }
 
@@ -204,7 +274,7 @@ routing:
 		want []string
 	}{
 		{[]string{"ITLFile.tlv"}, []string{"served locally"}},
-		{[]string{"--client", "10.1.2.3", "SEP0011215A1AE3.cnf.xml.sgn"}, []string{"mac       0011215A1AE3", "rules[0]", "east"}},
+		{[]string{"--client", "10.1.2.3", "SEP0011215A1AE3.cnf.xml.sgn"}, []string{"mac       0011215A1AE3", "rules[0]", "ask       east\n"}},
 		{[]string{"ITLSEP00AABB000001.tlv"}, []string{"rules[1]", "west", "127.0.0.1:10169",
 			"prefetch  SEP00AABB000001.cnf.xml.sgn (at once, on idle backend slots)"}},
 		{[]string{"SEP001122334455.cnf.xml.sgn"}, []string{"east, west (parallel)"}},

@@ -68,6 +68,7 @@ func runDemo(ctx context.Context, listen, admin, dir string, stdout, stderr io.W
 		defer os.RemoveAll(base)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	backendLogger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 	fmt.Fprintln(stdout, "ctftp demo: generating a PKI per cluster and signing ITL/config files ...")
 	world, err := fleet.Generate(ctx, fleet.Options{Phones: demoPhones()})
@@ -90,13 +91,17 @@ func runDemo(ctx context.Context, listen, admin, dir string, stdout, stderr io.W
 		cfg := proxy.DefaultConfig()
 		cfg.Listen = []string{"127.0.0.1:0"}
 		cfg.ShutdownGrace = time.Second
+		// A backend: the gateway asks it from one address, many times.
+		cfg.ClientRate, cfg.MaxTransfersPerClient = 0, 0
 		local, err := proxy.NewLocal(filepath.Join(base, name))
 		if err != nil {
 			fmt.Fprintf(stderr, "ctftp demo: %v\n", err)
 			return exitFailure
 		}
 		defer local.Close()
-		srv, err := proxy.NewServer(cfg, local, logger.With("demo_subcluster", name), metrics.NewSet())
+		// The sub-clusters log warnings only: their transfer lines (the
+		// gateway's health probe, every 2 s each) would bury the gateway's.
+		srv, err := proxy.NewServer(cfg, local, backendLogger.With("demo_subcluster", name), metrics.NewSet())
 		if err != nil {
 			fmt.Fprintf(stderr, "ctftp demo: %v\n", err)
 			return exitFailure
@@ -145,26 +150,34 @@ func runDemo(ctx context.Context, listen, admin, dir string, stdout, stderr io.W
 }
 
 func printDemoHelp(w io.Writer, addr, admin, base string) {
-	host := addr
 	fmt.Fprintf(w, `
 ctftp demo is running: gateway on tftp://%[1]s, sub-clusters east and west behind it.
 Files: %[2]s (root = the gateway's own files; east/, west/ = what each cluster serves;
 direct/ = every phone's files on one server; devices/ = each sub-cluster's MACs)
 
 Try, in another terminal:
-  curl -sS tftp://%[1]s/ITLFile.tlv -o ITLFile.tlv         # the gateway's own ITL (local)
-  go run ./cmd/ctftp itl show ITLFile.tlv                   # read it like CUCM's "show itl"
-  go run ./cmd/ctftp get --server %[1]s ITLSEP0011215A1AE3.tlv
-                                                            # forwarded: east has this phone (fan-out, then learned)
-  curl -sS tftp://%[1]s/SEP00AABB000001.cnf.xml.sgn -o west.sgn   # forwarded to west
-  go run ./cmd/ctftp itl verify west.sgn --trust %[2]s/west/ITLFile.tlv
-  curl -sS tftp://%[1]s/SEP0000DEADBEEF.cnf.xml.sgn         # unknown phone: TFTP error 1, fast
-`, host, base)
+`, addr, base)
+	// Each step: why, then the command, so the block pastes into a shell
+	// as it is, whatever the addresses' lengths.
+	steps := [][2]string{
+		{"the gateway's own ITL (local), read like CUCM's \"show itl\"", "curl -sS tftp://" + addr + "/ITLFile.tlv -o ITLFile.tlv"},
+		{"", "go run ./cmd/ctftp itl show ITLFile.tlv"},
+		{"forwarded: east has this phone (a fan-out, then the route is learned)", "go run ./cmd/ctftp get --server " + addr + " ITLSEP0011215A1AE3.tlv"},
+		{"forwarded to west; would a west phone accept it?", "curl -sS tftp://" + addr + "/SEP00AABB000001.cnf.xml.sgn -O"},
+		{"", "go run ./cmd/ctftp itl verify SEP00AABB000001.cnf.xml.sgn --trust " + filepath.Join(base, "west", "ITLFile.tlv")},
+		{"an unknown phone: TFTP error 1, fast", "curl -sS tftp://" + addr + "/SEP0000DEADBEEF.cnf.xml.sgn"},
+	}
 	if admin != "" {
-		fmt.Fprintf(w, "  go run ./cmd/ctftp status --admin %[1]s               # the gateway's state as tables\n"+
-			"  open http://%[1]s/ in a browser                        # the same, as a page that refreshes itself\n"+
-			"  curl -s http://%[1]s/metrics | grep ^ctftp_              # counters\n"+
-			"  curl -s http://%[1]s/status                               # sub-clusters, cache, learned routes (JSON)\n", admin)
+		steps = append(steps,
+			[2]string{"the gateway's state as tables (the same as a page that refreshes itself: http://" + admin + "/)", "go run ./cmd/ctftp status --admin " + admin},
+			[2]string{"counters; sub-clusters, cache and learned routes as JSON", "curl -s http://" + admin + "/metrics | grep ^ctftp_"},
+			[2]string{"", "curl -s http://" + admin + "/status"})
+	}
+	for _, st := range steps {
+		if st[0] != "" {
+			fmt.Fprintf(w, "\n  # %s\n", st[0])
+		}
+		fmt.Fprintf(w, "  %s\n", st[1])
 	}
 	fmt.Fprintln(w, "\nCtrl-C stops it.")
 }

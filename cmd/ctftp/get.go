@@ -55,7 +55,7 @@ func getCmd(a *cli) *cobra.Command {
 func runGet(ctx context.Context, o getOpts, pos []string, stdout, stderr io.Writer) int {
 	var problems []string
 	if len(pos) != 1 {
-		problems = append(problems, "get: want exactly one FILE")
+		problems = append(problems, "want exactly one FILE")
 	}
 	if o.blksize < 8 || o.blksize > 65464 {
 		problems = append(problems, fmt.Sprintf("--blksize: %d is outside 8..65464", o.blksize))
@@ -74,7 +74,7 @@ func runGet(ctx context.Context, o getOpts, pos []string, stdout, stderr io.Writ
 	}
 	if len(problems) > 0 {
 		for _, p := range problems {
-			fmt.Fprintln(stderr, "ctftp "+p)
+			fmt.Fprintln(stderr, "ctftp get: "+p)
 		}
 		return exitUsage
 	}

@@ -103,7 +103,13 @@ func runRoute(ctx context.Context, path, clientStr string, pos []string, stdout,
 		fmt.Fprintf(stdout, "wave      %s: %s -> %s, state %s, %d devices, trust %s (check it: ctftp migrate check --wave %s)\n",
 			w.Name, w.From, w.To, w.InForce(), len(w.Devices), waveTrust(w), w.Name)
 	}
-	fmt.Fprintf(stdout, "ask       %s (%s)\n", strings.Join(d.Subclusters, ", "), d.Strategy)
+	if d.Kind == routing.FanOut {
+		fmt.Fprintf(stdout, "ask       %s (%s)\n", strings.Join(d.Subclusters, ", "), d.Strategy)
+	} else {
+		// A rule, a wave or a learned route names one sub-cluster: there
+		// is no order to tell.
+		fmt.Fprintf(stdout, "ask       %s\n", strings.Join(d.Subclusters, ", "))
+	}
 	if len(d.Prefetch) > 0 {
 		when := "at once"
 		if d.Kind == routing.FanOut {

@@ -29,7 +29,8 @@ servers of the sub-cluster each phone belongs to.
 
 Exit codes: 0 ok, 1 operational failure (I/O, network), 2 invalid
 configuration or usage, 3 a verification that ran and failed (itl verify,
-status of a gateway that is not ready).`
+migrate check with a phone that would break or strand, validate with a
+sub-cluster ITL that does not verify, status of a gateway that is not ready).`
 
 // cli is what every command writes to; run makes one per call, so tests
 // run commands in process without sharing anything.
@@ -77,6 +78,31 @@ func newRoot(a *cli) *cobra.Command {
 		serveCmd(a), validateCmd(a), demoCmd(a), getCmd(a), routeCmd(a), cacheCmd(a),
 		statusCmd(a), migrateCmd(a), benchCmd(a), itlCmd(a), versionCmd(a),
 	)
+	// cobra's own completion and help commands: alone, or with a shell or
+	// topic they do not know, they print help and succeed; here, as for
+	// every other command, a usage error is exit 2.
+	root.InitDefaultCompletionCmd()
+	root.InitDefaultHelpCmd()
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "completion":
+			c.RunE = func(c *cobra.Command, _ []string) error {
+				fmt.Fprintf(a.stderr, "%s: want a shell: bash, zsh, fish or powershell\n", c.CommandPath())
+				return exitError(exitUsage)
+			}
+		case "help":
+			help := c.Run
+			c.Run = nil
+			c.RunE = func(c *cobra.Command, args []string) error {
+				if t, rest, err := root.Find(args); err != nil || t == nil || len(rest) > 0 || (len(args) > 0 && t == root) {
+					fmt.Fprintf(a.stderr, "ctftp help: unknown command %q; see ctftp --help\n", strings.Join(args, " "))
+					return exitError(exitUsage)
+				}
+				help(c, args)
+				return nil
+			}
+		}
+	}
 	// Each Use line already shows the flags that matter.
 	var walk func(*cobra.Command)
 	walk = func(c *cobra.Command) {

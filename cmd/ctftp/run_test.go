@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -62,10 +64,18 @@ func TestCommandTreeUsage(t *testing.T) {
 		{[]string{"serve", "extra"}, exitUsage, "", `ctftp serve: unknown command "extra" for "ctftp serve"`},
 		{[]string{"status", "--bogus"}, exitUsage, "", "ctftp status: unknown flag: --bogus\nRun 'ctftp status --help' for usage."},
 		{[]string{"get", "--blksize", "many", "x"}, exitUsage, "", `invalid argument "many" for "--blksize"`},
+		{[]string{"get", "--server", "nohostport", "x"}, exitUsage, "", `ctftp get: --server: "nohostport": want HOST:PORT`},
 		{[]string{"cache"}, exitUsage, "", "ctftp cache: missing command"},
+		// Checked before asking any gateway (none listens on port 1).
+		{[]string{"cache", "purge", "--admin", "127.0.0.1:1", "SEP["}, exitUsage, "", `ctftp cache purge: GLOB "SEP[": syntax error in pattern`},
 		{[]string{"version"}, exitOK, "ctftp ", ""},
 		{[]string{"--version"}, exitOK, "ctftp ", ""},
 		{[]string{"help", "itl"}, exitOK, "ctftp itl [command]", ""},
+		// cobra's own commands follow the same rule: a usage error is exit 2.
+		{[]string{"help", "frobnicate"}, exitUsage, "", `ctftp help: unknown command "frobnicate"`},
+		{[]string{"help", "itl", "frobnicate"}, exitUsage, "", `ctftp help: unknown command "itl frobnicate"`},
+		{[]string{"completion"}, exitUsage, "", "ctftp completion: want a shell"},
+		{[]string{"completion", "tcsh"}, exitUsage, "", `unknown command "tcsh"`},
 		// Flags go before or after the arguments.
 		{[]string{"route", "--config", cfg, "SEP0011215A1AE3.cnf.xml"}, exitOK, "SEP0011215A1AE3.cnf.xml", ""},
 		{[]string{"route", "SEP0011215A1AE3.cnf.xml", "--config", cfg}, exitOK, "SEP0011215A1AE3.cnf.xml", ""},
@@ -149,6 +159,70 @@ func TestREADMECommandTable(t *testing.T) {
 	for p := range inTable {
 		if !inTree[p] {
 			t.Errorf("the README's command table lists ctftp %s, which is not a command", p)
+		}
+	}
+}
+
+// TestREADMEFuzzTargets: the README's list of fuzz targets names each
+// package's targets as they are in the tree (merges of several authors'
+// lists once left it naming targets that no longer exist).
+func TestREADMEFuzzTargets(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, list, ok := strings.Cut(string(readme), "- **Fuzzing**:")
+	_, list, ok2 := strings.Cut(list, "The targets:")
+	list, _, _ = strings.Cut(list, "Crashers found")
+	if !ok || !ok2 {
+		t.Fatal("the README has no Fuzzing bullet listing \"The targets:\"")
+	}
+	// "`pkg`: `FuzzA`, `FuzzB`; `pkg2`: ..." -> pkg -> targets
+	inREADME := map[string]bool{}
+	for _, part := range strings.Split(strings.Join(strings.Fields(list), " "), ";") {
+		pkg, targets, ok := strings.Cut(part, ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(pkg)
+		pkg = strings.Trim(f[len(f)-1], "`")
+		for _, tg := range strings.Split(targets, ",") {
+			tg = strings.Trim(strings.TrimSpace(tg), "`.")
+			if strings.HasPrefix(tg, "Fuzz") {
+				inREADME[pkg+" "+tg] = true
+			}
+		}
+	}
+	inTree := map[string]bool{}
+	fuzzRE := regexp.MustCompile(`(?m)^func (Fuzz\w+)\(`)
+	err = filepath.WalkDir("../..", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata") {
+			return fs.SkipDir
+		}
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, "_test.go") {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		pkg := filepath.ToSlash(filepath.Dir(strings.TrimPrefix(p, "../../")))
+		for _, m := range fuzzRE.FindAllStringSubmatch(string(b), -1) {
+			inTree[pkg+" "+m[1]] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range inTree {
+		if !inREADME[k] {
+			t.Errorf("fuzz target %s is not in the README's Fuzzing list", k)
+		}
+	}
+	for k := range inREADME {
+		if !inTree[k] {
+			t.Errorf("the README's Fuzzing list names %s, which does not exist", k)
 		}
 	}
 }

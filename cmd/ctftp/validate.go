@@ -28,9 +28,11 @@ func validateCmd(a *cli) *cobra.Command {
 		Long: `Check a configuration without serving: every static problem at once (exit 2),
 the root's own ITLFile.tlv, then, unless --offline, one probe of every backend
 and of every sub-cluster's ITLFile.tlv, with progress on stderr and summary
-tables on stdout. Exit 2: the configuration must change (static problems,
-mixed ITL eras, a declared version the probe disproved, a broken root ITL);
-3: a sub-cluster's ITL does not verify; 1: something could not be checked.`,
+tables on stdout, and the check of every migration wave. Exit 2: the
+configuration must change (static problems, mixed ITL eras, a declared
+version the probe disproved, a broken root ITL, a wave cutting over while
+phones would break); 3: a sub-cluster's ITL does not verify; 1: something
+could not be checked.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			return exit(runValidate(c.Context(), path, offline, a.stdout, a.stderr))

@@ -199,7 +199,9 @@ func Generate(ctx context.Context, o Options) (*World, error) {
 			if err := ectx.Err(); err != nil {
 				return err
 			}
-			name := "SEP" + ph.MAC + ".cnf.xml"
+			// FILENAME is the name the file is published under, as CUCM
+			// and `ctftp itl sign` write it (itl-format.md §2.3).
+			name := "SEP" + ph.MAC + ".cnf.xml.sgn"
 			plain[i] = ConfigXML(ph)
 			sgn, err := itl.Sign(name, plain[i], w.pki[ph.Subcluster].CCM, itl.SHA1)
 			if err != nil {

@@ -75,6 +75,11 @@ func TestWorld(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
+		// `ctftp itl show/verify` of a generated file warns of nothing
+		// (a FILENAME that is not the published name would be warned of).
+		if w := f.Warnings(); len(w) > 0 {
+			t.Errorf("%s: warnings %q", name, w)
+		}
 		if err := f.Verify(); err != nil && f.Kind.IsTrustList() {
 			t.Errorf("%s does not verify: %v", name, err)
 		}
