@@ -263,6 +263,27 @@ func TestPrefetch(t *testing.T) {
 			}
 		})
 	})
+	t.Run("a hit through Peek uses it too", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			b := newFake()
+			b.put("east", devCnf, "cnf")
+			c := newTestCache(t, b, testConfig())
+			c.Prefetch(t.Context(), ctftp.Request{Name: devCnf, Subcluster: "east"})
+			c.Prefetch(t.Context(), ctftp.Request{Name: devCTL, Subcluster: "east"})
+			synctest.Wait()
+			if f, ok, err := c.Peek(ctftp.Request{Name: devCnf, Subcluster: "east"}); !ok || err != nil {
+				t.Fatalf("Peek after the prefetch: %v, %v", ok, err)
+			} else {
+				f.Body.Close()
+			}
+			if _, ok, err := c.Peek(ctftp.Request{Name: devCTL, Subcluster: "east"}); !ok || !errors.Is(err, ctftp.ErrNotFound) {
+				t.Fatalf("Peek of a prefetched not found: %v, %v", ok, err)
+			}
+			if s := prefetchStats(c.Stats()); s != "issued 2 used 2 wasted 0 skipped 0" {
+				t.Errorf("prefetch counts: %s", s)
+			}
+		})
+	})
 	t.Run("a phone joins a prefetch in flight", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			b := newFake()
