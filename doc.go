@@ -11,4 +11,10 @@
 // ErrNotFound is the only error that means "try the next source"; any
 // other error stops the chain, so a backend outage is never reported to a
 // phone as "file not found".
+//
+// Two more things every layer must agree on live here: DeviceMAC, the one
+// grammar of per-device file names (routing places phones by it, the
+// cache keeps their files fresh by it), and Request.Prefetch, a request
+// no phone made yet, which the backends serve only from an idle slot
+// (ErrNoIdleSlot otherwise).
 package ctftp

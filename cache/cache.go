@@ -156,6 +156,34 @@ func (c *Cache) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error
 	return c.await(ctx, req, k)
 }
 
+// Peek answers req from memory alone, without waiting: a fresh file, or a
+// remembered "not found" (an error wrapping ctftp.ErrNotFound that names
+// nothing: formatting one per request was most of a warm miss's cost),
+// each counted as Open counts it. ok is false when only a fill could
+// answer; nothing is counted then, and Open does the rest.
+func (c *Cache) Peek(req ctftp.Request) (f *ctftp.File, ok bool, err error) {
+	k := key{req.Subcluster, req.Name}
+	now := c.now()
+	c.mu.Lock()
+	e := c.lookupLocked(k, now)
+	c.mu.Unlock()
+	if e == nil {
+		return nil, false, nil
+	}
+	switch e.kind {
+	case kindFile:
+		c.m.hits.Inc()
+		return e.file(ctftp.OriginCache), true, nil
+	case kindNotFound:
+		c.m.negHits.Inc()
+		return nil, true, errRemembered
+	}
+	return nil, false, nil // too big: Open streams it
+}
+
+// errRemembered is Peek's remembered "not found".
+var errRemembered = fmt.Errorf("cache: remembered: %w", ctftp.ErrNotFound)
+
 // lookupLocked returns the live answer for k: a fresh file, a "not found"
 // or a "too big" marker, or nil. It drops expired answers, except files
 // still within stale_max_age, which stay for serve-stale.
@@ -704,9 +732,18 @@ func (c *Cache) Close() error {
 // file returns a File reading e's bytes. Every caller gets its own reader
 // over the one immutable slice, seekable so the front end can answer tsize.
 func (e *entry) file(origin ctftp.Origin) *ctftp.File {
-	b := new(memBody)
-	b.Reset(e.data)
-	return &ctftp.File{Body: b, Size: int64(len(e.data)), Origin: origin, Subcluster: e.sub, Backend: e.backend}
+	// The File and its reader in one allocation: a hit allocates nothing
+	// else.
+	h := new(hitFile)
+	h.body.Reset(e.data)
+	h.file = ctftp.File{Body: &h.body, Size: int64(len(e.data)), Origin: origin, Subcluster: e.sub, Backend: e.backend}
+	return &h.file
+}
+
+// hitFile is what a cache hit hands out.
+type hitFile struct {
+	file ctftp.File
+	body memBody
 }
 
 // memBody is a ReadCloser and Seeker over cached bytes. Close is a no-op:

@@ -6,6 +6,11 @@
 //
 //	First(local, route -> cache -> cluster backends)
 //
+// Peek answers from memory alone (a fresh file or a remembered "not
+// found", never a fill), which lets routing decide a fan-out without a
+// goroutine per sub-cluster; a hit allocates one object (the File and its
+// reader together).
+//
 // # What it remembers
 //
 //   - Files up to max_object bytes, in an LRU bounded by the bytes of file

@@ -109,8 +109,9 @@ type DNSConfig struct {
 // from and health-checked. Plain data like Config.
 type BackendConfig struct {
 	// Timeout is how long one attempt (one packet round trip) may take
-	// before it is retransmitted. A silent backend costs
-	// Timeout × (Retries+1) before the next one is tried.
+	// before it is retransmitted. A silent backend gives up after
+	// Timeout × (Retries+1); its sibling is asked long before, after the
+	// hedge delay (HedgeMin..HedgeMax), unless hedging is off.
 	Timeout time.Duration `mapstructure:"timeout"`
 	// Retries is how many times an unanswered packet is retransmitted.
 	Retries int `mapstructure:"retries"`

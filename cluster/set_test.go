@@ -26,6 +26,11 @@ import (
 func testConfig(backends ...string) Config {
 	c := DefaultConfig()
 	c.Backend.Timeout = 150 * time.Millisecond
+	c.Backend.ProbeTimeout = 150 * time.Millisecond
+	// A hedge only when a backend is silent for half a second: a loaded
+	// test host must not turn a slow first answer into a hedge that
+	// changes which backend serves. Tests of hedging set their own.
+	c.Backend.HedgeMin = 500 * time.Millisecond
 	c.Backend.Retries = 1
 	c.Backend.ProbeInterval = 0
 	c.Subclusters = []SubclusterConfig{{Name: "east", Version: "12.5", Backends: backends}}
@@ -183,7 +188,9 @@ func TestOpenOutcomes(t *testing.T) {
 func TestFailoverWhenBackendKilled(t *testing.T) {
 	a := tftptest.NewServer(t, map[string][]byte{"f": []byte("from a")})
 	b := tftptest.NewServer(t, map[string][]byte{"f": []byte("from b")})
-	s, set := newTestSet(t, testConfig(a.Addr(), b.Addr()), Options{})
+	cfg := testConfig(a.Addr(), b.Addr())
+	cfg.Backend.HedgeMin = 50 * time.Millisecond // within a's first timeout (150 ms)
+	s, set := newTestSet(t, cfg, Options{})
 
 	if f, got, err := open(t, s, "f"); err != nil || string(got) != "from a" || f.Backend != a.Addr() {
 		t.Fatalf("before: %q, %v", got, err)
@@ -508,8 +515,10 @@ func TestCallerDeadlineLeavesTimeForSibling(t *testing.T) {
 	if got, err := s.Fetch(ctx, "east", "f"); err != nil || string(got) != "ok" {
 		t.Fatalf("%q, %v", got, err)
 	}
-	if n := silent.TotalRequests(); n != 1 {
-		t.Errorf("silent backend asked %d times, want once", n)
+	// Asked, then cancelled at the hedge's win (1 s, no answers seen
+	// yet), usually before its retransmission at 1.5 s.
+	if n := silent.TotalRequests(); n < 1 || n > cfg.Backend.Retries+1 {
+		t.Errorf("silent backend asked %d times, want 1 or 2", n)
 	}
 	if v := metricValue(t, set, `ctftp_backend_hedges_total{subcluster="east"}`); v != "1" {
 		t.Errorf("hedges = %s, want 1", v)

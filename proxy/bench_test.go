@@ -9,10 +9,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ctftp/ctftp"
+	"github.com/ctftp/ctftp/internal/tftptest"
 	"github.com/ctftp/ctftp/internal/tftpwire"
 )
 
@@ -40,40 +42,70 @@ func BenchmarkServeSmallFile(b *testing.B) {
 		src  ctftp.Source
 	}{{"memory", memSource(files, bodyReaderAt)}, {"local", local}} {
 		// Info, as in production: one JSON line per transfer.
-		ts := startServerLogging(b, src.src, testConfig(), io.Discard, slog.LevelInfo)
+		// One client address asks thousands of times a second: no
+		// per-client limits, this measures the data path.
+		cfg := testConfig()
+		cfg.ClientRate, cfg.MaxTransfersPerClient = 0, 0
+		ts := startServerLogging(b, src.src, cfg, io.Discard, slog.LevelInfo)
 		for _, n := range []int{1024, 4096, 7000, 8192} {
 			name := fmt.Sprintf("SEP%012d.cnf.xml.sgn", n)
 			b.Run(fmt.Sprintf("%s/%dB", src.name, n), func(b *testing.B) {
-				b.ReportAllocs()
-				b.SetParallelism(8)
-				start, resends := time.Now(), ts.counter("ctftp_transfer_retransmits_total")
-				b.RunParallel(func(pb *testing.PB) {
-					conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					defer conn.Close()
-					req := tftpwire.AppendRequest(nil, tftpwire.OpRRQ, name, "octet", nil)
-					buf := make([]byte, 1024)
-					ack := make([]byte, 0, 4)
-					for pb.Next() {
-						got, err := benchFetch(conn, ts.addr, req, buf, ack)
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						if got != n {
-							b.Errorf("got %d bytes, want %d", got, n)
-							return
-						}
-					}
-				})
-				b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "transfers/s")
+				resends := ts.counter("ctftp_transfer_retransmits_total")
+				runSmallFile(b, ts.addr, name, n)
 				b.ReportMetric(float64(ts.counter("ctftp_transfer_retransmits_total")-resends), "resends")
 			})
 		}
 	}
+}
+
+// BenchmarkServeSmallFilePin is BenchmarkServeSmallFile/memory with a
+// plain pin/tftp server instead of ctftp's engine: the same client, the
+// same files, so cpu-µs/transfer compares the two servers (the client's
+// share is in both).
+func BenchmarkServeSmallFilePin(b *testing.B) {
+	files := map[string][]byte{}
+	for _, n := range []int{1024, 4096, 7000, 8192} {
+		files[fmt.Sprintf("SEP%012d.cnf.xml.sgn", n)] = pattern(n)
+	}
+	srv := tftptest.NewServer(b, files)
+	for _, n := range []int{1024, 4096, 7000, 8192} {
+		name := fmt.Sprintf("SEP%012d.cnf.xml.sgn", n)
+		b.Run(fmt.Sprintf("pin/%dB", n), func(b *testing.B) { runSmallFile(b, srv.AddrPort(), name, n) })
+	}
+}
+
+// runSmallFile fetches name (n bytes) from server b.N times, 8 clients
+// per CPU at once, and reports transfers/s and CPU per transfer.
+func runSmallFile(b *testing.B, server netip.AddrPort, name string, n int) {
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	start, cpu0 := time.Now(), processCPU()
+	b.RunParallel(func(pb *testing.PB) {
+		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer conn.Close()
+		req := tftpwire.AppendRequest(nil, tftpwire.OpRRQ, name, "octet", nil)
+		buf := make([]byte, 1024)
+		ack := make([]byte, 0, 4)
+		for pb.Next() {
+			got, err := benchFetch(conn, server, req, buf, ack)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if got != n {
+				b.Errorf("got %d bytes, want %d", got, n)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "transfers/s")
+	// CPU per transfer (server and clients: one process) moves far less
+	// than wall time on a shared machine.
+	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/transfer")
 }
 
 // benchFetch is a minimal lock-step client for the benchmark's hot loop.
@@ -118,4 +150,13 @@ func benchFetch(conn *net.UDPConn, server netip.AddrPort, req, buf, ack []byte) 
 		}
 		expect++
 	}
+}
+
+// processCPU is the user and system time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -28,7 +28,8 @@ type blockSource interface {
 func (t *transfer) newBlocks(body io.Reader) blockSource {
 	size := t.neg.BlockSize
 	if ra, ok := body.(io.ReaderAt); ok {
-		return &readerAtBlocks{pool: &t.s.bufs, ra: ra, size: size, buf: t.s.bufs.get(tftpwire.HeaderSize + size)}
+		t.blocks = readerAtBlocks{pool: &t.s.bufs, ra: ra, size: size, buf: t.s.bufs.get(tftpwire.HeaderSize + size)}
+		return &t.blocks
 	}
 	slots := make([]*[]byte, t.neg.WindowSize)
 	for i := range slots {

@@ -135,12 +135,18 @@ func (g *Gateway) open(ctx context.Context, req ctftp.Request) (*ctftp.File, err
 			return nil, fmt.Errorf("gateway: not started: %w", ctftp.ErrUnavailable)
 		}
 		if gen.gate.enter() {
-			defer gen.gate.leave()
-			return gen.source.Open(ctx, req)
+			return openIn(ctx, gen, req)
 		}
 		// gen was retired between the Load and enter: the next Load
 		// sees its successor.
 	}
+}
+
+// openIn opens req on gen, which the caller entered. A function of its
+// own because a defer inside open's loop would be allocated per request.
+func openIn(ctx context.Context, gen *generation, req ctftp.Request) (*ctftp.File, error) {
+	defer gen.gate.leave()
+	return gen.source.Open(ctx, req)
 }
 
 // Source is the whole chain, for front ends and tools that bypass TFTP.

@@ -21,6 +21,9 @@ type Local struct {
 
 var _ ctftp.Source = (*Local)(nil)
 
+// errNotLocal is Local's answer for a name that is not under the root.
+var errNotLocal = fmt.Errorf("proxy: not in the local root: %w", ctftp.ErrNotFound)
+
 // NewLocal opens dir as the root of local files. Close releases it.
 func NewLocal(dir string) (*Local, error) {
 	r, err := os.OpenRoot(dir)
@@ -53,6 +56,13 @@ func (l *Local) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error
 	// goroutine in open(2); regular files ignore the flag.
 	f, err := l.root.OpenFile(req.Name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			// The common case on a gateway: most requests are for files
+			// a sub-cluster has. First goes on to the next source and
+			// never shows this error, so it carries no name: formatting
+			// one was most of what a forwarded request allocated here.
+			return nil, errNotLocal
+		}
 		return nil, fmt.Errorf("proxy: local %q: %w", req.Name, classifyOpenError(err))
 	}
 	st, err := f.Stat()

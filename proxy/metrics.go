@@ -22,6 +22,8 @@ import (
 //	                                       (a loss or a slow client)
 //	ctftp_transfer_unreachable_total       transfers ended by an ICMP unreachable
 //	                                       from the client (vanished or spoofed)
+//	ctftp_transfer_sockets_idle            sockets of ended transfers kept for the
+//	                                       next ones (socketPool)
 //	ctftp_transfer_unacknowledged_total    transfers whose client acknowledged
 //	                                       nothing (spoofed requests; ended after
 //	                                       at most two packets, in silence)
@@ -101,6 +103,7 @@ type serverMetrics struct {
 	resends   *metrics.Counter
 	// unreachable counts transfers an ICMP unreachable ended.
 	unreachable *metrics.Counter
+	socketsIdle *metrics.Gauge
 	// unacknowledged counts transfers whose client never acknowledged.
 	unacknowledged *metrics.Counter
 	rejected       [numReasons]*metrics.Counter
@@ -114,6 +117,7 @@ func newServerMetrics(set *metrics.Set) *serverMetrics {
 		resends:  set.GetOrCreateCounter("ctftp_transfer_retransmits_total"),
 
 		unreachable:    set.GetOrCreateCounter("ctftp_transfer_unreachable_total"),
+		socketsIdle:    set.GetOrCreateGauge("ctftp_transfer_sockets_idle", nil),
 		unacknowledged: set.GetOrCreateCounter("ctftp_transfer_unacknowledged_total"),
 	}
 	for i, s := range [numSources]string{"local", "cache", "backend", "none"} {

@@ -35,6 +35,10 @@ type Server struct {
 	bufs   bufferPool
 	acl    *ACL
 	rates  *clientRates
+	// xferPool recycles transfers (newTransfer, releaseTransfer).
+	xferPool sync.Pool
+	// socks keeps ended transfers' sockets for the next ones.
+	socks socketPool
 	// bind opens one listening socket; tests replace it to play a host
 	// without IPv6.
 	bind func(netip.AddrPort) (*listener, error)
@@ -110,7 +114,7 @@ func NewServer(cfg Config, src ctftp.Source, logger *slog.Logger, m *metrics.Set
 	}
 	m.GetOrCreateGauge("ctftp_tftp_single_port", nil).Set(single)
 	cfg.Listen = append([]string(nil), cfg.Listen...)
-	return &Server{
+	s := &Server{
 		cfg:       cfg,
 		src:       src,
 		log:       logger,
@@ -122,7 +126,9 @@ func NewServer(cfg Config, src ctftp.Source, logger *slog.Logger, m *metrics.Set
 		closing:   make(chan struct{}),
 		inflight:  make(map[transferKey]*transfer),
 		perClient: make(map[netip.Addr]int),
-	}, nil
+	}
+	s.socks.gauge = s.met.socketsIdle
+	return s, nil
 }
 
 // Listen binds every address of Config.Listen. An IPv6 address that
@@ -285,6 +291,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.readers.Wait()
 	s.xfers.Wait()
+	s.socks.close()
 	return err
 }
 
@@ -335,9 +342,26 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	n := s.active.Load()
 	if cancel != nil {
 		cancel(ErrServerClosed)
+		s.wakeTransfers()
 	}
 	<-drained
 	return fmt.Errorf("proxy: shutdown: cancelled %d transfers still running: %w", n, why)
+}
+
+// wakeTransfers ends the wait of every transfer blocked on its socket, so
+// it sees its cancelled context at once instead of at its next
+// retransmission timeout. One sweep at shutdown instead of a
+// cancellation hook registered (and removed) by every transfer: a
+// transfer that publishes its socket after the sweep finds its context
+// already cancelled (transfer.run checks after publishing).
+func (s *Server) wakeTransfers() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.inflight {
+		if c := t.wake.Load(); c != nil {
+			c.wake()
+		}
+	}
 }
 
 func (s *Server) closeListenersLocked() {
@@ -491,17 +515,13 @@ func (s *Server) handleRRQ(l *listener, pkt []byte, from netip.AddrPort, d dest)
 		s.refuseRequest(l, from, d, req.Filename, reasonBadOption, err)
 		return
 	}
-	t := &transfer{
-		s:      s,
-		l:      l,
-		key:    transferKey{client: from, name: req.Filename},
-		client: from,
-		local:  d,
-		neg:    neg,
-		req:    ctftp.Request{Name: name, Client: from, Mode: req.Mode},
-		start:  time.Now(),
-		reqLen: len(pkt),
-	}
+	t := s.newTransfer()
+	t.s, t.l = s, l
+	t.key = transferKey{client: from, name: req.Filename}
+	t.client, t.local, t.neg = from, d, neg
+	t.req = ctftp.Request{Name: name, Client: from, Mode: req.Mode}
+	t.start = time.Now()
+	t.reqLen = len(pkt)
 	s.mu.Lock()
 	if s.closed {
 		// Shutting down (in single-port mode the reader runs until the
@@ -616,6 +636,32 @@ func (s *Server) runTransfer(t *transfer) {
 	dur := time.Since(t.start)
 	s.met.duration.Update(dur.Seconds())
 	s.record(t.client, t.key.name, res.file, &t.neg, res.bytes, dur, res.err)
+	s.releaseTransfer(t)
+}
+
+// newTransfer returns a cleared transfer, reused from one that ended: a
+// transfer carries its packet buffers, about 1 KiB a request.
+func (s *Server) newTransfer() *transfer {
+	if t, ok := s.xferPool.Get().(*transfer); ok {
+		return t
+	}
+	return new(transfer)
+}
+
+// releaseTransfer hands t back once nothing refers to it: it has left
+// inflight and been recorded. Its buffers keep their bytes (each use
+// writes before it reads); everything else is cleared.
+func (s *Server) releaseTransfer(t *transfer) {
+	t.s, t.l, t.tr, t.ctx, t.stop = nil, nil, nil, nil, nil
+	t.key, t.client, t.local = transferKey{}, netip.AddrPort{}, dest{}
+	t.neg, t.req, t.start = tftpwire.Negotiation{}, ctftp.Request{}, time.Time{}
+	t.reqLen, t.firstLen = 0, 0
+	t.established.Store(false)
+	t.wake.Store(nil)
+	t.conn.conn, t.conn.sock, t.conn.pool, t.conn.armed = nil, nil, nil, time.Time{}
+	t.conn.woken.Store(false)
+	t.blocks = readerAtBlocks{}
+	s.xferPool.Put(t)
 }
 
 // record counts a finished (or refused) request and logs its one

@@ -843,6 +843,28 @@ func TestTransferTimeout(t *testing.T) {
 	waitFor(t, "transfer recorded", func() bool { return ts.counter(`ctftp_transfers_total{source="none",result="error"}`) == 1 })
 }
 
+// TestTransferTimeoutMidTransfer: a transfer whose client stops
+// acknowledging ends at TransferTimeout even when the retransmission
+// timeout is longer (the read deadline is never set past the transfer's
+// end), with the same error as a timeout during Open.
+func TestTransferTimeoutMidTransfer(t *testing.T) {
+	cfg := testConfig()
+	cfg.Timeout = time.Minute // no retransmission before recv gives up
+	cfg.TransferTimeout = 300 * time.Millisecond
+	ts := startServer(t, memSource(map[string][]byte{"f": pattern(3000)}, bodyReaderAt), cfg)
+	c := newRawClient(t, ts.addr)
+	c.sendTo(ts.addr, tftpwire.AppendRequest(nil, tftpwire.OpRRQ, "f", "octet", nil))
+	_, tid := c.recv() // DATA 1
+	c.sendTo(tid, tftpwire.AppendACK(nil, 1))
+	c.recv() // DATA 2, never acknowledged
+	pkt, _ := c.recv()
+	checkError(t, pkt, tftpwire.CodeNotDefined)
+	if _, msg, _ := tftpwire.ParseError(pkt); msg != "Transfer timed out" {
+		t.Errorf("message %q", msg)
+	}
+	waitFor(t, "transfer recorded", func() bool { return ts.counter(`ctftp_transfers_total{source="cache",result="error"}`) == 1 })
+}
+
 func TestShutdownLetsTransferFinish(t *testing.T) {
 	data := pattern(3000)
 	ts := startServer(t, memSource(map[string][]byte{"f": data}, bodyReaderAt), testConfig())

@@ -96,6 +96,12 @@ func TestStatusView(t *testing.T) {
 	if h := fact(west, "health"); h.State != StateBad {
 		t.Errorf("west health %+v", h)
 	}
+	if !strings.Contains(west.Rows[0][1].Text, "next trial") {
+		t.Errorf("west's down backend shows no next trial: %+v", west.Rows[0][1])
+	}
+	if d := fact(east, "hedge delay"); d.Text == "" || d.Text == "off" {
+		t.Errorf("east hedge delay %+v", d)
+	}
 	tr := findSection(v, "trust")
 	if vd := fact(tr, "verdict"); vd != (StatusCell{"homogeneous 8.x+", StateOK}) {
 		t.Errorf("verdict %+v", vd)

@@ -143,6 +143,9 @@ func subclusterSection(sc cluster.SubclusterStatus, now time.Time) StatusSection
 				state.State = StateWarn
 			}
 		}
+		if !b.NextTrial.IsZero() {
+			state.Text += ", next trial " + until(b.NextTrial, now)
+		}
 		answer := cell("never")
 		if !b.LastAnswer.IsZero() {
 			answer = cell(fmt.Sprintf("%s, took %s", ago(b.LastAnswer, now), seconds(b.AnswerSeconds)))
@@ -164,6 +167,11 @@ func subclusterSection(sc cluster.SubclusterStatus, now time.Time) StatusSection
 		health.State = StateWarn
 	}
 	s.Facts = append(s.Facts, StatusFact{"health", health})
+	hedge := "off"
+	if sc.HedgeDelay > 0 {
+		hedge = sc.HedgeDelay.Round(time.Millisecond).String()
+	}
+	s.Facts = append(s.Facts, StatusFact{"hedge delay", cell(hedge)})
 	return s
 }
 
@@ -274,6 +282,15 @@ func ago(t, now time.Time) string {
 }
 
 // seconds writes a duration in seconds to a precision a person reads.
+// until says how soon t comes ("in 3s", "now" once it has passed).
+func until(t, now time.Time) string {
+	d := t.Sub(now).Round(time.Second)
+	if d <= 0 {
+		return "now"
+	}
+	return "in " + d.String()
+}
+
 func seconds(s float64) string {
 	d := time.Duration(s * float64(time.Second))
 	switch {

@@ -42,6 +42,14 @@ type transfer struct {
 	// it); stop releases it.
 	ctx  context.Context
 	stop context.CancelFunc
+	// conn is tr when the transfer has a socket of its own (kept here so
+	// a transfer allocates no transport); wake publishes it to
+	// Server.wakeTransfers, which runs on another goroutine.
+	conn connTransport
+	wake atomic.Pointer[connTransport]
+	// blocks reads an io.ReaderAt body (newBlocks); kept here so a
+	// transfer allocates no reader of its own.
+	blocks readerAtBlocks
 	// obuf holds the OACK (kept for retransmission), ebuf builds ERROR
 	// packets.
 	obuf [128]byte
@@ -67,13 +75,18 @@ var errAckTimeout = errors.New("proxy: no acknowledgement before the retransmiss
 func (t *transfer) run() (res transferResult) {
 	ctx := t.ctx
 	if t.tr == nil {
-		tr, err := dialTransport(ctx, t.l.v4, t.local.addr, t.client)
-		if err != nil {
+		if err := dialTransport(&t.conn, &t.s.socks, t.l.v4, t.local.addr, t.client); err != nil {
 			res.err = fmt.Errorf("proxy: transfer socket: %w", err)
 			t.l.sendError(res.err, t.client, t.local)
 			return res
 		}
-		t.tr = tr
+		t.tr = &t.conn
+		// Cancellation must wake a blocked read. The TransferTimeout is
+		// a deadline awaitAck never waits past; a shutdown wakes every
+		// published socket (Server.wakeTransfers) after cancelling, and
+		// awaitAck checks ctx before each read, so a sweep that ran
+		// before this store is seen there.
+		t.wake.Store(&t.conn)
 	}
 	defer t.tr.close()
 
@@ -325,6 +338,10 @@ func unreachable(err error) bool {
 // out); an ERROR from the client ends the transfer (and is not
 // answered).
 func (t *transfer) awaitAck(deadline time.Time, lastAcked uint16, outstanding int) (int, error) {
+	end, bounded := t.ctx.Deadline()
+	if bounded && end.Before(deadline) {
+		deadline = end
+	}
 	for {
 		if t.ctx.Err() != nil {
 			err := context.Cause(t.ctx)
@@ -337,6 +354,12 @@ func (t *transfer) awaitAck(deadline time.Time, lastAcked uint16, outstanding in
 				continue // reported at the top of the loop
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
+				if bounded && !time.Now().Before(end) {
+					// The transfer's time is up; its context's own
+					// timer may fire a moment after the read deadline.
+					t.sendError(ErrTransferTimeout)
+					return 0, ErrTransferTimeout
+				}
 				return 0, errAckTimeout
 			}
 			return 0, t.transportError("receive", err)

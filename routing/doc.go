@@ -60,9 +60,16 @@
 // prefetch. The cache counts what prefetches did; cluster serves them only
 // from idle backend slots.
 //
+// A fan-out whose answers next holds in memory (the cache's Peek: a file,
+// or a remembered "not found") is decided there, in priority order, on
+// the caller's goroutine, with no backend asked; only the sub-clusters
+// whose answer memory lacks are asked as configured. The request path's
+// decision (decide without explain) allocates nothing: Route, for
+// `ctftp route`, also explains.
+//
 // Goroutines: a parallel fan-out starts one goroutine per sub-cluster
-// for the duration of one Open; Open cancels the losers once the winner
-// is chosen and returns only after all of them have returned. Learned
+// asked for the duration of one Open; Open cancels the losers once the
+// winner is chosen and returns only after all of them have returned. Learned
 // routes expire lazily. Migrations.Run, in the caller's goroutine,
 // publishes the wave gauges and wakes when a cutover_at passes, until
 // its context ends.

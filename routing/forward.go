@@ -16,6 +16,7 @@ import (
 type forwarder struct {
 	r     *Router
 	next  ctftp.Source
+	peek  peeker     // next, when it can answer from memory; else nil
 	pre   Prefetcher // next's, when it has the capability
 	grace time.Duration
 	log   *slog.Logger
@@ -24,6 +25,13 @@ type forwarder struct {
 }
 
 var _ ctftp.Source = (*forwarder)(nil)
+
+// peeker is a next Source that can answer from memory alone (the cache's
+// Peek): a file, or an error wrapping ctftp.ErrNotFound, with ok; ok
+// false when answering would mean asking a backend.
+type peeker interface {
+	Peek(req ctftp.Request) (f *ctftp.File, ok bool, err error)
+}
 
 // NewForwarder returns the Source that routes each request with r and
 // asks next (the cache in front of the backends, keyed by sub-cluster and
@@ -53,10 +61,19 @@ var _ ctftp.Source = (*forwarder)(nil)
 // outlives it. The returned Source is safe for concurrent use.
 func NewForwarder(r *Router, next ctftp.Source, opts Options) ctftp.Source {
 	opts = opts.withDefaults()
+	p, _ := next.(peeker)
 	pre, _ := next.(Prefetcher)
+	if pre == nil && len(r.prefetch) > 0 {
+		// A wrapper between the forwarder and the cache that does not
+		// pass the capability on turns prefetching off for every phone;
+		// say so instead of letting cold boots slow down unexplained.
+		opts.Logger.Warn("routing: prefetch is configured but the source behind routing cannot prefetch; no prefetch will be made",
+			"source", fmt.Sprintf("%T", next))
+	}
 	return &forwarder{
 		r:     r,
 		next:  next,
+		peek:  p,
 		pre:   pre,
 		grace: r.grace,
 		log:   opts.Logger,
@@ -77,7 +94,7 @@ func (o outcome) notFound() bool { return errors.Is(o.err, ctftp.ErrNotFound) }
 
 // Open routes req and asks next; see NewForwarder.
 func (f *forwarder) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error) {
-	d := f.r.Route(req)
+	d := f.r.decide(req, false)
 	f.m.decisions[d.Kind].Inc()
 	switch d.Kind {
 	case RuleMatch:
@@ -104,7 +121,7 @@ func (f *forwarder) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, e
 		f.prefetch(ctx, req, d.Prefetch, sc, d.MAC, "learned route")
 		file, err := f.single(ctx, req, sc)
 		if err == nil {
-			f.r.Learn(d.MAC, sc)
+			f.r.learnMAC(d.MAC, sc)
 			return file, nil
 		}
 		if !errors.Is(err, ctftp.ErrNotFound) {
@@ -133,6 +150,9 @@ func (f *forwarder) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, e
 // any half-returned Body is closed.
 func (f *forwarder) ask(ctx context.Context, req ctftp.Request, sc string) outcome {
 	req.Subcluster = sc
+	if o, ok := f.askMemory(req); ok {
+		return o
+	}
 	file, err := f.next.Open(ctx, req)
 	if err == nil && (file == nil || file.Body == nil) {
 		err = errNoFile
@@ -147,6 +167,58 @@ func (f *forwarder) ask(ctx context.Context, req ctftp.Request, sc string) outco
 		file.Subcluster = sc
 	}
 	return outcome{subcluster: sc, file: file}
+}
+
+// askMemory is ask (req.Subcluster set) when next can answer from
+// memory; ok is false when it cannot.
+func (f *forwarder) askMemory(req ctftp.Request) (o outcome, ok bool) {
+	if f.peek == nil {
+		return outcome{}, false
+	}
+	file, ok, err := f.peek.Peek(req)
+	switch {
+	case !ok:
+		return outcome{}, false
+	case err != nil:
+		return outcome{subcluster: req.Subcluster, err: err}, true
+	case file == nil || file.Body == nil:
+		return outcome{subcluster: req.Subcluster, err: errNoFile}, true
+	}
+	if file.Subcluster == "" {
+		file.Subcluster = req.Subcluster
+	}
+	return outcome{subcluster: req.Subcluster, file: file}, true
+}
+
+// fromMemory decides a fan-out from memory when it can: asking scs in
+// priority order, it stops at the first positive answer (won), which
+// every sub-cluster above has answered "not found", as a parallel
+// fan-out would decide too, without a goroutine per sub-cluster or a
+// backend asked. decided with no won file: every sub-cluster said "not
+// found" (known). decided is false as soon as one answer is not in
+// memory before a positive one: the fan-out then runs as configured,
+// with the answers already in hand (known, a prefix of scs) taken as
+// given, so nothing is asked or counted twice.
+func (f *forwarder) fromMemory(req ctftp.Request, scs []string) (won outcome, known []outcome, decided bool) {
+	if f.peek == nil {
+		return outcome{}, nil, false
+	}
+	for _, sc := range scs {
+		req.Subcluster = sc
+		o, ok := f.askMemory(req)
+		switch {
+		case ok && o.err == nil:
+			return o, known, true
+		case ok:
+			known = append(known, o)
+			if !o.notFound() {
+				return outcome{}, known, false
+			}
+		default:
+			return outcome{}, known, false
+		}
+	}
+	return outcome{}, known, true
 }
 
 // single asks the one sub-cluster a rule or learned route names.
@@ -174,12 +246,22 @@ func (f *forwarder) fanOut(ctx context.Context, req ctftp.Request, d Decision, s
 	start := f.now()
 	defer func() { f.m.fanoutDuration.Update(f.now().Sub(start).Seconds()) }()
 
-	var winner int
-	var outs []outcome
-	if strategy == StrategySequential {
-		winner, outs = f.sequential(ctx, req, scs)
-	} else {
-		winner, outs = f.parallel(ctx, req, scs)
+	won, known, decided := f.fromMemory(req, scs)
+	if decided && won.file != nil {
+		// Nobody above it has the file, and nobody else was asked.
+		if mac != "" {
+			f.r.learnMAC(mac, won.subcluster)
+			f.prefetch(ctx, req, d.Prefetch, won.subcluster, mac, "fan-out answer")
+		}
+		return won.file, nil
+	}
+	winner, outs := -1, known
+	switch {
+	case decided:
+	case strategy == StrategySequential:
+		winner, outs = f.sequential(ctx, req, scs, known)
+	default:
+		winner, outs = f.parallel(ctx, req, scs, known)
 	}
 
 	var also []string
@@ -201,7 +283,7 @@ func (f *forwarder) fanOut(ctx context.Context, req ctftp.Request, d Decision, s
 			f.log.Warn("routing: device present in more than one sub-cluster",
 				"mac", mac, "file", req.Name, "served_by", w.subcluster, "also_in", also)
 		}
-		f.r.Learn(mac, w.subcluster)
+		f.r.learnMAC(mac, w.subcluster)
 		f.prefetch(ctx, req, d.Prefetch, w.subcluster, mac, "fan-out answer")
 	}
 	return w.file, nil
@@ -272,9 +354,16 @@ func live(scs, down []string) []string {
 // sequential asks scs one after another in priority order and stops at
 // the first positive answer, as CUCM walks its alternate file locations.
 // It returns the winner's index in outs (-1 for none) and every outcome.
-func (f *forwarder) sequential(ctx context.Context, req ctftp.Request, scs []string) (int, []outcome) {
+// known are answers already in hand for the first sub-clusters.
+func (f *forwarder) sequential(ctx context.Context, req ctftp.Request, scs []string, known []outcome) (int, []outcome) {
 	outs := make([]outcome, 0, len(scs))
 	for i, sc := range scs {
+		if i < len(known) {
+			// Answered already; only a positive answer ends the walk,
+			// and fromMemory hands over none.
+			outs = append(outs, known[i])
+			continue
+		}
 		if err := ctx.Err(); err != nil {
 			outs = append(outs, outcome{subcluster: sc, err: fmt.Errorf("%s: %w", sc, err)})
 			return -1, outs
@@ -297,8 +386,9 @@ func (f *forwarder) sequential(ctx context.Context, req ctftp.Request, scs []str
 // cancelled; parallel waits for them to return (cancelled calls return
 // at once) so that it owns no goroutine after it returns. It returns the
 // winner's index in outs (-1 for none) and every outcome, positive late
-// answers included, for duplicate detection.
-func (f *forwarder) parallel(ctx context.Context, req ctftp.Request, scs []string) (int, []outcome) {
+// answers included, for duplicate detection. known are answers already in
+// hand for the first sub-clusters (fromMemory's).
+func (f *forwarder) parallel(ctx context.Context, req ctftp.Request, scs []string, known []outcome) (int, []outcome) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -309,6 +399,10 @@ func (f *forwarder) parallel(ctx context.Context, req ctftp.Request, scs []strin
 	// Buffered for all, so no asker blocks on a reader that has left.
 	answers := make(chan answer, len(scs))
 	for i, sc := range scs {
+		if i < len(known) {
+			answers <- answer{i, known[i]}
+			continue
+		}
 		go func() { answers <- answer{i, f.ask(ctx, req, sc)} }()
 	}
 

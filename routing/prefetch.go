@@ -29,6 +29,17 @@ type bootPattern struct {
 
 func (p bootPattern) expand(mac string) string { return p.prefix + mac + p.suffix }
 
+// matches is strings.EqualFold(name, p.expand(mac)) without building the
+// name: every request with a MAC asks, and most match nothing.
+func (p bootPattern) matches(name, mac string) bool {
+	if len(name) != len(p.prefix)+len(mac)+len(p.suffix) {
+		return false
+	}
+	m := len(p.prefix)
+	return strings.EqualFold(name[:m], p.prefix) && strings.EqualFold(name[m:m+len(mac)], mac) &&
+		strings.EqualFold(name[m+len(mac):], p.suffix)
+}
+
 // compilePrefetch parses routing.prefetch. Each pattern must hold {MAC}
 // once and name a per-device file (ctftp.DeviceMAC reads the MAC back),
 // so that nothing shared is ever prefetched, and patterns must differ.
@@ -70,7 +81,7 @@ func (r *Router) prefetchAfter(name, mac string) []string {
 		return nil
 	}
 	for i, p := range r.prefetch {
-		if !strings.EqualFold(name, p.expand(mac)) {
+		if !p.matches(name, mac) {
 			continue
 		}
 		var next []string

@@ -194,14 +194,24 @@ func TestForwarderPrefetches(t *testing.T) {
 	}
 }
 
-// A forwarder whose next cannot prefetch works as before.
+// A forwarder whose next cannot prefetch works as before, and says at
+// once that prefetching is off.
 func TestForwarderWithoutPrefetcher(t *testing.T) {
-	h := newHarness(t, DefaultConfig(), map[string]answerSpec{"east": found(0), "west": notFound(0)})
+	h := newHarness(t, DefaultConfig(), map[string]answerSpec{"east": found(0), "west": notFound(0), "south": notFound(0)})
+	if !strings.Contains(h.log.String(), "no prefetch will be made") {
+		t.Errorf("no warning that prefetch is off: %s", h.log.String())
+	}
 	f, err, _ := h.open(t, "CTLSEP0011215A1AE3.tlv")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.Body.Close()
+
+	cfg := DefaultConfig()
+	cfg.Prefetch = nil
+	if h := newHarness(t, cfg, map[string]answerSpec{}); strings.Contains(h.log.String(), "prefetch") {
+		t.Errorf("a warning with prefetch off: %s", h.log.String())
+	}
 }
 
 // FuzzPrefetchPattern: any routing.prefetch entry is accepted or refused

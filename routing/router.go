@@ -121,12 +121,15 @@ type Router struct {
 	rules       []compiled
 	subclusters []string
 	known       map[string]bool
-	learned     *learnTable // nil: learning is off
-	migrations  *Migrations // nil: no waves
-	prefetch    []bootPattern
-	log         *slog.Logger
-	now         func() time.Time
-	m           routerMetrics
+	// one holds a one-element slice per sub-cluster, so a decision for
+	// a single sub-cluster on the request path needs no allocation.
+	one        map[string][]string
+	learned    *learnTable // nil: learning is off
+	migrations *Migrations // nil: no waves
+	prefetch   []bootPattern
+	log        *slog.Logger
+	now        func() time.Time
+	m          routerMetrics
 }
 
 // New builds a Router for cfg. subclusters are the configured
@@ -157,6 +160,7 @@ func New(cfg Config, subclusters []string, opts Options) (*Router, error) {
 		grace:       cfg.Grace,
 		subclusters: slices.Clone(subclusters),
 		known:       known,
+		one:         make(map[string][]string, len(subclusters)),
 		log:         opts.Logger,
 		now:         opts.Now,
 		migrations:  opts.Migrations,
@@ -164,6 +168,9 @@ func New(cfg Config, subclusters []string, opts Options) (*Router, error) {
 	}
 	if r.strategy == "" {
 		r.strategy = StrategyParallel
+	}
+	for _, sc := range r.subclusters {
+		r.one[sc] = []string{sc}
 	}
 	if cfg.LearnTTL > 0 && cfg.LearnMax > 0 {
 		r.learned = newLearnTable(cfg.LearnTTL, cfg.LearnMax)
@@ -218,8 +225,15 @@ func (r *Router) Subclusters() []string { return slices.Clone(r.subclusters) }
 // Reason says what that overrides; otherwise client rules match on
 // req.Client, and the other rules and learned routes on the MAC in
 // req.Name.
-func (r *Router) Route(req ctftp.Request) Decision {
-	d := r.route(req)
+func (r *Router) Route(req ctftp.Request) Decision { return r.decide(req, true) }
+
+// decide is Route. Without explain it leaves Reason empty (but for a
+// migration wave's device) and returns Subclusters shared with the Router
+// (callers must not change them): the request path asks thousands of
+// times a second and reads neither, and building them was most of what a
+// warm request allocated.
+func (r *Router) decide(req ctftp.Request, explain bool) Decision {
+	d := r.route(req, explain)
 	if w := r.migrations.Lookup(d.MAC); w != nil {
 		return r.migrations.override(w, d.MAC, d)
 	}
@@ -227,62 +241,65 @@ func (r *Router) Route(req ctftp.Request) Decision {
 }
 
 // route decides by rules, learned routes and fan-out.
-func (r *Router) route(req ctftp.Request) Decision {
+func (r *Router) route(req ctftp.Request, explain bool) Decision {
 	mac, hasMAC := ParseMAC(req.Name)
 	client := req.Client.Addr().Unmap()
 	for i := range r.rules {
 		c := &r.rules[i]
-		var why string
 		switch c.kind {
 		case matchClient:
 			if !client.IsValid() || !c.client.Contains(client) {
 				continue
 			}
-			why = fmt.Sprintf("client %s in %s", client, c.client)
 		case matchMAC, matchDeviceFile:
 			if _, ok := c.macs[mac]; !hasMAC || !ok {
 				continue
-			}
-			if c.kind == matchMAC {
-				why = "mac " + mac
-			} else {
-				why = fmt.Sprintf("mac %s in device_file %s", mac, c.deviceFile)
 			}
 		case matchMACPrefix:
 			if !hasMAC || !strings.HasPrefix(mac, c.prefix) {
 				continue
 			}
-			why = fmt.Sprintf("mac %s has mac_prefix %s", mac, c.prefix)
 		}
-		return Decision{
-			MAC:         mac,
-			Prefetch:    r.prefetchAfter(req.Name, mac),
-			Kind:        RuleMatch,
-			Rule:        i,
-			Subclusters: []string{c.subcluster},
-			Strategy:    r.strategy,
-			Reason:      fmt.Sprintf("rules[%d] (%s) -> %s", i, why, c.subcluster),
+		d := Decision{MAC: mac, Prefetch: r.prefetchAfter(req.Name, mac), Kind: RuleMatch, Rule: i,
+			Subclusters: r.one[c.subcluster], Strategy: r.strategy}
+		if explain {
+			var why string
+			switch c.kind {
+			case matchClient:
+				why = fmt.Sprintf("client %s in %s", client, c.client)
+			case matchMAC:
+				why = "mac " + mac
+			case matchDeviceFile:
+				why = fmt.Sprintf("mac %s in device_file %s", mac, c.deviceFile)
+			case matchMACPrefix:
+				why = fmt.Sprintf("mac %s has mac_prefix %s", mac, c.prefix)
+			}
+			d.Subclusters = []string{c.subcluster}
+			d.Reason = fmt.Sprintf("rules[%d] (%s) -> %s", i, why, c.subcluster)
 		}
+		return d
 	}
 	if hasMAC && r.learned != nil {
 		now := r.now()
 		if l, ok := r.learned.lookup(mac, now); ok {
-			reason := fmt.Sprintf("learned route %s -> %s (confirmed %s ago)",
-				mac, l.subcluster, now.Sub(l.at).Round(time.Second))
-			if others := r.others(l.subcluster); len(others) > 0 {
-				reason += fmt.Sprintf("; if %s no longer has the file: %s fan-out over %s",
-					l.subcluster, r.strategy, strings.Join(others, ", "))
+			d := Decision{MAC: mac, Prefetch: r.prefetchAfter(req.Name, mac), Kind: Learned, Rule: -1,
+				Subclusters: r.one[l.subcluster], Strategy: r.strategy}
+			if explain {
+				d.Reason = fmt.Sprintf("learned route %s -> %s (confirmed %s ago)",
+					mac, l.subcluster, now.Sub(l.at).Round(time.Second))
+				if others := r.others(l.subcluster); len(others) > 0 {
+					d.Reason += fmt.Sprintf("; if %s no longer has the file: %s fan-out over %s",
+						l.subcluster, r.strategy, strings.Join(others, ", "))
+				}
+				d.Subclusters = []string{l.subcluster}
 			}
-			return Decision{
-				MAC:         mac,
-				Prefetch:    r.prefetchAfter(req.Name, mac),
-				Kind:        Learned,
-				Rule:        -1,
-				Subclusters: []string{l.subcluster},
-				Strategy:    r.strategy,
-				Reason:      reason,
-			}
+			return d
 		}
+	}
+	d := Decision{MAC: mac, Prefetch: r.prefetchAfter(req.Name, mac), Kind: FanOut, Rule: -1,
+		Subclusters: r.subclusters, Strategy: r.strategy}
+	if !explain {
+		return d
 	}
 	var why string
 	switch {
@@ -293,15 +310,9 @@ func (r *Router) route(req ctftp.Request) Decision {
 	default:
 		why = fmt.Sprintf("MAC %s: no rule matched, no learned route", mac)
 	}
-	return Decision{
-		MAC:         mac,
-		Prefetch:    r.prefetchAfter(req.Name, mac),
-		Kind:        FanOut,
-		Rule:        -1,
-		Subclusters: slices.Clone(r.subclusters),
-		Strategy:    r.strategy,
-		Reason:      fmt.Sprintf("%s: %s fan-out over %s", why, r.strategy, strings.Join(r.subclusters, ", ")),
-	}
+	d.Subclusters = slices.Clone(r.subclusters)
+	d.Reason = fmt.Sprintf("%s: %s fan-out over %s", why, r.strategy, strings.Join(r.subclusters, ", "))
+	return d
 }
 
 // others returns every sub-cluster but sc, in priority order.
@@ -325,6 +336,15 @@ func (r *Router) Learn(mac, subcluster string) {
 	}
 	m, err := parseMAC(mac)
 	if err != nil {
+		return
+	}
+	r.learnMAC(m, subcluster)
+}
+
+// learnMAC is Learn for a MAC already in canonical form (ParseMAC's), as
+// the forwarder has it: parsing it again allocated on every request.
+func (r *Router) learnMAC(m, subcluster string) {
+	if r.learned == nil || !r.known[subcluster] {
 		return
 	}
 	prev, held := r.learned.learn(m, subcluster, r.now())

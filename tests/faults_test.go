@@ -19,6 +19,7 @@ import (
 
 	"github.com/ctftp/ctftp/internal/fleet"
 	"github.com/ctftp/ctftp/internal/loadgen"
+	"github.com/ctftp/ctftp/internal/tftpclient"
 	"github.com/ctftp/ctftp/internal/tftptest"
 )
 
@@ -254,4 +255,56 @@ func BenchmarkFaultStorm(b *testing.B) {
 			}
 		})
 	}
+}
+
+// A backend that ends a phone's signed config early with a short block
+// (a well-formed transfer, no tsize) in front of a good sibling: the
+// phone gets the whole file, from the sibling; the short one is counted,
+// logged with its reason, and never cached (a second request, answered
+// from the cache, has the whole file too).
+func TestShortBlockConfigNeverServedOrCached(t *testing.T) {
+	f, dir := newStormFleet(t, 2)
+	ph := f.Phones()[1] // west
+	if ph.Subcluster != "west" {
+		t.Fatalf("phone %+v: want one in west", ph)
+	}
+	cnf := "SEP" + ph.MAC + ".cnf.xml.sgn"
+	want, ok := f.PhoneFile(cnf)
+	if !ok {
+		t.Fatalf("the fleet has no %s", cnf)
+	}
+	short := tftptest.NewFaultServer(t, f.Files("west"), tftptest.FaultShort)
+	short.FaultOnly(cnf) // the ITL it serves whole: the trust guard reads it at start
+	east := tftptest.StartTFTPD(t, filepath.Join(dir, "east"))
+	west := tftptest.StartTFTPD(t, filepath.Join(dir, "west"))
+	gw := startGateway(t, fmt.Sprintf(`
+listen: ["127.0.0.1:0"]
+admin_listen: "127.0.0.1:0"
+root: %q
+subclusters:
+  - {name: east, version: "14", backends: [%q]}
+  - {name: west, version: "14", backends: [%q, %q]}
+`, filepath.Join(dir, fleet.Root), east, short.Addr(), west))
+	addr := netip.MustParseAddrPort(gw.TFTP[0])
+	for i := range 2 {
+		var got strings.Builder
+		if _, err := tftpclient.Get(context.Background(), addr, cnf, &got, tftpclient.Options{Retries: 4}); err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+		if got.String() != string(want) {
+			t.Fatalf("request %d: %d bytes, want the whole %d", i+1, got.Len(), len(want))
+		}
+	}
+	// One invalid fetch for two requests: the second was answered from
+	// the cache, which holds the sibling's whole file (a second fetch
+	// would have asked the short backend first again).
+	m := gw.scrape()
+	if v := m[`ctftp_backend_fetches_total{subcluster="west",result="invalid"}`]; v != 1 {
+		t.Errorf("invalid fetches = %v, want 1", v)
+	}
+	if v := m[`ctftp_backend_fetches_total{subcluster="west",result="ok"}`]; v != 1 {
+		t.Errorf("ok fetches in west = %v, want 1 (the sibling's, cached)", v)
+	}
+	l := gw.waitLine("cluster: backend sent a file that is not whole; not served, not cached", func(l map[string]any) bool { return l["file"] == cnf })
+	t.Logf("gateway: %v", l["err"])
 }

@@ -49,10 +49,12 @@ cache:
 
 	// A retransmitted request, within the window: the same bytes.
 	got, err := fwdGet(addr, cnf)
-	if took := time.Since(start); took >= freshWindow {
-		t.Skipf("the machine took %s for two transfers, past the %s window: cannot check the retransmit case", took, freshWindow)
-	}
-	if err != nil || string(got) != string(v1) {
+	switch took := time.Since(start); {
+	case took >= freshWindow:
+		// Only a machine too slow for the window gets here; the rest of
+		// the test still holds.
+		t.Logf("the machine took %s for three transfers, past the %s window: the retransmit case is not checked", took, freshWindow)
+	case err != nil || string(got) != string(v1):
 		t.Fatalf("within the window: %d bytes, %v; want the copy just served", len(got), err)
 	}
 
@@ -148,6 +150,9 @@ routing:
 			t.Errorf("prefetches skipped: %v cached, %v busy; want 1 and 0", c, b)
 		}
 		gw.waitLine("routing: prefetch", func(l map[string]any) bool { return l["mac"] == ruled && l["subcluster"] == "east" })
+		if l := gw.Lines("routing: prefetch is configured but the source behind routing cannot prefetch; no prefetch will be made"); len(l) > 0 {
+			t.Errorf("the gateway's chain hides the cache's prefetch: %v", l)
+		}
 	})
 
 	t.Run("found by a fan-out", func(t *testing.T) {

@@ -40,6 +40,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/ctftp/ctftp"
+	"github.com/ctftp/ctftp/cache"
 	"github.com/ctftp/ctftp/internal/fleet"
 	"github.com/ctftp/ctftp/internal/loadgen"
 	"github.com/ctftp/ctftp/internal/tftptest"
@@ -173,6 +174,10 @@ type wanGateway struct {
 	maxInFlight int
 	rules       bool // device_file rules place every phone; else fan-out
 	prefetch    bool
+	// outage: the same phones booted once before, then the site lost
+	// power for longer than cache.ttl.device: the gateway knows their
+	// routes (learned) and the shared files, not their own files.
+	outage bool
 }
 
 func (g wanGateway) config(dir string, links map[string]netip.AddrPort) string {
@@ -197,8 +202,11 @@ func (g wanGateway) config(dir string, links map[string]netip.AddrPort) string {
 
 func (g wanGateway) name() string {
 	route := "fanout"
-	if g.rules {
+	switch {
+	case g.rules:
 		route = "rules"
+	case g.outage:
+		route = "learned-after-outage"
 	}
 	pre := "prefetch"
 	if !g.prefetch {
@@ -246,24 +254,27 @@ func BenchmarkWANColdBoot(b *testing.B) {
 // wanRuns runs the storm cfg of macs straight against the remote server
 // and through each gateway configuration.
 func wanRuns(b *testing.B, label, kind, dir string, cfg loadgen.Config, macs []string, w *fleet.World) {
-	run := func(b *testing.B, name string, start func(b *testing.B) (netip.AddrPort, *gateway)) {
+	// start returns where the phones ask, the gateway (nil when direct)
+	// and its series before the measured storm.
+	run := func(b *testing.B, name string, start func(b *testing.B) (netip.AddrPort, *gateway, wanBase)) {
 		b.Run(name, func(b *testing.B) {
 			var rep *loadgen.Report
 			var gw *gateway
+			var base wanBase
 			for b.Loop() {
 				var addr netip.AddrPort
-				addr, gw = start(b)
+				addr, gw, base = start(b)
 				var err error
 				rep, err = loadgen.Run(context.Background(), cfg, addr, loadgen.Options{Label: name, MACs: macs, Check: w.Check})
 				if err != nil {
 					b.Fatal(err)
 				}
 			}
-			wanReport(b, label+"/"+name, rep, gw)
+			wanReport(b, label+"/"+name, rep, gw, base)
 		})
 	}
-	run(b, "direct", func(b *testing.B) (netip.AddrPort, *gateway) {
-		return wanBackend(b, kind, filepath.Join(dir, fleet.Direct)), nil
+	run(b, "direct", func(b *testing.B) (netip.AddrPort, *gateway, wanBase) {
+		return wanBackend(b, kind, filepath.Join(dir, fleet.Direct)), nil, wanBase{}
 	})
 	var gws []wanGateway
 	switch kind {
@@ -273,6 +284,7 @@ func wanRuns(b *testing.B, label, kind, dir string, cfg loadgen.Config, macs []s
 			{blksize: 1428, window: 8, maxInFlight: 5, rules: true, prefetch: true},
 			{blksize: 1428, window: 8, maxInFlight: 5, rules: true, prefetch: false},
 			{blksize: 1428, window: 8, maxInFlight: 5, rules: false, prefetch: true},
+			{blksize: 1428, window: 8, maxInFlight: 5, prefetch: true, outage: true},
 		}
 	case "rfc7440":
 		// What windowsize buys where the backend has it, beside what a
@@ -281,6 +293,7 @@ func wanRuns(b *testing.B, label, kind, dir string, cfg loadgen.Config, macs []s
 			{blksize: 1428, window: 1, maxInFlight: 50, rules: true, prefetch: true},
 			{blksize: 1428, window: 8, maxInFlight: 50, rules: true, prefetch: true},
 			{blksize: 1428, window: 8, maxInFlight: 50, rules: false, prefetch: true},
+			{blksize: 1428, window: 8, maxInFlight: 50, prefetch: true, outage: true},
 			{blksize: 8192, window: 1, maxInFlight: 50, rules: true, prefetch: true},
 		}
 	default:
@@ -289,25 +302,47 @@ func wanRuns(b *testing.B, label, kind, dir string, cfg loadgen.Config, macs []s
 			{blksize: 1428, window: 8, maxInFlight: 50, rules: true, prefetch: true},
 			{blksize: 1428, window: 8, maxInFlight: 50, rules: true, prefetch: false},
 			{blksize: 1428, window: 8, maxInFlight: 50, rules: false, prefetch: true},
+			{blksize: 1428, window: 8, maxInFlight: 50, prefetch: true, outage: true},
+			{blksize: 1428, window: 8, maxInFlight: 5, rules: true, prefetch: true}, // the defaults
 			{blksize: 512, window: 8, maxInFlight: 50, rules: true, prefetch: true},
 			{blksize: 8192, window: 8, maxInFlight: 50, rules: true, prefetch: true},
 			{blksize: 65464, window: 8, maxInFlight: 50, rules: true, prefetch: true},
 		}
 	}
 	for _, g := range gws {
-		run(b, g.name(), func(b *testing.B) (netip.AddrPort, *gateway) {
+		run(b, g.name(), func(b *testing.B) (netip.AddrPort, *gateway, wanBase) {
 			links := map[string]netip.AddrPort{}
 			for _, sc := range fleet.DefaultSubclusters() {
 				links[sc] = wanBackend(b, kind, filepath.Join(dir, sc))
 			}
 			gw := startGateway(b, g.config(dir, links), "CTFTP_LOG_LEVEL=info") // "listening" is an info line
-			return netip.MustParseAddrPort(gw.TFTP[0]), gw
+			addr := netip.MustParseAddrPort(gw.TFTP[0])
+			if g.outage {
+				b.StopTimer()
+				if _, err := loadgen.Run(context.Background(), cfg, addr, loadgen.Options{Label: "before the outage", MACs: macs, Check: w.Check}); err != nil {
+					b.Fatal(err)
+				}
+				time.Sleep(cache.DefaultConfig().TTL.Device + time.Second)
+				b.StartTimer()
+			}
+			return addr, gw, wanSnapshot(gw)
 		})
 	}
 }
 
+// wanBase is a gateway's /metrics before the measured storm: summed over
+// labels (perfParse) and per series.
+type wanBase struct {
+	sum, series map[string]float64
+}
+
+func wanSnapshot(gw *gateway) wanBase {
+	text := gw.adminGet("/metrics")
+	return wanBase{sum: perfParse(text), series: parseExposition(text)}
+}
+
 // wanReport logs one run and reports its numbers as benchmark metrics.
-func wanReport(b *testing.B, name string, rep *loadgen.Report, gw *gateway) {
+func wanReport(b *testing.B, name string, rep *loadgen.Report, gw *gateway, base wanBase) {
 	b.Helper()
 	load, _ := os.ReadFile("/proc/loadavg")
 	line := fmt.Sprintf("%-52s %7.1f phones/s  file p50 %6.1f ms  p99 %7.1f ms  booted %d/%d  errors %d",
@@ -320,14 +355,26 @@ func wanReport(b *testing.B, name string, rep *loadgen.Report, gw *gateway) {
 		m := perfWaitSeries(b, gw, 30*time.Second, "backend fetches to end", func(m map[string]float64) bool {
 			return m["ctftp_backend_in_flight"] == 0 && m["ctftp_active_transfers"] == 0
 		})
+		d := func(series string) float64 { return m[series] - base.sum[series] }
+		busy := `ctftp_cache_prefetch_skipped_total{reason="busy"}`
 		line += fmt.Sprintf("  fetches %v  prefetch issued %v used %v wasted %v busy %v",
-			m["ctftp_backend_fetches_total"], m["ctftp_cache_prefetch_issued_total"], m["ctftp_cache_prefetch_used_total"],
-			m["ctftp_cache_prefetch_wasted_total"], gw.scrape()[`ctftp_cache_prefetch_skipped_total{reason="busy"}`])
-		b.ReportMetric(m["ctftp_backend_fetches_total"], "fetches")
+			d("ctftp_backend_fetches_total"), d("ctftp_cache_prefetch_issued_total"), d("ctftp_cache_prefetch_used_total"),
+			d("ctftp_cache_prefetch_wasted_total"), gw.scrape()[busy]-base.series[busy])
+		b.ReportMetric(d("ctftp_backend_fetches_total"), "fetches")
 	}
 	line += fmt.Sprintf("  boot p50 %.0f ms p99 %.0f ms max %.0f ms", ms(rep.Boot.P50), ms(rep.Boot.P99), ms(rep.Boot.Max))
 	if rep.ErrorCount() > 0 {
 		line += "  (" + rep.ErrorSummary() + ")\n" + strings.Join(rep.Examples, "\n")
+		if gw != nil {
+			// Why the gateway failed them, in its own words.
+			n := 0
+			for _, l := range gw.Lines("transfer") {
+				if l["result"] == "error" && n < 3 {
+					line += fmt.Sprintf("\n  gateway: %v: %v", l["file"], l["err"])
+					n++
+				}
+			}
+		}
 	}
 	b.Logf("%s  [loadavg %s]", line, strings.TrimSpace(string(load)))
 }

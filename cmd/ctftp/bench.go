@@ -2,32 +2,23 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
-	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/spf13/cobra"
 
-	"github.com/ctftp/ctftp/cache"
 	"github.com/ctftp/ctftp/cluster"
-	"github.com/ctftp/ctftp/internal/fleet"
 	"github.com/ctftp/ctftp/internal/loadgen"
-	"github.com/ctftp/ctftp/internal/tftpd"
-	"github.com/ctftp/ctftp/proxy"
-	"github.com/ctftp/ctftp/routing"
 )
 
 // benchFlags are the parsed flags of `ctftp bench`.
@@ -42,10 +33,15 @@ type benchFlags struct {
 	keepDir    string
 
 	// side-by-side only: how the gateway reaches its backends.
-	backendBlksize  int
+	backendBlksizes []int  // the first is the main runs'; the others are swept
+	backendWindows  []int  // likewise
+	blksizeList     string // --backend-blksize as given
+	windowList      string // --backend-window as given
 	backendInFlight int
 	backendDelay    time.Duration
-	routeByMAC      bool
+	backends        string // tftpd-hpa or ctftp
+	passes          int
+	inFlight        int
 
 	// hold mode
 	hold     int
@@ -59,7 +55,7 @@ type benchFlags struct {
 // and warm, all on loopback (--side-by-side), or transfers held open to
 // measure memory per transfer in flight (--hold).
 func runBench(ctx context.Context, f benchFlags, set func(string) bool, pos []string, stdout, stderr io.Writer) int {
-	if code := checkBenchFlags(f, set, pos, stderr); code != exitOK {
+	if code := checkBenchFlags(&f, set, pos, stderr); code != exitOK {
 		return code
 	}
 	if f.cpuprofile != "" && !f.sideBySide {
@@ -112,7 +108,7 @@ p50/p99/max, errors and bytes; --json for all of it.`,
 	}
 	fs := c.Flags()
 	fs.StringVar(&f.server, "server", "", "TFTP server `HOST:PORT` to storm (a running ctftp, tftpd-hpa, CUCM)")
-	fs.BoolVar(&f.sideBySide, "side-by-side", false, "self-contained comparison on loopback: tftpd-hpa serving the files directly, then the gateway in front of tftpd-hpa backends, cold and warm")
+	fs.BoolVar(&f.sideBySide, "side-by-side", false, "self-contained comparison on loopback, one run: tftpd-hpa and a plain pin/tftp server serving the files directly, the gateway in front of tftpd-hpa backends cold (fan-out, then device rules) and warm, and the loopback lock-step ceiling")
 	fs.IntVar(&f.storm.Phones, "phones", def.Phones, "phones that boot")
 	fs.IntVar(&f.storm.Concurrency, "concurrency", def.Concurrency, "phones booting at the same time")
 	fs.IntVar(&f.storm.BlockSize, "blksize", 0, "RFC 2348 blksize the phones ask for (0 = none, 512-byte lock-step as real phones)")
@@ -126,10 +122,13 @@ p50/p99/max, errors and bytes; --json for all of it.`,
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress on stderr")
 	fs.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of this process to `FILE`; side by side, of the warm run only (the gateway in process and the generator)")
 	fs.StringVar(&f.keepDir, "dir", "", "side-by-side: write the generated files under `DIR` and keep them (default: a temp dir removed at exit)")
-	fs.IntVar(&f.backendBlksize, "backend-blksize", cluster.DefaultConfig().Backend.BlockSize, "side-by-side: the gateway's backend.block_size")
+	fs.StringVar(&f.blksizeList, "backend-blksize", strconv.Itoa(cluster.DefaultConfig().Backend.BlockSize), "side-by-side: the gateway's backend.block_size; a comma-separated `LIST` also runs the cold fan-out with each other one (and each --backend-window)")
+	fs.StringVar(&f.windowList, "backend-window", strconv.Itoa(cluster.DefaultConfig().Backend.WindowSize), "side-by-side: the gateway's backend.window_size (RFC 7440; tftpd-hpa ignores it); a `LIST` as for --backend-blksize")
 	fs.IntVar(&f.backendInFlight, "backend-max-in-flight", cluster.DefaultConfig().Backend.MaxInFlight, "side-by-side: the gateway's backend.max_in_flight")
-	fs.DurationVar(&f.backendDelay, "backend-delay", 0, "side-by-side: delay every datagram between the gateway and its backends by `D` each way (an emulated WAN; the direct run is not delayed)")
-	fs.BoolVar(&f.routeByMAC, "route-by-mac", false, "side-by-side: give the gateway a routing rule listing each sub-cluster's MACs, as a deployment with device lists has, instead of letting it fan out for unknown phones")
+	fs.DurationVar(&f.backendDelay, "backend-delay", 0, "side-by-side: put a link delaying every datagram by `D` each way between the phones' side and the backends (an emulated WAN): the gateway reaches its backends across it, and the direct runs reach their server across it too")
+	fs.StringVar(&f.backends, "backends", "tftpd-hpa", "side-by-side: the sub-clusters' TFTP servers: tftpd-hpa, or ctftp (this program's own engine, which has RFC 7440 windowsize)")
+	fs.IntVar(&f.passes, "passes", 1, "side-by-side: run every configuration `N` times, in turn (each pass's ratios come from that pass)")
+	fs.IntVar(&f.inFlight, "in-flight", 1000, "side-by-side: hold `N` transfers open on the warm gateway to measure its memory per transfer in flight (0 = skip)")
 	fs.IntVar(&f.hold, "hold", 0, "instead of a storm, open `N` transfers of --file on --server and hold them (memory per transfer in flight)")
 	fs.StringVar(&f.holdFile, "file", "", "hold: the file to ask for")
 	fs.DurationVar(&f.holdFor, "hold-for", 2*time.Second, "hold: how long to keep the transfers open before releasing them")
@@ -141,7 +140,7 @@ p50/p99/max, errors and bytes; --json for all of it.`,
 
 // checkBenchFlags reports every problem with the flags at once; set says
 // whether a flag was given.
-func checkBenchFlags(f benchFlags, set func(string) bool, pos []string, stderr io.Writer) int {
+func checkBenchFlags(f *benchFlags, set func(string) bool, pos []string, stderr io.Writer) int {
 
 	var problems []string
 	bad := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
@@ -181,14 +180,27 @@ func checkBenchFlags(f benchFlags, set func(string) bool, pos []string, stderr i
 		bad("--file, --hold-for and --admin only apply to --hold")
 	}
 	if !f.sideBySide {
-		for _, name := range []string{"dir", "backend-blksize", "backend-max-in-flight", "backend-delay", "route-by-mac"} {
+		for _, name := range []string{"dir", "backend-blksize", "backend-window", "backends", "backend-max-in-flight", "backend-delay", "passes", "in-flight"} {
 			if set(name) {
 				bad("--%s only applies to --side-by-side", name)
 			}
 		}
 	}
-	if f.backendBlksize < 512 || f.backendBlksize > 65464 {
-		bad("--backend-blksize: must be between 512 and 65464, got %d", f.backendBlksize)
+	var err error
+	if f.backendBlksizes, err = intList(f.blksizeList, 512, 65464); err != nil {
+		bad("--backend-blksize: %v", err)
+	}
+	if f.backendWindows, err = intList(f.windowList, 1, 64); err != nil {
+		bad("--backend-window: %v", err)
+	}
+	if f.backends != "tftpd-hpa" && f.backends != "ctftp" {
+		bad("--backends: want tftpd-hpa or ctftp, got %q", f.backends)
+	}
+	if f.passes < 1 || f.passes > 100 {
+		bad("--passes: must be between 1 and 100, got %d", f.passes)
+	}
+	if f.inFlight < 0 {
+		bad("--in-flight: must not be negative, got %d", f.inFlight)
 	}
 	if f.backendInFlight < 1 {
 		bad("--backend-max-in-flight: must be at least 1, got %d", f.backendInFlight)
@@ -210,6 +222,25 @@ func checkBenchFlags(f benchFlags, set func(string) bool, pos []string, stderr i
 		return exitUsage
 	}
 	return exitOK
+}
+
+// intList parses a comma-separated list of integers in [lo, hi], without
+// repeats.
+func intList(s string, lo, hi int) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("%q: not a number", f)
+		case n < lo || n > hi:
+			return nil, fmt.Errorf("must be between %d and %d, got %d", lo, hi, n)
+		case slices.Contains(out, n):
+			return nil, fmt.Errorf("%d listed twice", n)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // flagName rewrites a loadgen.Config problem ("boot_timeout: ...") with
@@ -296,293 +327,6 @@ func writeJSON(w io.Writer, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
-}
-
-// sideBySide is the JSON form of a side-by-side run.
-type sideBySide struct {
-	Runs []*loadgen.Report `json:"runs"`
-	// WarmOverDirect and ColdOverDirect compare phones/s.
-	WarmOverDirect float64        `json:"warm_over_direct"`
-	ColdOverDirect float64        `json:"cold_over_direct"`
-	Backend        backendFetches `json:"backend"`
-	BackendBlksize int            `json:"backend_blksize"`
-	BackendDelay   time.Duration  `json:"backend_delay_ns"`
-	RouteByMAC     bool           `json:"route_by_mac"`
-}
-
-// backendFetches is what the gateway asked of its backends, from its own
-// metrics and cache statistics.
-type backendFetches struct {
-	// ColdFetches are backend fetch attempts during the cold run
-	// (ctftp_backend_fetches_total); DistinctFiles the distinct
-	// (sub-cluster, file) answers the cache then held, positive and
-	// negative. Their ratio is 1 when every file was fetched once.
-	ColdFetches   int64   `json:"cold_fetches"`
-	DistinctFiles int64   `json:"distinct_files"`
-	PerFile       float64 `json:"fetches_per_file"`
-	// FillShared counts requests that waited for another request's
-	// fetch instead of starting one (ctftp_cache_fill_shared_total).
-	FillShared uint64 `json:"fill_shared"`
-	// WarmFetches are backend fetches during the warm run: 0 while every
-	// file is within its TTL.
-	WarmFetches int64 `json:"warm_fetches"`
-}
-
-// benchSideBySide generates signed files for the phones of two
-// sub-clusters and runs the same storm against (a) tftpd-hpa serving all
-// of them directly, (b) the gateway in front of one tftpd-hpa per
-// sub-cluster with an empty cache, (c) the same gateway again, warm.
-func benchSideBySide(ctx context.Context, f benchFlags, stdout, stderr io.Writer) int {
-	macs, err := stormMACs(f)
-	if err != nil {
-		fmt.Fprintf(stderr, "ctftp bench: --macs: %v\n", err)
-		return exitUsage
-	}
-	if _, err := tftpd.Find(); err != nil {
-		fmt.Fprintf(stderr, "ctftp bench: --side-by-side runs tftpd-hpa: %v\n", err)
-		return exitFailure
-	}
-	dir := f.keepDir
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "ctftp-bench-"); err != nil {
-			fmt.Fprintf(stderr, "ctftp bench: %v\n", err)
-			return exitFailure
-		}
-		defer os.RemoveAll(dir)
-	}
-	note := func(format string, a ...any) {
-		if !f.quiet {
-			fmt.Fprintf(stderr, "ctftp bench: "+format+"\n", a...)
-		}
-	}
-	note("generating PKI and signing files for %d phones in %s ...", len(macs), dir)
-	world, err := fleet.Generate(ctx, fleet.Options{Phones: fleet.Spread(macs, fleet.DefaultSubclusters())})
-	if err == nil {
-		err = world.Write(dir)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "ctftp bench: %v\n", err)
-		return exitFailure
-	}
-	prog, term := progressTo(f, stderr)
-	storm := func(label string, addr netip.AddrPort) (*loadgen.Report, error) {
-		rep, err := loadgen.Run(ctx, f.storm, addr, loadgen.Options{
-			Label: label, MACs: macs, Check: world.Check, Progress: prog, Terminal: term,
-		})
-		if err != nil {
-			return nil, err
-		}
-		return rep, nil
-	}
-
-	// (a) tftpd-hpa serving every file itself.
-	direct, err := tftpd.Start(ctx, filepath.Join(dir, fleet.Direct))
-	if err != nil {
-		fmt.Fprintf(stderr, "ctftp bench: %v\n", err)
-		return exitFailure
-	}
-	rDirect, err := storm("direct tftpd-hpa", direct.Addr())
-	direct.Stop()
-	if err != nil {
-		fmt.Fprintf(stderr, "ctftp bench: direct: %v\n", err)
-		return exitFailure
-	}
-
-	// (b), (c): the gateway in front of one tftpd-hpa per sub-cluster.
-	var backends []string
-	for _, sc := range world.Subclusters() {
-		d, err := tftpd.Start(ctx, filepath.Join(dir, sc))
-		if err != nil {
-			fmt.Fprintf(stderr, "ctftp bench: %v\n", err)
-			return exitFailure
-		}
-		defer d.Stop()
-		addr := d.Addr()
-		if f.backendDelay > 0 {
-			link, err := loadgen.StartDelayLink(addr, f.backendDelay, 0)
-			if err != nil {
-				fmt.Fprintf(stderr, "ctftp bench: %v\n", err)
-				return exitFailure
-			}
-			defer link.Close()
-			addr = link.Addr()
-		}
-		backends = append(backends, addr.String())
-	}
-	gw, err := startBenchGateway(ctx, f, filepath.Join(dir, fleet.Root), world, backends, stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "ctftp bench: gateway: %v\n", err)
-		return exitFailure
-	}
-	defer gw.stop()
-	rCold, err := storm("gateway cold", gw.addr)
-	if err != nil {
-		fmt.Fprintf(stderr, "ctftp bench: gateway cold: %v\n", err)
-		return exitFailure
-	}
-	gw.settle(ctx)
-	coldFetches := gw.backendFetches()
-	st := gw.gw.Cache().Stats()
-	stopProfile := func() {}
-	if f.cpuprofile != "" {
-		if stopProfile, err = startCPUProfile(f.cpuprofile); err != nil {
-			fmt.Fprintf(stderr, "ctftp bench: %v\n", err)
-			return exitFailure
-		}
-	}
-	rWarm, err := storm("gateway warm", gw.addr)
-	stopProfile()
-	if err != nil {
-		fmt.Fprintf(stderr, "ctftp bench: gateway warm: %v\n", err)
-		return exitFailure
-	}
-	out := sideBySide{
-		Runs:           []*loadgen.Report{rDirect, rCold, rWarm},
-		WarmOverDirect: ratio(rWarm.PhonesPerSecond, rDirect.PhonesPerSecond),
-		ColdOverDirect: ratio(rCold.PhonesPerSecond, rDirect.PhonesPerSecond),
-		Backend: backendFetches{
-			ColdFetches:   coldFetches,
-			DistinctFiles: int64(st.Entries + st.NegEntries + st.TooBigEntries),
-			FillShared:    st.FillShared,
-			WarmFetches:   gw.settled(ctx).backendFetches() - coldFetches,
-		},
-		BackendBlksize: f.backendBlksize,
-		BackendDelay:   f.backendDelay,
-		RouteByMAC:     f.routeByMAC,
-	}
-	out.Backend.PerFile = ratio(float64(out.Backend.ColdFetches), float64(out.Backend.DistinctFiles))
-	if f.jsonOut {
-		writeJSON(stdout, out)
-	} else {
-		writeSideBySide(stdout, f, len(macs), out)
-	}
-	for _, r := range out.Runs {
-		if r.Failed > 0 {
-			return exitFailure
-		}
-	}
-	return exitOK
-}
-
-func ratio(a, b float64) float64 {
-	if b == 0 {
-		return 0
-	}
-	return a / b
-}
-
-func writeSideBySide(w io.Writer, f benchFlags, phones int, s sideBySide) {
-	fmt.Fprintf(w, "boot storm: %d phones, concurrency %d, phone blksize %s; gateway backend blksize %d, max_in_flight %d",
-		phones, f.storm.Concurrency, orNone(f.storm.BlockSize), f.backendBlksize, f.backendInFlight)
-	if f.backendDelay > 0 {
-		fmt.Fprintf(w, ", backend link delay %s each way", f.backendDelay)
-	}
-	if f.routeByMAC {
-		fmt.Fprintf(w, ", phones routed by MAC rules")
-	}
-	fmt.Fprintf(w, "\n\n")
-	loadgen.WriteTable(w, s.Runs)
-	fmt.Fprintf(w, "\nwarm/direct %.2fx   cold/direct %.2fx   (phones/s)\n", s.WarmOverDirect, s.ColdOverDirect)
-	b := s.Backend
-	fmt.Fprintf(w, "backend fetches: %d during the cold run for %d distinct (sub-cluster, file) answers = %.2f per file; %d requests shared another's fetch; %d fetches during the warm run\n",
-		b.ColdFetches, b.DistinctFiles, b.PerFile, b.FillShared, b.WarmFetches)
-	for _, r := range s.Runs {
-		if r.Failed > 0 {
-			fmt.Fprintf(w, "\n%s: %d phones failed: %s\n", r.Label, r.Failed, r.ErrorSummary())
-			for _, e := range r.Examples {
-				fmt.Fprintf(w, "  e.g. %s\n", e)
-			}
-		}
-	}
-}
-
-func orNone(n int) string {
-	if n == 0 {
-		return "none"
-	}
-	return strconv.Itoa(n)
-}
-
-// benchGateway is the in-process gateway of a side-by-side run.
-type benchGateway struct {
-	gw      *proxy.Gateway
-	set     *metrics.Set
-	addr    netip.AddrPort
-	cancel  context.CancelFunc
-	stopped chan error
-}
-
-// startBenchGateway runs the gateway as `ctftp serve` would, with TTLs
-// long enough that the warm run stays warm (the phones' own files and the
-// negative TTL too: the CTLSEP misses are most of the cold run's backend
-// traffic).
-func startBenchGateway(ctx context.Context, f benchFlags, root string, world *fleet.World, backends []string, stderr io.Writer) (*benchGateway, error) {
-	tcfg := proxy.DefaultConfig()
-	tcfg.Listen = []string{"127.0.0.1:0"}
-	tcfg.ShutdownGrace = 2 * time.Second
-	cc := cluster.DefaultConfig()
-	cc.Backend.BlockSize = f.backendBlksize
-	cc.Backend.MaxInFlight = f.backendInFlight
-	for i, sc := range world.Subclusters() {
-		cc.Subclusters = append(cc.Subclusters, cluster.SubclusterConfig{Name: sc, Version: "14", Backends: []string{backends[i]}})
-	}
-	kc := cache.DefaultConfig()
-	kc.TTL = cache.TTLConfig{Device: time.Hour, Trust: time.Hour, Config: time.Hour, Firmware: time.Hour, Other: time.Hour}
-	kc.NegativeTTL = time.Hour
-	rc := routing.DefaultConfig()
-	if f.routeByMAC {
-		for _, sc := range world.Subclusters() {
-			rc.Rules = append(rc.Rules, routing.Rule{Subcluster: sc, MAC: world.DeviceList(sc)})
-		}
-	}
-	gc := proxy.GatewayConfig{
-		TFTP: tcfg, Root: root, Cluster: cc, Routing: rc, Cache: kc, Version: versionString(),
-	}
-	set := metrics.NewSet()
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	gw, err := proxy.NewGateway(gc, logger, set)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	if err := gw.Start(ctx); err != nil {
-		cancel()
-		return nil, err
-	}
-	b := &benchGateway{gw: gw, set: set, addr: gw.TFTPAddrs()[0], cancel: cancel, stopped: make(chan error, 1)}
-	go func() { b.stopped <- gw.Run(ctx) }()
-	return b, nil
-}
-
-func (b *benchGateway) stop() {
-	b.cancel()
-	<-b.stopped
-}
-
-// settle waits (up to 10 s) until no backend fetch is running or
-// waiting: a fan-out's losing fetch may outlive the phone's transfer,
-// and counts read before it ends would not add up.
-func (b *benchGateway) settle(ctx context.Context) {
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; {
-		var buf bytes.Buffer
-		b.set.WritePrometheus(&buf)
-		if sumSeries(buf.String(), "ctftp_backend_in_flight")+sumSeries(buf.String(), "ctftp_backend_waiting") == 0 {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func (b *benchGateway) settled(ctx context.Context) *benchGateway {
-	b.settle(ctx)
-	return b
-}
-
-// backendFetches sums ctftp_backend_fetches_total over its labels.
-func (b *benchGateway) backendFetches() int64 {
-	var buf bytes.Buffer
-	b.set.WritePrometheus(&buf)
-	return int64(sumSeries(buf.String(), "ctftp_backend_fetches_total"))
 }
 
 // sumSeries adds up every sample of the metric name in a Prometheus text

@@ -27,8 +27,8 @@ func runBenchTest(t *testing.T, args ...string) (code int, stdout, stderr string
 }
 
 // benchNoLeaks checks, after the test and its other cleanups, that
-// nothing it started is still running. (The package has no TestMain: its
-// other tests start nothing.)
+// nothing it started is still running. (TestMain cannot check: the
+// package's other tests start nothing, but it also runs as ctftp.)
 func benchNoLeaks(t *testing.T) {
 	opt := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
@@ -53,7 +53,10 @@ func TestBenchUsage(t *testing.T) {
 		{"hold flags alone", []string{"--server", "127.0.0.1:69", "--admin", "127.0.0.1:9069"}, []string{"--file, --hold-for and --admin only apply to --hold"}},
 		{"positional", []string{"--server", "127.0.0.1:69", "extra"}, []string{`unexpected argument "extra"`}},
 		{"bad backend blksize", []string{"--side-by-side", "--backend-blksize", "100"}, []string{"--backend-blksize: must be between 512 and 65464"}},
-		{"route by MAC alone", []string{"--server", "127.0.0.1:69", "--route-by-mac"}, []string{"--route-by-mac only applies to --side-by-side"}},
+		{"side-by-side knobs alone", []string{"--server", "127.0.0.1:69", "--passes", "2", "--in-flight", "5"}, []string{"--passes only applies to --side-by-side", "--in-flight only applies to --side-by-side"}},
+		{"bad passes", []string{"--side-by-side", "--passes", "0", "--in-flight", "-1"}, []string{"--passes: must be between 1 and 100", "--in-flight: must not be negative"}},
+		{"bad backend lists", []string{"--side-by-side", "--backend-blksize", "1428,x", "--backend-window", "8,8", "--backends", "cucm"},
+			[]string{`--backend-blksize: "x": not a number`, "--backend-window: 8 listed twice", "--backends: want tftpd-hpa or ctftp"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -204,7 +207,9 @@ func TestBenchHold(t *testing.T) {
 }
 
 // TestBenchSideBySide runs the whole comparison small: it needs
-// tftpd-hpa's in.tftpd and root, like the storm tests in tests/.
+// tftpd-hpa's in.tftpd and root, like the storm tests in tests/. The
+// memory in flight is measured by this test binary run as `ctftp bench
+// --hold` (TestMain).
 func TestBenchSideBySide(t *testing.T) {
 	if _, err := tftpd.Find(); err != nil {
 		if os.Getenv("CI") != "" {
@@ -213,7 +218,8 @@ func TestBenchSideBySide(t *testing.T) {
 		t.Skip(err)
 	}
 	benchNoLeaks(t)
-	code, stdout, stderr := runBenchTest(t, "--side-by-side", "--phones", "12", "--concurrency", "3", "--json", "--quiet")
+	t.Setenv(runAsMain, "1")
+	code, stdout, stderr := runBenchTest(t, "--side-by-side", "--phones", "12", "--concurrency", "3", "--json", "--quiet", "--in-flight", "20")
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
 	}
@@ -221,37 +227,74 @@ func TestBenchSideBySide(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
 		t.Fatalf("%v\n%s", err, stdout)
 	}
-	if len(out.Runs) != 3 {
-		t.Fatalf("%d runs", len(out.Runs))
+	if len(out.Passes) != 1 || len(out.Passes[0].Runs) != 6 {
+		t.Fatalf("%d passes: %+v", len(out.Passes), out.Passes)
 	}
-	for _, r := range out.Runs {
-		if r.Booted != 12 || r.Failed != 0 || r.Files != 36 || r.Misses != 12 {
+	p := out.Passes[0]
+	var labels []string
+	for _, r := range p.Runs {
+		labels = append(labels, r.Label)
+		if r.Booted != 12 || r.Failed != 0 || r.Files != 36 || r.Misses != 12 || r.PhonesPerSecond <= 0 {
 			t.Errorf("%s: %+v", r.Label, r)
 		}
 	}
-	b := out.Backend
+	if want := []string{runDirect, runPin, runCold, runWarm, runRules, runCeiling}; strings.Join(labels, ",") != strings.Join(want, ",") {
+		t.Errorf("runs %q, want %q", labels, want)
+	}
 	// Per phone: CTLSEP and ITLSEP asked of both sub-clusters (the
 	// phone is unknown, then not learned from a miss), its config of its
 	// own; CTLFile.tlv of one or both.
-	if b.ColdFetches != b.DistinctFiles || b.PerFile != 1 || b.DistinctFiles < 5*12+1 || b.DistinctFiles > 5*12+2 || b.WarmFetches != 0 {
-		t.Errorf("backend %+v", b)
+	if b := p.Fanout; b.ColdFetches != b.DistinctFiles || b.PerFile != 1 || b.DistinctFiles < 5*12+1 || b.DistinctFiles > 5*12+2 || b.WarmFetches != 0 {
+		t.Errorf("fan-out backend %+v", b)
 	}
-	if out.WarmOverDirect <= 0 || out.ColdOverDirect <= 0 {
-		t.Errorf("ratios %v %v", out.WarmOverDirect, out.ColdOverDirect)
+	// With device rules the gateway asks each phone's own sub-cluster
+	// only: 3 fetches per phone, plus CTLFile.tlv (no MAC: still both).
+	if b := p.Rules; b.ColdFetches != 3*12+2 || b.PerFile != 1 {
+		t.Errorf("device rules backend %+v", b)
 	}
-	// With MAC rules the gateway asks each phone's own sub-cluster only:
-	// 3 fetches per phone, plus CTLFile.tlv (no MAC: still both).
-	code, stdout, stderr = runBenchTest(t, "--side-by-side", "--phones", "12", "--concurrency", "3", "--json", "--quiet", "--route-by-mac")
+	for _, q := range sbsRatios() {
+		if p.Ratios[q[0]] <= 0 {
+			t.Errorf("ratio %s = %v", q[0], p.Ratios[q[0]])
+		}
+	}
+	// CTLSEP miss (1), CTLFile.tlv, ITLSEP and the config: a round trip
+	// per 512-byte block of each, as the fleet's sizes make them.
+	if p.CeilingRoundTrips < 1+3*10 || p.CeilingRoundTrips > 1+3*20 {
+		t.Errorf("%v round trips per phone", p.CeilingRoundTrips)
+	}
+	if out.LoadStart == nil || out.LoadEnd == nil || out.CPUs < 1 {
+		t.Errorf("load %v %v, %d CPUs", out.LoadStart, out.LoadEnd, out.CPUs)
+	}
+	m := out.Memory
+	if m.CachedFiles < 2*12+1 || m.CachedFiles > 2*12+2 || m.CachedBytes <= 0 || m.HeapPerCachedByte <= 0 {
+		t.Errorf("memory %+v", m)
+	}
+	if fl := m.InFlight; fl == nil || fl.Error != "" || fl.Transfers != 20 || fl.GoroutinesPerTransfer < 0.9 || fl.FDsPerTransfer < 0.9 {
+		t.Errorf("in flight %+v", fl)
+	}
+
+	// Across an emulated WAN, with the engine's own backends (RFC 7440)
+	// and a sweep of backend block and window sizes: every combination
+	// runs cold, with the same fetch discipline, and the fastest is named.
+	code, stdout, stderr = runBenchTest(t, "--side-by-side", "--phones", "4", "--concurrency", "2", "--json", "--quiet", "--in-flight", "0",
+		"--backend-delay", "2ms", "--backends", "ctftp", "--backend-blksize", "1428,65464", "--backend-window", "1,4")
 	out = sideBySide{}
 	if err := json.Unmarshal([]byte(stdout), &out); code != exitOK || err != nil {
 		t.Fatalf("exit %d, %v\n%s%s", code, err, stdout, stderr)
 	}
-	if b := out.Backend; !out.RouteByMAC || b.ColdFetches != 3*12+2 || b.PerFile != 1 {
-		t.Errorf("route by MAC: backend %+v", b)
+	if len(out.Sweep) != 3 || out.Best == nil || out.Backends != "ctftp" || out.BackendDelay == 0 {
+		t.Fatalf("sweep %+v, best %+v", out.Sweep, out.Best)
 	}
-	// The text form carries the same table.
-	code, stdout, _ = runBenchTest(t, "--side-by-side", "--phones", "2", "--concurrency", "1", "--quiet", "--backend-blksize", "65464")
-	for _, want := range []string{"direct tftpd-hpa", "gateway cold", "gateway warm", "warm/direct", "backend blksize 65464", "= 1.00 per file"} {
+	for _, row := range out.Sweep {
+		if r := row.Run; r.Booted != 4 || r.Failed != 0 || row.OverDirect <= 0 {
+			t.Errorf("sweep blksize %d window %d: %+v", row.Blksize, row.Window, r)
+		}
+	}
+
+	// The text form carries the same table, two passes, no memory hold.
+	code, stdout, _ = runBenchTest(t, "--side-by-side", "--phones", "2", "--concurrency", "1", "--quiet", "--backend-blksize", "65464", "--passes", "2", "--in-flight", "0")
+	for _, want := range []string{"tftpd-hpa direct", "pin/tftp direct", "gateway cold, fan-out", "gateway cold, device rules", "gateway warm",
+		"loopback lock-step ceiling", "warm/ceiling", "warm/pin", "pass 2 of 2", "load average at start", "backend blksize 65464", "= 1.00 per file", "bytes per cached byte"} {
 		if code != exitOK || !strings.Contains(stdout, want) {
 			t.Errorf("exit %d; stdout lacks %q:\n%s", code, want, stdout)
 		}

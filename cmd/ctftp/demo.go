@@ -91,6 +91,8 @@ func runDemo(ctx context.Context, listen, admin, dir string, stdout, stderr io.W
 		cfg := proxy.DefaultConfig()
 		cfg.Listen = []string{"127.0.0.1:0"}
 		cfg.ShutdownGrace = time.Second
+		// A backend: the gateway asks it from one address, many times.
+		cfg.ClientRate, cfg.MaxTransfersPerClient = 0, 0
 		local, err := proxy.NewLocal(filepath.Join(base, name))
 		if err != nil {
 			fmt.Fprintf(stderr, "ctftp demo: %v\n", err)

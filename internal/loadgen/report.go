@@ -35,7 +35,12 @@ type Report struct {
 	Bytes       int64    `json:"bytes"`
 	Retransmits int      `json:"retransmits"`
 
-	Elapsed            time.Duration `json:"elapsed_ns"`
+	Elapsed time.Duration `json:"elapsed_ns"`
+	// ProcessCPU is the user and system CPU time this process used
+	// during the run: the generator's, plus the server's when it runs in
+	// the same process (ctftp bench --side-by-side). Per phone it moves
+	// far less than phones/s when other work shares the machine.
+	ProcessCPU         time.Duration `json:"process_cpu_ns,omitempty"`
 	PhonesPerSecond    float64       `json:"phones_per_second"`
 	TransfersPerSecond float64       `json:"transfers_per_second"`
 	// Transfer is the latency of answered transfers, from the request to
@@ -104,13 +109,21 @@ func (r *Report) WriteText(w io.Writer) error {
 // WriteTable writes several reports side by side, one row each.
 func WriteTable(w io.Writer, reports []*Report) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "run\tphones/s\ttransfers/s\tp50\tp99\tmax\tboot p50\tboot p99\terrors\tbytes\t")
+	fmt.Fprintln(tw, "run\tphones/s\ttransfers/s\tp50\tp99\tmax\tboot p50\tboot p99\terrors\tbytes\tcpu/phone\t")
 	for _, r := range reports {
-		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t\n", r.Label, r.PhonesPerSecond, r.TransfersPerSecond,
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t\n", r.Label, r.PhonesPerSecond, r.TransfersPerSecond,
 			ms(r.Transfer.P50), ms(r.Transfer.P99), ms(r.Transfer.Max), ms(r.Boot.P50), ms(r.Boot.P99),
-			r.ErrorCount(), human(r.Bytes))
+			r.ErrorCount(), human(r.Bytes), r.cpuPerPhone())
 	}
 	return tw.Flush()
+}
+
+// cpuPerPhone is ProcessCPU per phone that started, in microseconds.
+func (r *Report) cpuPerPhone() string {
+	if r.ProcessCPU <= 0 || r.Phones == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0fµs", float64(r.ProcessCPU.Microseconds())/float64(r.Phones))
 }
 
 func optional(n int) string {

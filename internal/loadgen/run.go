@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ctftp/ctftp/internal/tftpclient"
@@ -111,6 +112,7 @@ func Run(ctx context.Context, cfg Config, server netip.AddrPort, opts Options) (
 		r.opts.Logger = slog.New(slog.DiscardHandler)
 	}
 
+	cpu0 := processCPU()
 	start := r.opts.Now()
 	stopProgress := r.startProgress(start)
 	workers := make([]*worker, min(cfg.Concurrency, len(macs)))
@@ -125,6 +127,9 @@ func Run(ctx context.Context, cfg Config, server netip.AddrPort, opts Options) (
 	stopProgress()
 
 	rep := r.report(workers, elapsed)
+	if cpu0 > 0 {
+		rep.ProcessCPU = processCPU() - cpu0
+	}
 	if err := ctx.Err(); err != nil && rep.Phones < len(macs) {
 		return rep, fmt.Errorf("loadgen: stopped after %d of %d phones: %w", rep.Phones, len(macs), err)
 	}
@@ -300,4 +305,14 @@ func (r *runner) report(workers []*worker, elapsed time.Duration) *Report {
 		rep.TransfersPerSecond = float64(rep.Transfers) / s
 	}
 	return rep
+}
+
+// processCPU is the user and system time this process has used so far,
+// 0 where the system cannot say.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -80,7 +80,9 @@ func (e *ServerError) Error() string {
 // NotFound reports whether the server said "file not found" (code 1).
 func (e *ServerError) NotFound() bool { return e.Code == tftpwire.CodeFileNotFound }
 
-const maxDatagram = 65536
+// minBuffer is the smallest receive buffer: an ERROR or OACK is never
+// longer in practice, and a longer one is cut, not misread.
+const minBuffer = 1024
 
 // Get reads name from server into w. ctx bounds the whole transfer.
 func Get(ctx context.Context, server netip.AddrPort, name string, w io.Writer, o Options) (Result, error) {
@@ -140,7 +142,12 @@ func Get(ctx context.Context, server netip.AddrPort, name string, w io.Writer, o
 		na = &netasciiWriter{w: w}
 		out = na
 	}
-	t := transfer{conn: conn, ctx: ctx, o: o, res: &res, w: out}
+	// The receive buffer holds the largest DATA the transfer may carry
+	// plus one byte (so an oversized one is seen as such), and at least
+	// what any ERROR or OACK needs: a load generator runs thousands of
+	// transfers, and 64 KiB cleared for each was most of its own cost.
+	bufLen := max(tftpwire.HeaderSize+max(o.BlockSize, tftpwire.DefaultBlockSize)+1, minBuffer)
+	t := &transfer{conn: conn, ctx: ctx, o: o, res: &res, w: out, buf: make([]byte, bufLen)}
 	err = t.run(server, rrq, len(opts) > 0)
 	if err == nil && na != nil {
 		err = na.flush()
@@ -154,8 +161,8 @@ type transfer struct {
 	o    Options
 	res  *Result
 	w    io.Writer
-	buf  [maxDatagram]byte
-	ack  []byte
+	buf  []byte
+	ack  [tftpwire.HeaderSize]byte
 }
 
 func (t *transfer) ctxErr(err error) error {

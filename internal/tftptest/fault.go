@@ -77,6 +77,7 @@ type FaultServer struct {
 
 	mu       sync.Mutex
 	files    map[string][]byte
+	only     map[string]bool // the files the fault applies to; nil: all
 	silent   bool
 	delay    time.Duration
 	requests int
@@ -115,6 +116,17 @@ func (s *FaultServer) SetSilent(silent bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.silent = silent
+}
+
+// FaultOnly limits the fault to the named files; the others are served
+// correctly.
+func (s *FaultServer) FaultOnly(names ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.only = map[string]bool{}
+	for _, n := range names {
+		s.only[n] = true
+	}
 }
 
 // SetDelay makes the server wait d after each read request before its
@@ -164,6 +176,10 @@ func (s *FaultServer) serve() {
 		s.requests++
 		silent, delay := s.silent, s.delay
 		b, ok := s.files[string(name)]
+		fault := s.fault
+		if s.only != nil && !s.only[string(name)] {
+			fault = FaultNone
+		}
 		if !silent {
 			s.answered++
 		}
@@ -183,15 +199,15 @@ func (s *FaultServer) serve() {
 					return
 				}
 			}
-			s.transfer(from, b, ok)
+			s.transfer(from, b, ok, fault)
 		}()
 	}
 }
 
 // transfer answers one read request from a new socket (the transfer ID).
-func (s *FaultServer) transfer(client netip.AddrPort, file []byte, found bool) {
+func (s *FaultServer) transfer(client netip.AddrPort, file []byte, found bool, fault Fault) {
 	ip := net.IPv4(127, 0, 0, 1)
-	if s.fault == FaultWrongAddr {
+	if fault == FaultWrongAddr {
 		ip = net.IPv4(127, 0, 0, 2)
 	}
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
@@ -200,7 +216,7 @@ func (s *FaultServer) transfer(client netip.AddrPort, file []byte, found bool) {
 	}
 	defer conn.Close()
 	var other *net.UDPConn // the wrong port of FaultWrongPort and FaultStray
-	if s.fault == FaultWrongPort || s.fault == FaultStray {
+	if fault == FaultWrongPort || fault == FaultStray {
 		if other, err = net.ListenUDP("udp", &net.UDPAddr{IP: ip}); err != nil {
 			return
 		}
@@ -219,11 +235,11 @@ func (s *FaultServer) transfer(client netip.AddrPort, file []byte, found bool) {
 		conn.WriteToUDPAddrPort(errorPacket(1, "File not found"), client)
 		return
 	}
-	if s.fault == FaultGarbage {
+	if fault == FaultGarbage {
 		conn.WriteToUDPAddrPort([]byte{0, 9, 0, 1, 'x'}, client)
 		return
 	}
-	if s.fault == FaultShort {
+	if fault == FaultShort {
 		n := len(file) / 2
 		if n%512 == 0 && n > 0 {
 			n-- // the last block must be short
@@ -236,7 +252,7 @@ func (s *FaultServer) transfer(client netip.AddrPort, file []byte, found bool) {
 		if off > len(file) {
 			return
 		}
-		if s.fault == FaultStall && off >= len(file)/2 {
+		if fault == FaultStall && off >= len(file)/2 {
 			<-s.done // hung: nothing more, until Close
 			return
 		}
@@ -245,12 +261,12 @@ func (s *FaultServer) transfer(client netip.AddrPort, file []byte, found bool) {
 		p = binary.BigEndian.AppendUint16(p, uint16(block))
 		p = append(p, payload...)
 		from := conn
-		if s.fault == FaultWrongPort && block > 1 {
+		if fault == FaultWrongPort && block > 1 {
 			from = other
 		}
 		acked := false
 		for try := 0; try < 4 && !acked; try++ {
-			if s.fault == FaultStray && block > 1 {
+			if fault == FaultStray && block > 1 {
 				stray := append(binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint16(nil, 3), uint16(block)), bytes.Repeat([]byte{'!'}, len(payload))...)
 				other.WriteToUDPAddrPort(stray, client)
 			}
