@@ -296,7 +296,15 @@ func (c *fileConfig) validate() []string {
 	}
 	if err := c.Routing.Validate(); err == nil && (len(cc.Subclusters) > 0 || len(c.Routing.Rules) > 0) {
 		if _, err := routing.New(c.Routing, cc.Names(), routing.Options{}); err != nil {
-			add("routing: ", err)
+			// Its problems name rules[i]...: under the routing key, as
+			// every other problem names its key.
+			for _, line := range strings.Split(err.Error(), "\n") {
+				if line = strings.TrimSpace(line); strings.HasPrefix(line, "rules[") {
+					problems = append(problems, "routing."+line)
+				} else if line != "" {
+					problems = append(problems, "routing: "+line)
+				}
+			}
 		}
 	}
 	if len(c.Migrations) > 0 {
