@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -82,7 +83,8 @@ func runValidate(ctx context.Context, path string, offline bool, stdout, stderr 
 		return exitUsage
 	}
 	cc := cfg.clusterConfig()
-	fmt.Fprintf(stdout, "%s: static checks passed (%d sub-clusters, %d TFTP listen addresses)\n", path, len(cc.Subclusters), len(cfg.Listen))
+	fmt.Fprintf(stdout, "%s: static checks passed (%s, %s)\n", path,
+		plural(len(cc.Subclusters), "sub-cluster"), plural(len(cfg.Listen), "TFTP listen address"))
 	writeDeviceFiles(stdout, cfg.Routing.Rules)
 	local, err := proxy.NewLocal(cfg.Root)
 	if err != nil {
@@ -235,4 +237,15 @@ func selfAddrs(listen []string) []netip.AddrPort {
 		}
 	}
 	return out
+}
+
+// plural is "1 sub-cluster", "2 sub-clusters".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	if strings.HasSuffix(noun, "s") {
+		return fmt.Sprintf("%d %ses", n, noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
