@@ -166,6 +166,9 @@ func (c *Cache) Peek(req ctftp.Request) (f *ctftp.File, ok bool, err error) {
 	now := c.now()
 	c.mu.Lock()
 	e := c.lookupLocked(k, now)
+	if e != nil && e.kind != kindTooBig {
+		c.usedLocked(e) // a phone's answer, as in Open
+	}
 	c.mu.Unlock()
 	if e == nil {
 		return nil, false, nil

@@ -263,6 +263,25 @@ func TestPrefetch(t *testing.T) {
 			}
 		})
 	})
+	t.Run("a hit through Peek is a use", func(t *testing.T) {
+		// Routing answers from memory with Peek before it calls Open: a
+		// prefetched file the phone gets that way was used all the same.
+		synctest.Test(t, func(t *testing.T) {
+			b := newFake()
+			b.put("east", devCnf, "cnf")
+			c := newTestCache(t, b, testConfig())
+			c.Prefetch(t.Context(), ctftp.Request{Name: devCnf, Subcluster: "east"})
+			synctest.Wait()
+			f, ok, err := c.Peek(ctftp.Request{Name: devCnf, Subcluster: "east"})
+			if !ok || err != nil || f == nil {
+				t.Fatalf("Peek: %v %v %v", f, ok, err)
+			}
+			f.Body.Close()
+			if s := prefetchStats(c.Stats()); s != "issued 1 used 1 wasted 0 skipped 0" {
+				t.Errorf("prefetch counts: %s", s)
+			}
+		})
+	})
 	t.Run("a phone joins a prefetch in flight", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			b := newFake()
