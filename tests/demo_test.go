@@ -69,6 +69,12 @@ func TestDemo(t *testing.T) {
 			if err != nil {
 				t.Errorf("demo exit: %v", err)
 			}
+			// The gateway's log is what a new user reads: the
+			// sub-clusters' own transfer lines (a health probe every
+			// 2 s each) must not bury it.
+			if strings.Contains(errBuf.String(), "health probe done") {
+				t.Errorf("the demo logs the sub-clusters' probe transfers:\n%s", errBuf.String())
+			}
 		case <-time.After(30 * time.Second):
 			cmd.Process.Kill()
 			t.Error("demo did not stop on SIGTERM")

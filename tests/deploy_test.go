@@ -263,7 +263,7 @@ func TestBATExportRoutesPhones(t *testing.T) {
 	os.WriteFile(bad, []byte("Device Name,Description\nSEP"+m1+",ok\nSEP00AA04,truncated\n"), 0o644)
 	_, errOut, code = trRun(t, "validate", "--offline", "--config", trConfigFile(t,
 		fwdConfig(t, "", []fwdSub{{"west", []string{west.Addr}}}, fmt.Sprintf("routing:\n  rules:\n    - {device_file: %q, subcluster: west}\n", bad))))
-	if code != 2 || !strings.Contains(errOut, fmt.Sprintf(`routing: rules[0].device_file: %s:3: device name "SEP00AA04": want SEP and 12 hex digits`, bad)) {
+	if code != 2 || !strings.Contains(errOut, fmt.Sprintf(`routing.rules[0].device_file: %s:3: device name "SEP00AA04": want SEP and 12 hex digits`, bad)) {
 		t.Errorf("validate of a damaged export: exit %d\n%s", code, errOut)
 	}
 }

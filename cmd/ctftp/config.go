@@ -45,6 +45,10 @@ type fileConfig struct {
 	// sum is the SHA-256 of the bytes the config was decoded from (read
 	// once, so the hash is of exactly what was loaded).
 	sum [sha256.Size]byte
+
+	// envWarnings names CTFTP_* environment variables that set no key
+	// (a typo would otherwise be ignored in silence).
+	envWarnings []string
 }
 
 // reloadConfig says when `ctftp serve` reloads its config file (it
@@ -110,6 +114,7 @@ func loadConfig(path string) (fileConfig, error) {
 			return cfg, fmt.Errorf("bind env for %s: %w", k, err)
 		}
 	}
+	cfg.envWarnings = unknownEnv(os.Environ(), keys)
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return cfg, configProblems{fmt.Sprintf("%s: config file not found (use --config FILE)", path)}
@@ -145,6 +150,30 @@ func loadConfig(path string) (fileConfig, error) {
 		return cfg, problems
 	}
 	return cfg, nil
+}
+
+// unknownEnv names the CTFTP_ variables of env that are no key's, with
+// the nearest one when it looks like a typo. Not an error: a variable may
+// be meant for something else, but it is never silently a no-op.
+func unknownEnv(env, keys []string) []string {
+	known := map[string]reflect.Type{}
+	for _, k := range keys {
+		known["CTFTP_"+strings.ToUpper(strings.ReplaceAll(k, ".", "_"))] = nil
+	}
+	var out []string
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if _, ok := known[name]; ok || !strings.HasPrefix(name, "CTFTP_") {
+			continue
+		}
+		msg := fmt.Sprintf("environment %s is not a configuration key; it is ignored", name)
+		if s := closest(name, known); s != "" {
+			msg += fmt.Sprintf(" (did you mean %s?)", s)
+		}
+		out = append(out, msg)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // wholeNumberHook refuses a YAML number with a fraction, or too large for
@@ -296,7 +325,15 @@ func (c *fileConfig) validate() []string {
 	}
 	if err := c.Routing.Validate(); err == nil && (len(cc.Subclusters) > 0 || len(c.Routing.Rules) > 0) {
 		if _, err := routing.New(c.Routing, cc.Names(), routing.Options{}); err != nil {
-			add("routing: ", err)
+			// Its problems name rules[i]...: under the routing key, as
+			// every other problem names its key.
+			for _, line := range strings.Split(err.Error(), "\n") {
+				if line = strings.TrimSpace(line); strings.HasPrefix(line, "rules[") {
+					problems = append(problems, "routing."+line)
+				} else if line != "" {
+					problems = append(problems, "routing: "+line)
+				}
+			}
 		}
 	}
 	if len(c.Migrations) > 0 {

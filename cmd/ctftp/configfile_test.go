@@ -224,9 +224,30 @@ func TestEnvOverride(t *testing.T) {
 	if cfg.Log.Format != "json" {
 		t.Errorf("log.format = %q", cfg.Log.Format)
 	}
+	for _, w := range cfg.envWarnings {
+		if strings.Contains(w, "CTFTP_CACHE_MAX_BYTES") || strings.Contains(w, "CTFTP_LISTEN") || strings.Contains(w, "CTFTP_LOG_FORMAT") {
+			t.Errorf("warning for a variable that sets a key: %q", w)
+		}
+	}
 	t.Setenv("CTFTP_CACHE_MAX_BYTES", "huge")
 	if _, err := loadConfig(p); err == nil || !strings.Contains(err.Error(), "max_bytes") {
 		t.Errorf("bad env value: %v, want a problem naming max_bytes", err)
+	}
+}
+
+// A CTFTP_ variable that sets no key is named on stderr, with the nearest
+// key's variable: a typo in a systemd drop-in would otherwise do nothing
+// in silence. It is not an error.
+func TestEnvTypoWarned(t *testing.T) {
+	p := writeConfig(t, "listen: [\"127.0.0.1:6969\"]\nroot: ROOT\n")
+	t.Setenv("CTFTP_TFTP_ALOW", "10.0.0.0/8")
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"validate", "--offline", "--config", p}, &out, &errOut); code != exitOK {
+		t.Fatalf("exit %d, want 0\n%s", code, errOut.String())
+	}
+	want := "config: warning: environment CTFTP_TFTP_ALOW is not a configuration key; it is ignored (did you mean CTFTP_TFTP_ALLOW?)"
+	if !strings.Contains(errOut.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, errOut.String())
 	}
 }
 

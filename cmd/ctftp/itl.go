@@ -37,7 +37,8 @@ func itlCmd(a *cli) *cobra.Command {
 		Use:   "verify FILE [--trust ITL_OR_CTL]...",
 		Short: "check the signature; with --trust decide as a phone holding those lists would",
 		Long: `Check a file's signature. With --trust (a CTL, an ITL, or one of each) decide
-as a phone holding them would: accept, reject (exit 3) or "needs TVS".`,
+as a phone holding them would: accept (exit 0), reject or "needs TVS" (exit 3:
+the phone accepts only if the TVS its ITL names vouches for the signer).`,
 		RunE: run(func(pos []string) int { return itlVerify(trust, pos, a.stdout, a.stderr) }),
 	}
 	verify.Flags().StringArrayVar(&trust, "trust", nil, "a trust list the phone holds (`ITL_OR_CTL`); repeat for a CTL and an ITL")

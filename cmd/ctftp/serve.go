@@ -25,6 +25,9 @@ import (
 // own line to stderr. ok is false when the caller must exit with exitUsage.
 func loadOrReport(path string, stderr io.Writer) (fileConfig, bool) {
 	cfg, err := loadConfig(path)
+	for _, w := range cfg.envWarnings {
+		fmt.Fprintf(stderr, "config: warning: %s\n", w)
+	}
 	if err != nil {
 		if ps, isList := err.(configProblems); isList {
 			for _, p := range ps {

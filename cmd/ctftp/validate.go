@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -82,7 +83,8 @@ func runValidate(ctx context.Context, path string, offline bool, stdout, stderr 
 		return exitUsage
 	}
 	cc := cfg.clusterConfig()
-	fmt.Fprintf(stdout, "%s: static checks passed (%d sub-clusters, %d TFTP listen addresses)\n", path, len(cc.Subclusters), len(cfg.Listen))
+	fmt.Fprintf(stdout, "%s: static checks passed (%s, %s)\n", path,
+		plural(len(cc.Subclusters), "sub-cluster"), plural(len(cfg.Listen), "TFTP listen address"))
 	writeDeviceFiles(stdout, cfg.Routing.Rules)
 	local, err := proxy.NewLocal(cfg.Root)
 	if err != nil {
@@ -127,6 +129,7 @@ func runValidate(ctx context.Context, path string, offline bool, stdout, stderr 
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SUBCLUSTER\tBACKEND\tADDRESS\tALIVE\tRTT\tNOTE")
 	alive := map[string]int{}
+	dead := map[string][]string{}
 	for _, r := range results {
 		note := ""
 		if r.Err != nil {
@@ -134,15 +137,26 @@ func runValidate(ctx context.Context, path string, offline bool, stdout, stderr 
 		}
 		if r.Alive {
 			alive[r.Subcluster]++
+		} else {
+			name := fmt.Sprint(r.Source)
+			if b := fmt.Sprint(r.Backend); b != name && b != "" {
+				name += " (" + b + ")"
+			}
+			dead[r.Subcluster] = append(dead[r.Subcluster], name)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\n", r.Subcluster, r.Source, r.Backend, r.Alive, r.RTT.Round(100_000), note)
 	}
 	tw.Flush()
 	code := exitOK
 	for _, sc := range cc.Subclusters {
-		if alive[sc.Name] == 0 {
+		switch {
+		case alive[sc.Name] == 0:
 			fmt.Fprintf(stderr, "subcluster %q: no backend answered\n", sc.Name)
 			code = exitFailure
+		case len(dead[sc.Name]) > 0:
+			// Not a failure (its siblings serve), but a mistyped
+			// address would otherwise pass unnoticed in the table.
+			fmt.Fprintf(stdout, "note: subcluster %q: %s did not answer; its other backends did\n", sc.Name, strings.Join(dead[sc.Name], ", "))
 		}
 	}
 
@@ -235,4 +249,15 @@ func selfAddrs(listen []string) []netip.AddrPort {
 		}
 	}
 	return out
+}
+
+// plural is "1 sub-cluster", "2 sub-clusters".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	if strings.HasSuffix(noun, "s") {
+		return fmt.Sprintf("%d %ses", n, noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
