@@ -178,7 +178,7 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	g.rl.setInfo(g.cfg.ConfigSHA256)
 
 	for _, a := range g.cfg.HTTPListen {
-		ln, err := net.Listen("tcp", a)
+		ln, err := net.Listen(httpNetwork(a, g.cfg.HTTPListen), a)
 		if err != nil {
 			gen.close(nil)
 			return fmt.Errorf("http_listen %s: %w", a, err)
@@ -347,6 +347,33 @@ func (g *Gateway) adminHandler() http.Handler {
 		json.NewEncoder(w).Encode(map[string]any{"glob": glob, "removed": n})
 	})
 	return mux
+}
+
+// httpNetwork is the network an http_listen address listens on. Go's
+// "tcp" on a wildcard (0.0.0.0:P or [::]:P) is one dual-stack socket, so
+// 0.0.0.0:P and [::]:P listed together (the pattern of the TFTP listen
+// addresses) collided: when both families list a port, each listens on
+// its own family only, as every TFTP listener does. An address whose
+// port the other family does not list keeps Go's default.
+func httpNetwork(a string, all []string) string {
+	ap, err := netip.ParseAddrPort(a)
+	if err != nil {
+		return "tcp"
+	}
+	v4 := ap.Addr().Is4() || ap.Addr().Is4In6()
+	for _, o := range all {
+		op, err := netip.ParseAddrPort(o)
+		if err != nil || op.Port() != ap.Port() || op.Port() == 0 {
+			continue
+		}
+		if ov4 := op.Addr().Is4() || op.Addr().Is4In6(); ov4 != v4 {
+			if v4 {
+				return "tcp4"
+			}
+			return "tcp6"
+		}
+	}
+	return "tcp"
 }
 
 // readiness lists why the gateway should not get traffic yet: a
