@@ -167,7 +167,7 @@ func (c *Cache) Peek(req ctftp.Request) (f *ctftp.File, ok bool, err error) {
 	c.mu.Lock()
 	e := c.lookupLocked(k, now)
 	if e != nil && e.kind != kindTooBig {
-		c.usedLocked(e) // a phone's answer, as in Open
+		c.usedLocked(e) // a phone's hit on a prefetched copy uses it
 	}
 	c.mu.Unlock()
 	if e == nil {

@@ -263,21 +263,23 @@ func TestPrefetch(t *testing.T) {
 			}
 		})
 	})
-	t.Run("a hit through Peek is a use", func(t *testing.T) {
-		// Routing answers from memory with Peek before it calls Open: a
-		// prefetched file the phone gets that way was used all the same.
+	t.Run("a hit through Peek uses it too", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			b := newFake()
 			b.put("east", devCnf, "cnf")
 			c := newTestCache(t, b, testConfig())
 			c.Prefetch(t.Context(), ctftp.Request{Name: devCnf, Subcluster: "east"})
+			c.Prefetch(t.Context(), ctftp.Request{Name: devCTL, Subcluster: "east"})
 			synctest.Wait()
-			f, ok, err := c.Peek(ctftp.Request{Name: devCnf, Subcluster: "east"})
-			if !ok || err != nil || f == nil {
-				t.Fatalf("Peek: %v %v %v", f, ok, err)
+			if f, ok, err := c.Peek(ctftp.Request{Name: devCnf, Subcluster: "east"}); !ok || err != nil {
+				t.Fatalf("Peek after the prefetch: %v, %v", ok, err)
+			} else {
+				f.Body.Close()
 			}
-			f.Body.Close()
-			if s := prefetchStats(c.Stats()); s != "issued 1 used 1 wasted 0 skipped 0" {
+			if _, ok, err := c.Peek(ctftp.Request{Name: devCTL, Subcluster: "east"}); !ok || !errors.Is(err, ctftp.ErrNotFound) {
+				t.Fatalf("Peek of a prefetched not found: %v, %v", ok, err)
+			}
+			if s := prefetchStats(c.Stats()); s != "issued 2 used 2 wasted 0 skipped 0" {
 				t.Errorf("prefetch counts: %s", s)
 			}
 		})

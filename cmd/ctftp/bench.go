@@ -98,10 +98,14 @@ func benchCmd(a *cli) *cobra.Command {
 		Use:   "bench --server HOST:PORT | --side-by-side [--phones N] [--concurrency C] [--json]",
 		Short: "boot-storm load generator with progress and a report",
 		Long: `A boot storm against a TFTP server (--server: a running ctftp, tftpd-hpa,
-CUCM), or --side-by-side: tftpd-hpa serving the files directly, then the
-gateway in front of tftpd-hpa backends, cold and warm, in one run. --hold N
-keeps N transfers in flight instead. Reports phones/s, transfers/s,
-p50/p99/max, errors and bytes; --json for all of it.`,
+CUCM), or --side-by-side, in one run on loopback: tftpd-hpa and a plain
+pin/tftp server serving the files directly, the gateway in front of
+tftpd-hpa backends cold (fan-out, then device rules) and warm, and the
+loopback lock-step ceiling, with ratios, the load average at start and end,
+heap per cached byte and memory per transfer in flight; --backend-delay puts
+an emulated WAN in front of the backends and the direct runs. --hold N keeps
+N transfers in flight instead. Reports phones/s, transfers/s, per-file
+p50/p99/max, errors, bytes and CPU per phone; --json for all of it.`,
 		RunE: func(c *cobra.Command, args []string) error {
 			return exit(runBench(c.Context(), f, c.Flags().Changed, args, a.stdout, a.stderr))
 		},

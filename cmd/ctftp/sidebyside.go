@@ -245,7 +245,7 @@ func benchSideBySide(ctx context.Context, f benchFlags, stdout, stderr io.Writer
 	if f.jsonOut {
 		writeJSON(stdout, out)
 	} else {
-		writeSideBySide(stdout, f, out)
+		writeSideBySide(stdout, out)
 	}
 	for _, p := range out.Passes {
 		for _, rep := range p.Runs {
@@ -665,7 +665,7 @@ func ratio(a, b float64) float64 {
 	return a / b
 }
 
-func writeSideBySide(w io.Writer, f benchFlags, s sideBySide) {
+func writeSideBySide(w io.Writer, s sideBySide) {
 	fmt.Fprintf(w, "boot storm: %d phones, concurrency %d, phone blksize %s; %s backends; gateway backend blksize %d, window %d, max_in_flight %d",
 		s.Phones, s.Concurrency, orNone(s.PhoneBlksize), s.Backends, s.BackendBlksize, s.BackendWindow, s.BackendInFlight)
 	if s.BackendDelay > 0 {
@@ -864,7 +864,12 @@ func startBenchGateway(ctx context.Context, f benchFlags, dir string, world *fle
 		TFTP: tcfg, Root: filepath.Join(dir, fleet.Root), Cluster: cc, Routing: rc, Cache: kc, Version: versionString(),
 	}
 	set := metrics.NewSet()
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// Warnings to stderr; and every transfer's Info line formatted, as
+	// `ctftp serve` logs them, then dropped: its cost is part of a
+	// transfer's.
+	logger := slog.New(slog.NewMultiHandler(
+		slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}),
+		slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	gw, err := proxy.NewGateway(gc, logger, set)
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"time"
 
@@ -184,9 +185,24 @@ func (t *transfer) run(server netip.AddrPort, rrq []byte, askedOptions bool) err
 		return fmt.Errorf("tftp: send request: %w", err)
 	}
 	timeouts := 0
+	// armed is the read deadline set on conn. Each wait runs until
+	// Timeout after it starts; the deadline is re-armed only when the one
+	// set for an earlier wait fires first, so a transfer sets it about
+	// once per Timeout rather than once per packet.
+	var armed time.Time
 	for {
-		t.conn.SetReadDeadline(time.Now().Add(t.o.Timeout))
+		deadline := time.Now().Add(t.o.Timeout)
+		if armed.IsZero() || armed.After(deadline) {
+			t.conn.SetReadDeadline(deadline)
+			armed = deadline
+		}
 		n, from, err := t.conn.ReadFromUDPAddrPort(t.buf[:])
+		for err != nil && t.ctx.Err() == nil && errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(deadline) {
+			// An earlier wait's deadline: this one has time left.
+			t.conn.SetReadDeadline(deadline)
+			armed = deadline
+			n, from, err = t.conn.ReadFromUDPAddrPort(t.buf[:])
+		}
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() && t.ctx.Err() == nil {
