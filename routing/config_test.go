@@ -41,7 +41,7 @@ func TestValidate(t *testing.T) {
 		{"no matcher", func(c *Config) { c.Rules = []Rule{{Subcluster: "east"}} },
 			[]string{"rules[0]: needs exactly one of client, mac, mac_prefix or device_file; none is set"}},
 		{"two matchers", func(c *Config) { c.Rules = []Rule{{Client: "10.0.0.0/8", MACPrefix: "00", Subcluster: "east"}} },
-			[]string{"rules[0]: needs exactly one of client, mac, mac_prefix or device_file; client, mac_prefix are all set"}},
+			[]string{"rules[0]: needs exactly one of client, mac, mac_prefix or device_file; client and mac_prefix are set"}},
 		{"no subcluster", func(c *Config) { c.Rules = []Rule{{MACPrefix: "00"}} }, []string{"rules[0].subcluster: missing"}},
 		{"bad cidr", func(c *Config) { c.Rules = []Rule{{Client: "10.0.0.0/33", Subcluster: "east"}} }, []string{"rules[0].client: "}},
 		{"bad address", func(c *Config) { c.Rules = []Rule{{Client: "east.example.com", Subcluster: "east"}} }, []string{"rules[0].client: "}},

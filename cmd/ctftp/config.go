@@ -316,7 +316,8 @@ func (c *fileConfig) validate() []string {
 		}
 	}
 	cc := c.clusterConfig()
-	add("", cc.Validate())
+	ccErr := cc.Validate()
+	add("", ccErr)
 	add("routing.", c.Routing.Validate())
 	add("cache.", c.Cache.Validate())
 	add("trust.", c.Trust.Validate())
@@ -328,9 +329,14 @@ func (c *fileConfig) validate() []string {
 			// Its problems name rules[i]...: under the routing key, as
 			// every other problem names its key.
 			for _, line := range strings.Split(err.Error(), "\n") {
-				if line = strings.TrimSpace(line); strings.HasPrefix(line, "rules[") {
+				line = strings.TrimSpace(line)
+				switch {
+				case strings.HasPrefix(line, "rules["):
 					problems = append(problems, "routing."+line)
-				} else if line != "" {
+				case strings.HasPrefix(line, "subclusters:") && ccErr != nil:
+					// The sub-cluster names' own problem, reported above
+					// under subclusters[i].name.
+				case line != "":
 					problems = append(problems, "routing: "+line)
 				}
 			}
