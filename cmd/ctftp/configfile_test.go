@@ -206,6 +206,24 @@ func TestListenProblemOnce(t *testing.T) {
 	}
 }
 
+// A duplicate sub-cluster name is one problem, under subclusters[i].name:
+// routing's own check of the names must not add a second line.
+func TestDuplicateSubclusterOnce(t *testing.T) {
+	p := writeConfig(t, `listen: ["127.0.0.1:6969"]
+root: ROOT
+subclusters:
+  - {name: east, version: "14", backends: ["127.0.0.1:10069"]}
+  - {name: east, version: "14", backends: ["127.0.0.1:10169"]}
+`)
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"validate", "--offline", "--config", p}, &out, &errOut); code != exitUsage {
+		t.Fatalf("exit %d, want %d\n%s", code, exitUsage, errOut.String())
+	}
+	if got := strings.TrimSpace(errOut.String()); got != `config: subclusters[1].name: "east" is already the name of subclusters[0]` {
+		t.Errorf("stderr:\n%s", got)
+	}
+}
+
 func TestEnvOverride(t *testing.T) {
 	p := writeConfig(t, "listen: [\"127.0.0.1:6969\"]\nroot: ROOT\n")
 	t.Setenv("CTFTP_CACHE_MAX_BYTES", "1GiB")
