@@ -179,6 +179,12 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 
 	for _, a := range g.cfg.HTTPListen {
 		ln, err := net.Listen(httpNetwork(a, g.cfg.HTTPListen), a)
+		if ap, perr := netip.ParseAddrPort(a); err != nil && perr == nil && ap.Addr().Is6() && !ap.Addr().Is4In6() &&
+			ipv6Unavailable(err) && hasIPv4(g.cfg.HTTPListen) {
+			// As for the TFTP addresses: IPv4 keeps serving.
+			g.log.Warn("IPv6 http_listen address skipped: IPv6 is unavailable on this host", "addr", a, "err", err)
+			continue
+		}
 		if err != nil {
 			gen.close(nil)
 			return fmt.Errorf("http_listen %s: %w", a, err)
@@ -374,6 +380,16 @@ func httpNetwork(a string, all []string) string {
 		}
 	}
 	return "tcp"
+}
+
+// hasIPv4 reports an IPv4 address among addrs.
+func hasIPv4(addrs []string) bool {
+	for _, a := range addrs {
+		if ap, err := netip.ParseAddrPort(a); err == nil && (ap.Addr().Is4() || ap.Addr().Is4In6()) {
+			return true
+		}
+	}
+	return false
 }
 
 // readiness lists why the gateway should not get traffic yet: a
