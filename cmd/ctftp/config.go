@@ -180,6 +180,18 @@ func unknownEnv(env, keys []string) []string {
 // its key, where a whole number is wanted: mapstructure's weak decoding
 // would truncate "retries: 2.7" to 2 and wrap 1e20 to a negative number.
 func wholeNumberHook(from, to reflect.Type, data any) (any, error) {
+	if to == reflect.TypeOf(time.Duration(0)) {
+		// YAML reads "timeout: 2" as a number, which would be 2ns: a
+		// duration needs its unit (0, off for several keys, needs none).
+		v := reflect.ValueOf(data)
+		switch {
+		case !v.IsValid() || v.Kind() == reflect.String || v.Type() == to || v.IsZero():
+			return data, nil
+		case v.CanInt() || v.CanUint() || v.CanFloat():
+			return nil, fmt.Errorf("%v: want a duration with its unit, such as 500ms, 2s or 5m (a bare number would be nanoseconds)", data)
+		}
+		return nil, fmt.Errorf("%v: want a duration such as 500ms, 2s or 5m", data)
+	}
 	f, ok := data.(float64)
 	if !ok {
 		return data, nil

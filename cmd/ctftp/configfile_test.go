@@ -164,6 +164,17 @@ routing: {rules: [east]}
 			`cache.max_bytes: "lots": want a non-negative whole number`,
 			`routing.rules[0]: want keys and values (key: value), got a string`,
 		}},
+		{"a duration without its unit is not nanoseconds", `
+listen: ["127.0.0.1:6969"]
+root: ROOT
+tftp: {timeout: 2, transfer_timeout: true}
+backend: {probe_interval: 0, hedge_max: 0}
+cache: {ttl: {device: 5}}
+`, []string{
+			"tftp.timeout: 2: want a duration with its unit, such as 500ms, 2s or 5m (a bare number would be nanoseconds)",
+			"tftp.transfer_timeout: true: want a duration such as 500ms, 2s or 5m",
+			"cache.ttl.device: 5: want a duration with its unit",
+		}},
 		{"fractions and overflows are not truncated or wrapped", `
 listen: ["127.0.0.1:6969"]
 root: ROOT
