@@ -178,7 +178,13 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	g.rl.setInfo(g.cfg.ConfigSHA256)
 
 	for _, a := range g.cfg.HTTPListen {
-		ln, err := net.Listen("tcp", a)
+		ln, err := net.Listen(httpNetwork(a, g.cfg.HTTPListen), a)
+		if ap, perr := netip.ParseAddrPort(a); err != nil && perr == nil && ap.Addr().Is6() && !ap.Addr().Is4In6() &&
+			ipv6Unavailable(err) && hasIPv4(g.cfg.HTTPListen) {
+			// As for the TFTP addresses: IPv4 keeps serving.
+			g.log.Warn("IPv6 http_listen address skipped: IPv6 is unavailable on this host", "addr", a, "err", err)
+			continue
+		}
 		if err != nil {
 			gen.close(nil)
 			return fmt.Errorf("http_listen %s: %w", a, err)
@@ -347,6 +353,43 @@ func (g *Gateway) adminHandler() http.Handler {
 		json.NewEncoder(w).Encode(map[string]any{"glob": glob, "removed": n})
 	})
 	return mux
+}
+
+// httpNetwork is the network an http_listen address listens on. Go's
+// "tcp" on a wildcard (0.0.0.0:P or [::]:P) is one dual-stack socket, so
+// 0.0.0.0:P and [::]:P listed together (the pattern of the TFTP listen
+// addresses) collided: when both families list a port, each listens on
+// its own family only, as every TFTP listener does. An address whose
+// port the other family does not list keeps Go's default.
+func httpNetwork(a string, all []string) string {
+	ap, err := netip.ParseAddrPort(a)
+	if err != nil {
+		return "tcp"
+	}
+	v4 := ap.Addr().Is4() || ap.Addr().Is4In6()
+	for _, o := range all {
+		op, err := netip.ParseAddrPort(o)
+		if err != nil || op.Port() != ap.Port() || op.Port() == 0 {
+			continue
+		}
+		if ov4 := op.Addr().Is4() || op.Addr().Is4In6(); ov4 != v4 {
+			if v4 {
+				return "tcp4"
+			}
+			return "tcp6"
+		}
+	}
+	return "tcp"
+}
+
+// hasIPv4 reports an IPv4 address among addrs.
+func hasIPv4(addrs []string) bool {
+	for _, a := range addrs {
+		if ap, err := netip.ParseAddrPort(a); err == nil && (ap.Addr().Is4() || ap.Addr().Is4In6()) {
+			return true
+		}
+	}
+	return false
 }
 
 // readiness lists why the gateway should not get traffic yet: a

@@ -201,7 +201,7 @@ func (r Rule) compile(key string) (compiled, error) {
 		bad("", "needs exactly one of client, mac, mac_prefix or device_file; none is set")
 	case 1:
 	default:
-		bad("", "needs exactly one of client, mac, mac_prefix or device_file; %s are all set", strings.Join(set, ", "))
+		bad("", "needs exactly one of client, mac, mac_prefix or device_file; %s are set", strings.Join(set, " and "))
 	}
 	if r.Subcluster == "" {
 		bad("subcluster", "missing")

@@ -41,8 +41,14 @@ func TestValidate(t *testing.T) {
 		{"no matcher", func(c *Config) { c.Rules = []Rule{{Subcluster: "east"}} },
 			[]string{"rules[0]: needs exactly one of client, mac, mac_prefix or device_file; none is set"}},
 		{"two matchers", func(c *Config) { c.Rules = []Rule{{Client: "10.0.0.0/8", MACPrefix: "00", Subcluster: "east"}} },
-			[]string{"rules[0]: needs exactly one of client, mac, mac_prefix or device_file; client, mac_prefix are all set"}},
+			[]string{"rules[0]: needs exactly one of client, mac, mac_prefix or device_file; client and mac_prefix are set"}},
 		{"no subcluster", func(c *Config) { c.Rules = []Rule{{MACPrefix: "00"}} }, []string{"rules[0].subcluster: missing"}},
+		{"device names pasted from CUCM", func(c *Config) {
+			c.Rules = []Rule{{MAC: []string{"SEP0011215A1AE3"}, Subcluster: "east"}, {MACPrefix: "sep00aabb", Subcluster: "west"}}
+		}, []string{
+			`rules[0].mac[0]: "SEP0011215A1AE3": 'S': not a hex digit (a device name: write it without SEP, 0011215A1AE3)`,
+			`rules[1].mac_prefix: "sep00aabb": 's': not a hex digit (a device name: write it without sep, 00AABB)`,
+		}},
 		{"bad cidr", func(c *Config) { c.Rules = []Rule{{Client: "10.0.0.0/33", Subcluster: "east"}} }, []string{"rules[0].client: "}},
 		{"bad address", func(c *Config) { c.Rules = []Rule{{Client: "east.example.com", Subcluster: "east"}} }, []string{"rules[0].client: "}},
 		{"zone", func(c *Config) { c.Rules = []Rule{{Client: "fe80::1%eth0", Subcluster: "east"}} }, []string{"rules[0].client: "}},

@@ -38,7 +38,7 @@ func hexDigits(s string) (string, error) {
 func parseMAC(s string) (string, error) {
 	d, err := hexDigits(s)
 	if err != nil {
-		return "", err
+		return "", deviceNameHint(s, err)
 	}
 	if len(d) != macLen {
 		return "", fmt.Errorf("%q: %w", s, errMACTooShort)
@@ -49,7 +49,25 @@ func parseMAC(s string) (string, error) {
 // parseMACPrefix reads the leading 1-12 hex digits of a MAC address (an
 // OUI is 6). Odd lengths are allowed: prefixes compare digit by digit.
 func parseMACPrefix(s string) (string, error) {
-	return hexDigits(s)
+	d, err := hexDigits(s)
+	if err != nil {
+		return "", deviceNameHint(s, err)
+	}
+	return d, nil
+}
+
+// deviceNameHint says what to write when an admin pasted CUCM's device
+// name (SEP0011215A1AE3) where a MAC belongs: the error alone ("'S': not
+// a hex digit") does not say why.
+func deviceNameHint(s string, err error) error {
+	for _, p := range []string{"SEP", "ATA", "SIP"} {
+		if len(s) > len(p) && strings.EqualFold(s[:len(p)], p) {
+			if d, herr := hexDigits(s[len(p):]); herr == nil {
+				return fmt.Errorf("%w (a device name: write it without %s, %s)", err, s[:len(p)], d)
+			}
+		}
+	}
+	return err
 }
 
 // macLen is the number of hex digits in a MAC address.

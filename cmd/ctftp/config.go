@@ -180,6 +180,18 @@ func unknownEnv(env, keys []string) []string {
 // its key, where a whole number is wanted: mapstructure's weak decoding
 // would truncate "retries: 2.7" to 2 and wrap 1e20 to a negative number.
 func wholeNumberHook(from, to reflect.Type, data any) (any, error) {
+	if to == reflect.TypeOf(time.Duration(0)) {
+		// YAML reads "timeout: 2" as a number, which would be 2ns: a
+		// duration needs its unit (0, off for several keys, needs none).
+		v := reflect.ValueOf(data)
+		switch {
+		case !v.IsValid() || v.Kind() == reflect.String || v.Type() == to || v.IsZero():
+			return data, nil
+		case v.CanInt() || v.CanUint() || v.CanFloat():
+			return nil, fmt.Errorf("%v: want a duration with its unit, such as 500ms, 2s or 5m (a bare number would be nanoseconds)", data)
+		}
+		return nil, fmt.Errorf("%v: want a duration such as 500ms, 2s or 5m", data)
+	}
 	f, ok := data.(float64)
 	if !ok {
 		return data, nil
@@ -316,7 +328,8 @@ func (c *fileConfig) validate() []string {
 		}
 	}
 	cc := c.clusterConfig()
-	add("", cc.Validate())
+	ccErr := cc.Validate()
+	add("", ccErr)
 	add("routing.", c.Routing.Validate())
 	add("cache.", c.Cache.Validate())
 	add("trust.", c.Trust.Validate())
@@ -328,9 +341,14 @@ func (c *fileConfig) validate() []string {
 			// Its problems name rules[i]...: under the routing key, as
 			// every other problem names its key.
 			for _, line := range strings.Split(err.Error(), "\n") {
-				if line = strings.TrimSpace(line); strings.HasPrefix(line, "rules[") {
+				line = strings.TrimSpace(line)
+				switch {
+				case strings.HasPrefix(line, "rules["):
 					problems = append(problems, "routing."+line)
-				} else if line != "" {
+				case strings.HasPrefix(line, "subclusters:") && ccErr != nil:
+					// The sub-cluster names' own problem, reported above
+					// under subclusters[i].name.
+				case line != "":
 					problems = append(problems, "routing: "+line)
 				}
 			}

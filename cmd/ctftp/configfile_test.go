@@ -164,6 +164,17 @@ routing: {rules: [east]}
 			`cache.max_bytes: "lots": want a non-negative whole number`,
 			`routing.rules[0]: want keys and values (key: value), got a string`,
 		}},
+		{"a duration without its unit is not nanoseconds", `
+listen: ["127.0.0.1:6969"]
+root: ROOT
+tftp: {timeout: 2, transfer_timeout: true}
+backend: {probe_interval: 0, hedge_max: 0}
+cache: {ttl: {device: 5}}
+`, []string{
+			"tftp.timeout: 2: want a duration with its unit, such as 500ms, 2s or 5m (a bare number would be nanoseconds)",
+			"tftp.transfer_timeout: true: want a duration such as 500ms, 2s or 5m",
+			"cache.ttl.device: 5: want a duration with its unit",
+		}},
 		{"fractions and overflows are not truncated or wrapped", `
 listen: ["127.0.0.1:6969"]
 root: ROOT
@@ -203,6 +214,30 @@ func TestListenProblemOnce(t *testing.T) {
 	got := errOut.String()
 	if strings.Count(got, "listen[0]") != 1 || strings.Count(got, "listen[2]") != 1 || strings.Contains(got, "tftp.listen") {
 		t.Errorf("want listen[0] and listen[2] once each, no tftp.listen:\n%s", got)
+	}
+}
+
+// A duplicate sub-cluster name is one problem, under subclusters[i].name:
+// routing's own check of the names must not add a second line.
+func TestDuplicateSubclusterOnce(t *testing.T) {
+	p := writeConfig(t, `listen: ["127.0.0.1:6969"]
+root: ROOT
+subclusters:
+  - {name: east, version: "14", backends: ["127.0.0.1:10069"]}
+  - {name: east, version: "14", backends: ["127.0.0.1:10169"]}
+`)
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"validate", "--offline", "--config", p}, &out, &errOut); code != exitUsage {
+		t.Fatalf("exit %d, want %d\n%s", code, exitUsage, errOut.String())
+	}
+	var problems []string
+	for _, l := range strings.Split(strings.TrimSpace(errOut.String()), "\n") {
+		if !strings.HasPrefix(l, "config: warning:") { // a CTFTP_ variable of the test's environment
+			problems = append(problems, l)
+		}
+	}
+	if len(problems) != 1 || problems[0] != `config: subclusters[1].name: "east" is already the name of subclusters[0]` {
+		t.Errorf("stderr:\n%s", errOut.String())
 	}
 }
 
