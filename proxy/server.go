@@ -616,11 +616,15 @@ func (s *Server) worker(t *transfer) {
 		} else {
 			idle.Reset(idleWorkerTimeout)
 		}
+		s.met.workersIdle.Inc()
 		select {
 		case t = <-s.work:
+			s.met.workersIdle.Dec()
 		case <-idle.C:
+			s.met.workersIdle.Dec()
 			return
 		case <-s.closing:
+			s.met.workersIdle.Dec()
 			return
 		}
 	}
