@@ -123,8 +123,7 @@
 // unreachable, or because the client never acknowledged),
 // ctftp_client_rate_entries and ctftp_client_rate_evictions_total (the
 // bounded per-client table), ctftp_tftp_single_port,
-// ctftp_transfer_sockets_idle and ctftp_transfer_goroutines_idle (sockets
-// and goroutines kept for reuse). Dropped packets are
+// ctftp_transfer_sockets_idle (sockets kept for reuse). Dropped packets are
 // logged at Debug only, so a flood cannot flood the log.
 //
 // # The gateway: generations, trust guard, reload

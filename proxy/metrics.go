@@ -24,8 +24,6 @@ import (
 //	                                       from the client (vanished or spoofed)
 //	ctftp_transfer_sockets_idle            sockets of ended transfers kept for the
 //	                                       next ones (socketPool)
-//	ctftp_transfer_goroutines_idle         goroutines of ended transfers waiting
-//	                                       for the next ones (Server.dispatch)
 //	ctftp_transfer_unacknowledged_total    transfers whose client acknowledged
 //	                                       nothing (spoofed requests; ended after
 //	                                       at most two packets, in silence)
@@ -106,7 +104,6 @@ type serverMetrics struct {
 	// unreachable counts transfers an ICMP unreachable ended.
 	unreachable *metrics.Counter
 	socketsIdle *metrics.Gauge
-	workersIdle *metrics.Gauge
 	// unacknowledged counts transfers whose client never acknowledged.
 	unacknowledged *metrics.Counter
 	rejected       [numReasons]*metrics.Counter
@@ -121,7 +118,6 @@ func newServerMetrics(set *metrics.Set) *serverMetrics {
 
 		unreachable:    set.GetOrCreateCounter("ctftp_transfer_unreachable_total"),
 		socketsIdle:    set.GetOrCreateGauge("ctftp_transfer_sockets_idle", nil),
-		workersIdle:    set.GetOrCreateGauge("ctftp_transfer_goroutines_idle", nil),
 		unacknowledged: set.GetOrCreateCounter("ctftp_transfer_unacknowledged_total"),
 	}
 	for i, s := range [numSources]string{"local", "cache", "backend", "none"} {

@@ -61,10 +61,6 @@ type Server struct {
 	active  atomic.Int64   // running transfers, for MaxTransfers
 	readers sync.WaitGroup // one per listener, started by Serve
 	xfers   sync.WaitGroup // one per transfer; Add only from readers
-	// work hands a transfer to an idle transfer goroutine (dispatch);
-	// workers counts those goroutines, running or idle.
-	work    chan *transfer
-	workers sync.WaitGroup
 }
 
 type transferKey struct {
@@ -128,7 +124,6 @@ func NewServer(cfg Config, src ctftp.Source, logger *slog.Logger, m *metrics.Set
 		rates:     newClientRates(cfg, m),
 		bind:      listenUDP,
 		closing:   make(chan struct{}),
-		work:      make(chan *transfer),
 		inflight:  make(map[transferKey]*transfer),
 		perClient: make(map[netip.Addr]int),
 	}
@@ -254,9 +249,8 @@ func (s *Server) Addrs() []netip.AddrPort {
 // cancelled. Serve returns nil after a shutdown, once every transfer has
 // ended; it returns an error if binding or reading a socket fails.
 //
-// Goroutines: one reader per listening socket and one per transfer in
-// flight (reused by later transfers, and ended after idleWorkerTimeout
-// idle), all ended before Serve returns. ctx's values reach the Source; its
+// Goroutines: one reader per listening socket and one per transfer, all
+// ended before Serve returns. ctx's values reach the Source; its
 // cancellation does not cut transfers short, the grace period does.
 func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Lock()
@@ -297,7 +291,6 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.readers.Wait()
 	s.xfers.Wait()
-	s.workers.Wait()
 	s.socks.close()
 	return err
 }
@@ -581,53 +574,7 @@ func (s *Server) handleRRQ(l *listener, pkt []byte, from netip.AddrPort, d dest)
 			old.supersede()
 		}
 	}
-	s.dispatch(t)
-}
-
-// idleWorkerTimeout is how long a transfer goroutine waits for the next
-// transfer before it ends: a storm's goroutines serve its next
-// transfers, a quiet gateway keeps none.
-const idleWorkerTimeout = 5 * time.Second
-
-// dispatch runs t on an idle transfer goroutine, or on a new one if none
-// is idle. Reusing goroutines spares each transfer a goroutine's start
-// and the growth of its fresh stack (copied in the log line's deep call
-// chain): runtime.newstack was 1.3% of BenchmarkServeSmallFile's CPU for
-// a 7000-byte file, server and client together.
-func (s *Server) dispatch(t *transfer) {
-	select {
-	case s.work <- t:
-	default:
-		s.workers.Add(1)
-		go s.worker(t)
-	}
-}
-
-// worker runs t, then whatever dispatch hands it, until it has been idle
-// for idleWorkerTimeout or the server shuts down.
-func (s *Server) worker(t *transfer) {
-	defer s.workers.Done()
-	var idle *time.Timer
-	for {
-		s.runTransfer(t)
-		if idle == nil {
-			idle = time.NewTimer(idleWorkerTimeout)
-			defer idle.Stop()
-		} else {
-			idle.Reset(idleWorkerTimeout)
-		}
-		s.met.workersIdle.Inc()
-		select {
-		case t = <-s.work:
-			s.met.workersIdle.Dec()
-		case <-idle.C:
-			s.met.workersIdle.Dec()
-			return
-		case <-s.closing:
-			s.met.workersIdle.Dec()
-			return
-		}
-	}
+	go s.runTransfer(t)
 }
 
 // drop counts a packet refused without an answer. It logs at debug level
@@ -666,8 +613,8 @@ func (l *listener) sendError(err error, to netip.AddrPort, d dest) {
 	_, _, _ = l.conn.WriteMsgUDPAddrPort(pkt, l.sourceOOB(d), to)
 }
 
-// runTransfer runs one transfer and records it, on a transfer goroutine
-// (dispatch); the server's xfers group tracks it.
+// runTransfer runs one transfer and records it. It is the goroutine
+// handleRRQ starts; the server's xfers group tracks it.
 func (s *Server) runTransfer(t *transfer) {
 	defer s.xfers.Done()
 	res := t.run()

@@ -37,20 +37,18 @@ func perfInFlight() int {
 type perfSample struct {
 	active, goroutines, fds, rss, heap float64
 	idle                               float64 // transfer sockets kept for reuse
-	idleWorkers                        float64 // transfer goroutines kept for reuse
 }
 
 // perfSampleOf reads a sample from the gateway's /metrics; the open
 // descriptors from /proc when /metrics lacks process_open_fds.
 func perfSampleOf(g *gateway, m map[string]float64) perfSample {
 	s := perfSample{
-		active:      m["ctftp_active_transfers"],
-		goroutines:  m["go_goroutines"],
-		fds:         m["process_open_fds"],
-		idle:        m["ctftp_transfer_sockets_idle"],
-		idleWorkers: m["ctftp_transfer_goroutines_idle"],
-		rss:         m["process_resident_memory_bytes"],
-		heap:        m["go_memstats_heap_inuse_bytes"],
+		active:     m["ctftp_active_transfers"],
+		goroutines: m["go_goroutines"],
+		fds:        m["process_open_fds"],
+		idle:       m["ctftp_transfer_sockets_idle"],
+		rss:        m["process_resident_memory_bytes"],
+		heap:       m["go_memstats_heap_inuse_bytes"],
 	}
 	if _, ok := m["process_open_fds"]; !ok {
 		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", g.cmd.Process.Pid))
@@ -150,10 +148,10 @@ tftp:
 		(d.rss-base.rss)/float64(n)/1024, (d.heap-base.heap)/float64(n)/1024)
 
 	for i, d := range during {
-		// Each transfer is a goroutine and a socket of its own; the
-		// goroutine and socket idle at the baseline (the warm-up's, kept
-		// for reuse) are among them.
-		if d.goroutines < base.goroutines-base.idleWorkers+float64(n) || d.fds < base.fds-base.idle+float64(n) {
+		// Each transfer is a goroutine and a socket of its own; sockets
+		// idle at the baseline (the warm-up's, kept for reuse) are
+		// among them.
+		if d.goroutines < base.goroutines+float64(n) || d.fds < base.fds-base.idle+float64(n) {
 			t.Errorf("round %d: %v goroutines and %v fds with %d transfers in flight; baseline %v and %v",
 				i+1, d.goroutines, d.fds, n, base.goroutines, base.fds)
 		}
