@@ -41,8 +41,12 @@ cache:
 `, freshWindow)))
 	addr := gw.TFTP[0]
 
+	// The copy's window starts when its fill ends, somewhere between
+	// these two instants: the retransmit case is judged from the first,
+	// the next boot waits from the second.
 	start := time.Now()
 	fwdMustGet(t, addr, cnf, v1)
+	filled := time.Now()
 	fwdMustGet(t, addr, "XMLDefault.cnf.xml", fwdContent("v1", "XMLDefault.cnf.xml"))
 	fwdWriteFile(t, root, cnf, v2)
 	fwdWriteFile(t, root, "XMLDefault.cnf.xml", fwdContent("v2", "XMLDefault.cnf.xml"))
@@ -59,7 +63,7 @@ cache:
 	}
 
 	// The phone's next boot, after the window: the admin's change.
-	time.Sleep(freshWindow - time.Since(start) + 100*time.Millisecond)
+	time.Sleep(freshWindow - time.Since(filled) + 100*time.Millisecond)
 	fwdMustGet(t, addr, cnf, v2)
 	fwdMustGet(t, addr, "XMLDefault.cnf.xml", fwdContent("v1", "XMLDefault.cnf.xml"))
 	m := gw.scrape()
