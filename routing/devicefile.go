@@ -261,7 +261,10 @@ func isHeaderName(line string) bool {
 // is an error: CUCM would not have written it.
 func deviceNameMAC(name string) (mac string, ok bool, err error) {
 	for _, p := range deviceNamePrefixes {
-		if len(name) < len(p) || !asciiEqualFold(name[:len(p)], p) {
+		// EqualFold on as many bytes as the ASCII prefix has: a non-ASCII
+		// rune takes two bytes or more, so it can never fold to one of its
+		// letters (as deviceNameHint relies on too).
+		if len(name) < len(p) || !strings.EqualFold(name[:len(p)], p) {
 			continue
 		}
 		digits := name[len(p):]
@@ -274,25 +277,4 @@ func deviceNameMAC(name string) (mac string, ok bool, err error) {
 		return strings.ToUpper(name), true, nil
 	}
 	return "", false, nil
-}
-
-// asciiEqualFold is strings.EqualFold for ASCII only: EqualFold also folds
-// Unicode (U+017F "ſ" for "s"), and a device name is bytes, not text.
-func asciiEqualFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
