@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/ctftp/ctftp/internal/tftpwire"
@@ -42,6 +43,18 @@ type Options struct {
 	// late answer to a phone's retransmitted request can reach another
 	// phone's new socket on a reused port and be taken for its answer.
 	LocalAddr netip.Addr
+	// Conn, when set, is a socket of the caller's (from Listen) that Get
+	// uses instead of opening and closing one of its own: a load
+	// generator's phone reads its whole boot through one socket, as
+	// opening and closing one per file was most of the generator's own
+	// system calls. Get drops whatever an earlier transfer left queued on
+	// it first, and a stale packet arriving later is not taken for this
+	// transfer's first answer unless it is a DATA 1 from the server's
+	// address (possible only when that earlier transfer's last
+	// acknowledgement was lost and the server resent a one-block file:
+	// not on loopback). One Get at a time per Conn; LocalAddr is then
+	// ignored.
+	Conn *net.UDPConn
 }
 
 // Result describes a finished transfer.
@@ -101,27 +114,21 @@ func Get(ctx context.Context, server netip.AddrPort, name string, w io.Writer, o
 		o.Retries = 0
 	}
 	server = netip.AddrPortFrom(server.Addr().Unmap(), server.Port())
-	network := "udp4"
-	if server.Addr().Is6() {
-		network = "udp6"
+	conn := o.Conn
+	if conn == nil {
+		var err error
+		if conn, err = Listen(server, o.LocalAddr); err != nil {
+			return res, err
+		}
+		defer conn.Close()
+	} else if err := drain(conn); err != nil {
+		return res, fmt.Errorf("tftp: reused socket: %w", err)
 	}
-	var laddr *net.UDPAddr
-	switch {
-	case o.LocalAddr.IsValid():
-		laddr = &net.UDPAddr{IP: o.LocalAddr.Unmap().AsSlice()}
-	case server.Addr().IsLoopback():
-		// A loopback server is only reachable from loopback: binding there
-		// keeps the socket off every other interface.
-		laddr = &net.UDPAddr{IP: server.Addr().AsSlice()}
-	}
-	conn, err := net.ListenUDP(network, laddr)
-	if err != nil {
-		return res, fmt.Errorf("tftp: socket: %w", err)
-	}
-	defer conn.Close()
-	if d, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(d)
-	}
+	// The context bounds the whole transfer: a deadline from it (none
+	// otherwise, which also clears one an earlier transfer on a reused
+	// socket left) and a wake-up when it is cancelled.
+	d, _ := ctx.Deadline()
+	conn.SetDeadline(d)
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
 
@@ -149,11 +156,55 @@ func Get(ctx context.Context, server netip.AddrPort, name string, w io.Writer, o
 	// transfers, and 64 KiB cleared for each was most of its own cost.
 	bufLen := max(tftpwire.HeaderSize+max(o.BlockSize, tftpwire.DefaultBlockSize)+1, minBuffer)
 	t := &transfer{conn: conn, ctx: ctx, o: o, res: &res, w: out, buf: make([]byte, bufLen)}
-	err = t.run(server, rrq, len(opts) > 0)
+	err := t.run(server, rrq, len(opts) > 0)
 	if err == nil && na != nil {
 		err = na.flush()
 	}
 	return res, err
+}
+
+// Listen opens a client socket for transfers from server: on local when
+// valid (port chosen by the OS), else on the server's own address when
+// that is loopback (a loopback server is only reachable from loopback:
+// binding there keeps the socket off every other interface), else on
+// every address. Get opens one per transfer unless Options.Conn hands it
+// one from here.
+func Listen(server netip.AddrPort, local netip.Addr) (*net.UDPConn, error) {
+	network := "udp4"
+	if server.Addr().Unmap().Is6() {
+		network = "udp6"
+	}
+	var laddr *net.UDPAddr
+	switch {
+	case local.IsValid():
+		laddr = &net.UDPAddr{IP: local.Unmap().AsSlice()}
+	case server.Addr().IsLoopback():
+		laddr = &net.UDPAddr{IP: server.Addr().Unmap().AsSlice()}
+	}
+	conn, err := net.ListenUDP(network, laddr)
+	if err != nil {
+		return nil, fmt.Errorf("tftp: socket: %w", err)
+	}
+	return conn, nil
+}
+
+// drain drops the datagrams queued on a reused socket (late duplicates
+// of an earlier transfer), and a pending ICMP error, without waiting.
+func drain(conn *net.UDPConn) error {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var buf [1]byte
+	cerr := raw.Read(func(fd uintptr) bool {
+		for range 1024 {
+			if _, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_DONTWAIT); err == syscall.EAGAIN {
+				return true
+			}
+		}
+		return true
+	})
+	return cerr
 }
 
 type transfer struct {
@@ -261,6 +312,12 @@ func (t *transfer) run(server netip.AddrPort, rrq []byte, askedOptions bool) err
 		case tftpwire.OpDATA:
 			block, payload, err := tftpwire.ParseData(pkt)
 			if err != nil {
+				continue
+			}
+			if !peer.IsValid() && block != 1 {
+				// Not an answer to this request (the first one is DATA 1,
+				// an OACK or an ERROR): a late duplicate from an earlier
+				// transfer on a reused socket.
 				continue
 			}
 			if !peer.IsValid() {
