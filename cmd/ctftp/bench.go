@@ -30,6 +30,7 @@ type benchFlags struct {
 	jsonOut    bool
 	quiet      bool
 	cpuprofile string
+	cpuSplit   bool
 	keepDir    string
 
 	// side-by-side only: how the gateway reaches its backends.
@@ -124,6 +125,7 @@ p50/p99/max, errors, bytes and CPU per phone; --json for all of it.`,
 	fs.DurationVar(&f.storm.BootTimeout, "boot-timeout", def.BootTimeout, "bound on one phone's whole boot")
 	fs.BoolVar(&f.jsonOut, "json", false, "print the report as JSON on stdout")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress on stderr")
+	fs.BoolVar(&f.cpuSplit, "cpu-split", false, "side-by-side: profile every run in this process and split its CPU per phone between the server (pin/tftp, the gateway, the ceiling's responders), the generator, and the Go runtime")
 	fs.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of this process to `FILE`; side by side, of the warm run only (the gateway in process and the generator)")
 	fs.StringVar(&f.keepDir, "dir", "", "side-by-side: write the generated files under `DIR` and keep them (default: a temp dir removed at exit)")
 	fs.StringVar(&f.blksizeList, "backend-blksize", strconv.Itoa(cluster.DefaultConfig().Backend.BlockSize), "side-by-side: the gateway's backend.block_size; a comma-separated `LIST` also runs the cold fan-out with each other one (and each --backend-window)")

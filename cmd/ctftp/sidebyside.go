@@ -326,6 +326,8 @@ type sbsRunner struct {
 	stderr io.Writer
 	prog   io.Writer
 	term   bool
+	// lastProfile is the CPU profile of the last storm (--cpu-split).
+	lastProfile []byte
 }
 
 func (r *sbsRunner) storm(label string, addr netip.AddrPort, get loadgen.GetFunc) (*loadgen.Report, error) {
@@ -333,10 +335,23 @@ func (r *sbsRunner) storm(label string, addr netip.AddrPort, get loadgen.GetFunc
 	if get == nil {
 		o.Check = r.world.Check
 	}
-	rep, err := loadgen.Run(r.ctx, r.f.storm, addr, o)
+	var rep *loadgen.Report
+	run := func() (err error) {
+		rep, err = loadgen.Run(r.ctx, r.f.storm, addr, o)
+		return err
+	}
+	if !r.f.cpuSplit {
+		if err := run(); err != nil {
+			return nil, fmt.Errorf("%s: %w", label, err)
+		}
+		return rep, nil
+	}
+	split, prof, err := loadgen.ProfileCPU(run)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", label, err)
 	}
+	rep.CPUSplit = &split
+	r.lastProfile = prof
 	return rep, nil
 }
 
@@ -409,7 +424,14 @@ func (r *sbsRunner) pass(n int, mem *sbsMemory) (sbsPass, error) {
 		mem.HeapPerCachedByte = ratio(float64(mem.HeapGrowth), float64(st.Bytes))
 	}
 	stopProfile := func() {}
-	if r.f.cpuprofile != "" && n == 0 {
+	if r.f.cpuprofile != "" && n == 0 && r.f.cpuSplit {
+		// Every run is profiled already: the warm run's profile is kept.
+		stopProfile = func() {
+			if werr := os.WriteFile(r.f.cpuprofile, r.lastProfile, 0o644); werr != nil && err == nil {
+				err = fmt.Errorf("cpuprofile: %w", werr)
+			}
+		}
+	} else if r.f.cpuprofile != "" && n == 0 {
 		if stopProfile, err = startCPUProfile(r.f.cpuprofile); err != nil {
 			return p, err
 		}
@@ -802,10 +824,10 @@ func startPinServer(files map[string][]byte) (*pinServer, error) {
 	srv.SetTimeout(time.Second)
 	srv.SetRetries(5)
 	p := &pinServer{srv: srv, addr: conn.LocalAddr().(*net.UDPAddr).AddrPort(), done: make(chan struct{})}
-	go func() {
+	go loadgen.ServerLabels(context.Background(), func(context.Context) {
 		defer close(p.done)
 		srv.Serve(conn)
-	}()
+	})
 	return p, nil
 }
 
@@ -875,12 +897,15 @@ func startBenchGateway(ctx context.Context, f benchFlags, dir string, world *fle
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	if err := gw.Start(ctx); err != nil {
+	// Under the server's profiler label, which its goroutines inherit
+	// (--cpu-split).
+	loadgen.ServerLabels(ctx, func(ctx context.Context) { err = gw.Start(ctx) })
+	if err != nil {
 		cancel()
 		return nil, err
 	}
 	b := &benchGateway{gw: gw, set: set, addr: gw.TFTPAddrs()[0], cancel: cancel, stopped: make(chan error, 1)}
-	go func() { b.stopped <- gw.Run(ctx) }()
+	go loadgen.ServerLabels(ctx, func(ctx context.Context) { b.stopped <- gw.Run(ctx) })
 	return b, nil
 }
 

@@ -96,7 +96,7 @@ func (c *Ceiling) acquire() (*pingPair, error) {
 	}
 	p := &pingPair{client: cl, server: srv}
 	c.all = append(c.all, p)
-	c.wg.Go(func() { p.respond() })
+	c.wg.Go(func() { ServerLabels(context.Background(), func(context.Context) { p.respond() }) })
 	return p, nil
 }
 

@@ -40,9 +40,12 @@ type Report struct {
 	// during the run: the generator's, plus the server's when it runs in
 	// the same process (ctftp bench --side-by-side). Per phone it moves
 	// far less than phones/s when other work shares the machine.
-	ProcessCPU         time.Duration `json:"process_cpu_ns,omitempty"`
-	PhonesPerSecond    float64       `json:"phones_per_second"`
-	TransfersPerSecond float64       `json:"transfers_per_second"`
+	ProcessCPU time.Duration `json:"process_cpu_ns,omitempty"`
+	// CPUSplit, when the run was profiled, splits the sampled CPU time
+	// between the server in this process and the generator.
+	CPUSplit           *CPUSplit `json:"cpu_split,omitempty"`
+	PhonesPerSecond    float64   `json:"phones_per_second"`
+	TransfersPerSecond float64   `json:"transfers_per_second"`
 	// Transfer is the latency of answered transfers, from the request to
 	// the last DATA (or the ERROR); Boot is a booted phone's whole
 	// sequence.
@@ -108,14 +111,32 @@ func (r *Report) WriteText(w io.Writer) error {
 
 // WriteTable writes several reports side by side, one row each.
 func WriteTable(w io.Writer, reports []*Report) error {
+	split := slices.ContainsFunc(reports, func(r *Report) bool { return r.CPUSplit != nil })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "run\tphones/s\ttransfers/s\tp50\tp99\tmax\tboot p50\tboot p99\terrors\tbytes\tcpu/phone\t")
+	head := "run\tphones/s\ttransfers/s\tp50\tp99\tmax\tboot p50\tboot p99\terrors\tbytes\tcpu/phone\t"
+	if split {
+		head += "server\tgenerator\truntime\t"
+	}
+	fmt.Fprintln(tw, head)
 	for _, r := range reports {
-		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t\n", r.Label, r.PhonesPerSecond, r.TransfersPerSecond,
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t", r.Label, r.PhonesPerSecond, r.TransfersPerSecond,
 			ms(r.Transfer.P50), ms(r.Transfer.P99), ms(r.Transfer.Max), ms(r.Boot.P50), ms(r.Boot.P99),
 			r.ErrorCount(), human(r.Bytes), r.cpuPerPhone())
+		if split {
+			if c := r.CPUSplit; c != nil && r.Phones > 0 {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t", perPhone(c.Server, r.Phones), perPhone(c.Generator, r.Phones), perPhone(c.Other, r.Phones))
+			} else {
+				fmt.Fprint(tw, "-\t-\t-\t")
+			}
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
+}
+
+// perPhone prints d per phone in microseconds.
+func perPhone(d time.Duration, phones int) string {
+	return fmt.Sprintf("%.0fµs", float64(d.Microseconds())/float64(phones))
 }
 
 // cpuPerPhone is ProcessCPU per phone that started, in microseconds.
