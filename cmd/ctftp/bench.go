@@ -42,6 +42,7 @@ type benchFlags struct {
 	backendDelay    time.Duration
 	backends        string // tftpd-hpa or ctftp
 	passes          int
+	settle          time.Duration
 	inFlight        int
 
 	// hold mode
@@ -133,6 +134,7 @@ p50/p99/max, errors, bytes and CPU per phone; --json for all of it.`,
 	fs.IntVar(&f.backendInFlight, "backend-max-in-flight", cluster.DefaultConfig().Backend.MaxInFlight, "side-by-side: the gateway's backend.max_in_flight")
 	fs.DurationVar(&f.backendDelay, "backend-delay", 0, "side-by-side: put a link delaying every datagram by `D` each way between the phones' side and the backends (an emulated WAN): the gateway reaches its backends across it, and the direct runs reach their server across it too")
 	fs.StringVar(&f.backends, "backends", "tftpd-hpa", "side-by-side: the sub-clusters' TFTP servers: tftpd-hpa, or ctftp (this program's own engine, which has RFC 7440 windowsize)")
+	fs.DurationVar(&f.settle, "settle", 0, "side-by-side: before the first run, wait up to `D` for the 1-minute load average to fall below 0.5, and report whether it did (0 = do not wait)")
 	fs.IntVar(&f.passes, "passes", 1, "side-by-side: run every configuration `N` times, in turn (each pass's ratios come from that pass)")
 	fs.IntVar(&f.inFlight, "in-flight", 1000, "side-by-side: hold `N` transfers open on the warm gateway to measure its memory per transfer in flight (0 = skip)")
 	fs.IntVar(&f.hold, "hold", 0, "instead of a storm, open `N` transfers of --file on --server and hold them (memory per transfer in flight)")
@@ -186,7 +188,7 @@ func checkBenchFlags(f *benchFlags, set func(string) bool, pos []string, stderr 
 		bad("--file, --hold-for and --admin only apply to --hold")
 	}
 	if !f.sideBySide {
-		for _, name := range []string{"dir", "backend-blksize", "backend-window", "backends", "backend-max-in-flight", "backend-delay", "passes", "in-flight"} {
+		for _, name := range []string{"dir", "backend-blksize", "backend-window", "backends", "backend-max-in-flight", "backend-delay", "passes", "in-flight", "settle", "cpu-split"} {
 			if set(name) {
 				bad("--%s only applies to --side-by-side", name)
 			}
@@ -201,6 +203,9 @@ func checkBenchFlags(f *benchFlags, set func(string) bool, pos []string, stderr 
 	}
 	if f.backends != "tftpd-hpa" && f.backends != "ctftp" {
 		bad("--backends: want tftpd-hpa or ctftp, got %q", f.backends)
+	}
+	if f.settle < 0 {
+		bad("--settle: must not be negative, got %s", f.settle)
 	}
 	if f.passes < 1 || f.passes > 100 {
 		bad("--passes: must be between 1 and 100, got %d", f.passes)

@@ -54,7 +54,10 @@ func TestBenchUsage(t *testing.T) {
 		{"positional", []string{"--server", "127.0.0.1:69", "extra"}, []string{`unexpected argument "extra"`}},
 		{"bad backend blksize", []string{"--side-by-side", "--backend-blksize", "100"}, []string{"--backend-blksize: must be between 512 and 65464"}},
 		{"side-by-side knobs alone", []string{"--server", "127.0.0.1:69", "--passes", "2", "--in-flight", "5"}, []string{"--passes only applies to --side-by-side", "--in-flight only applies to --side-by-side"}},
-		{"bad passes", []string{"--side-by-side", "--passes", "0", "--in-flight", "-1"}, []string{"--passes: must be between 1 and 100", "--in-flight: must not be negative"}},
+		{"bad passes", []string{"--side-by-side", "--passes", "0", "--in-flight", "-1", "--settle", "-1s"},
+			[]string{"--passes: must be between 1 and 100", "--in-flight: must not be negative", "--settle: must not be negative"}},
+		{"side-by-side measuring alone", []string{"--server", "127.0.0.1:69", "--settle", "1m", "--cpu-split"},
+			[]string{"--settle only applies to --side-by-side", "--cpu-split only applies to --side-by-side"}},
 		{"bad backend lists", []string{"--side-by-side", "--backend-blksize", "1428,x", "--backend-window", "8,8", "--backends", "cucm"},
 			[]string{`--backend-blksize: "x": not a number`, "--backend-window: 8 listed twice", "--backends: want tftpd-hpa or ctftp"}},
 	}
@@ -291,12 +294,44 @@ func TestBenchSideBySide(t *testing.T) {
 		}
 	}
 
-	// The text form carries the same table, two passes, no memory hold.
-	code, stdout, _ = runBenchTest(t, "--side-by-side", "--phones", "2", "--concurrency", "1", "--quiet", "--backend-blksize", "65464", "--passes", "2", "--in-flight", "0")
+	// The text form carries the same table, two passes and their
+	// medians, no memory hold, the CPU split by side and the wait for a
+	// quiet machine (which may or may not come in a millisecond).
+	code, stdout, _ = runBenchTest(t, "--side-by-side", "--phones", "2", "--concurrency", "1", "--quiet", "--backend-blksize", "65464", "--passes", "2", "--in-flight", "0",
+		"--cpu-split", "--settle", "1ms")
 	for _, want := range []string{"tftpd-hpa direct", "pin/tftp direct", "gateway cold, fan-out", "gateway cold, device rules", "gateway warm",
-		"loopback lock-step ceiling", "warm/ceiling", "warm/pin", "pass 2 of 2", "load average at start", "backend blksize 65464", "= 1.00 per file", "bytes per cached byte"} {
+		"loopback lock-step ceiling", "warm/ceiling", "warm/pin", "pass 2 of 2", "load average at start", "backend blksize 65464", "= 1.00 per file", "bytes per cached byte",
+		"median of 2 passes", "settle below 0.5", "server  generator  runtime"} {
 		if code != exitOK || !strings.Contains(stdout, want) {
 			t.Errorf("exit %d; stdout lacks %q:\n%s", code, want, stdout)
+		}
+	}
+}
+
+func TestMedianRatios(t *testing.T) {
+	pass := func(v float64) sbsPass {
+		r := map[string]float64{}
+		for _, q := range sbsRatios() {
+			r[q[0]] = v
+		}
+		return sbsPass{Ratios: r}
+	}
+	if m := medianRatios([]sbsPass{pass(1)}); m != nil {
+		t.Errorf("one pass has no median line: %v", m)
+	}
+	for _, tc := range []struct {
+		passes []float64
+		want   float64
+	}{{[]float64{1, 3}, 2}, {[]float64{1, 5, 2}, 2}, {[]float64{0.7, 0.6, 0.9, 0.8}, 0.75}} {
+		var ps []sbsPass
+		for _, v := range tc.passes {
+			ps = append(ps, pass(v))
+		}
+		m := medianRatios(ps)
+		for _, q := range sbsRatios() {
+			if d := m[q[0]] - tc.want; d > 1e-9 || d < -1e-9 {
+				t.Errorf("%v: %s median %v, want %v", tc.passes, q[0], m[q[0]], tc.want)
+			}
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -70,10 +71,15 @@ type sideBySide struct {
 	Backends string `json:"backends"`
 	// LoadStart and LoadEnd are /proc/loadavg before the first run and
 	// after the last: a loaded machine shows itself.
-	LoadStart *loadAvg  `json:"load_start,omitempty"`
-	LoadEnd   *loadAvg  `json:"load_end,omitempty"`
-	Passes    []sbsPass `json:"passes"`
-	Memory    sbsMemory `json:"memory"`
+	LoadStart *loadAvg `json:"load_start,omitempty"`
+	LoadEnd   *loadAvg `json:"load_end,omitempty"`
+	// Settle is the wait for a quiet machine before the first run
+	// (--settle); nil when none was asked for.
+	Settle *settleResult `json:"settle,omitempty"`
+	Passes []sbsPass     `json:"passes"`
+	// MedianRatios are each ratio's median over the passes (2 or more).
+	MedianRatios map[string]float64 `json:"median_ratios,omitempty"`
+	Memory       sbsMemory          `json:"memory"`
 	// Sweep is the cold fan-out run again, in the first pass, with every
 	// other combination of --backend-blksize and --backend-window; Best
 	// is the fastest cold fan-out of all, the main one included.
@@ -91,8 +97,86 @@ type sbsSweepRow struct {
 	OverDirect float64 `json:"over_direct"`
 }
 
+// settleResult is how the wait for a quiet machine went.
+type settleResult struct {
+	// Below is the 1-minute load average waited for.
+	Below   float64       `json:"below"`
+	Waited  time.Duration `json:"waited_ns"`
+	Settled bool          `json:"settled"`
+	Load    *loadAvg      `json:"load"`
+}
+
+// quietLoad is the 1-minute load average --settle waits for: below it,
+// a 2-core machine is running nothing of note besides the bench.
+const quietLoad = 0.5
+
+// settle waits up to max for the 1-minute load average to fall below
+// quietLoad, noting progress every 15 s: a run on a busy machine starves
+// the fork-per-transfer tftpd-hpa far more than the other servers and
+// flatters every ratio against it.
+func settle(ctx context.Context, max time.Duration, note func(string, ...any)) *settleResult {
+	res := &settleResult{Below: quietLoad}
+	start := time.Now()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	lastNote := start
+	for {
+		res.Load = readLoadAvg()
+		res.Waited = time.Since(start).Round(time.Second)
+		if res.Load == nil {
+			return res // no /proc/loadavg: nothing to wait for
+		}
+		if res.Load.One < quietLoad {
+			res.Settled = true
+			return res
+		}
+		if res.Waited >= max {
+			return res
+		}
+		if time.Since(lastNote) >= 15*time.Second {
+			note("waiting for the load average to fall below %.1f: %s after %s", quietLoad, res.Load, res.Waited)
+			lastNote = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return res
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *settleResult) String() string {
+	if s.Settled {
+		return fmt.Sprintf("settled below %.1f after %s", s.Below, s.Waited)
+	}
+	return fmt.Sprintf("did NOT settle below %.1f in %s: a loaded reading", s.Below, s.Waited)
+}
+
+// medianRatios is each ratio's median over the passes.
+func medianRatios(passes []sbsPass) map[string]float64 {
+	if len(passes) < 2 {
+		return nil
+	}
+	m := map[string]float64{}
+	for _, q := range sbsRatios() {
+		var v []float64
+		for _, p := range passes {
+			v = append(v, p.Ratios[q[0]])
+		}
+		slices.Sort(v)
+		if n := len(v); n%2 == 1 {
+			m[q[0]] = v[n/2]
+		} else {
+			m[q[0]] = (v[n/2-1] + v[n/2]) / 2
+		}
+	}
+	return m
+}
+
 // sbsPass is one pass over every configuration.
 type sbsPass struct {
+	// Load is the load average when the pass began.
+	Load *loadAvg          `json:"load_start,omitempty"`
 	Runs []*loadgen.Report `json:"runs"`
 	// Ratios compare phones/s of this pass's runs (sbsRatios).
 	Ratios map[string]float64 `json:"ratios"`
@@ -223,15 +307,21 @@ func benchSideBySide(ctx context.Context, f benchFlags, stdout, stderr io.Writer
 		Phones: len(macs), Concurrency: f.storm.Concurrency, PhoneBlksize: f.storm.BlockSize, CPUs: runtime.NumCPU(),
 		BackendBlksize: f.backendBlksizes[0], BackendWindow: f.backendWindows[0], BackendInFlight: f.backendInFlight,
 		BackendDelay: f.backendDelay, Backends: f.backends,
-		LoadStart: readLoadAvg(),
 	}
+	if f.settle > 0 {
+		out.Settle = settle(ctx, f.settle, note)
+		note("load average %s", out.Settle)
+	}
+	out.LoadStart = readLoadAvg()
 	note("load average at start: %s", out.LoadStart)
 	for pass := range f.passes {
+		load := readLoadAvg()
 		p, err := r.pass(pass, &out.Memory)
 		if err != nil {
 			fmt.Fprintf(stderr, "ctftp bench: %v\n", err)
 			return exitFailure
 		}
+		p.Load = load
 		out.Passes = append(out.Passes, p)
 		if pass == 0 {
 			if out.Sweep, err = r.sweep(p); err != nil {
@@ -242,6 +332,7 @@ func benchSideBySide(ctx context.Context, f benchFlags, stdout, stderr io.Writer
 		}
 	}
 	out.LoadEnd = readLoadAvg()
+	out.MedianRatios = medianRatios(out.Passes)
 	if f.jsonOut {
 		writeJSON(stdout, out)
 	} else {
@@ -694,9 +785,13 @@ func writeSideBySide(w io.Writer, s sideBySide) {
 		fmt.Fprintf(w, "\nemulated WAN: %s each way (%s round trip) between the phones' side and the backends; the direct runs cross it too",
 			s.BackendDelay, 2*s.BackendDelay)
 	}
-	fmt.Fprintf(w, "\n%d CPUs; load average at start %s, at end %s\n", s.CPUs, s.LoadStart, s.LoadEnd)
+	fmt.Fprintf(w, "\n%d CPUs; load average at start %s, at end %s (the end includes the bench's own threads)", s.CPUs, s.LoadStart, s.LoadEnd)
+	if s.Settle != nil {
+		fmt.Fprintf(w, "; before the first run it %s", s.Settle)
+	}
+	fmt.Fprintln(w)
 	for i, p := range s.Passes {
-		fmt.Fprintf(w, "\npass %d of %d\n", i+1, len(s.Passes))
+		fmt.Fprintf(w, "\npass %d of %d (load average at its start %s)\n", i+1, len(s.Passes), p.Load)
 		loadgen.WriteTable(w, p.Runs)
 		fmt.Fprintf(w, "phones/s ratios:")
 		for j, q := range sbsRatios() {
@@ -729,6 +824,17 @@ func writeSideBySide(w io.Writer, s sideBySide) {
 				}
 			}
 		}
+	}
+	if m := s.MedianRatios; m != nil {
+		fmt.Fprintf(w, "\nphones/s ratios, median of %d passes:", len(s.Passes))
+		for j, q := range sbsRatios() {
+			sep := "  "
+			if j == 4 {
+				sep = "\n                "
+			}
+			fmt.Fprintf(w, "%s%s/%s %.2fx", sep, shortRun(q[1]), shortRun(q[2]), m[q[0]])
+		}
+		fmt.Fprintln(w)
 	}
 	if len(s.Sweep) > 0 {
 		fmt.Fprintf(w, "\ncold fan-out by backend block size and window (pass 1; phones/s over tftpd-hpa direct):\n")
