@@ -55,6 +55,13 @@ type linkSession struct {
 	up     *net.UDPConn // to the server
 	down   *net.UDPConn // to the client; its port is the TID the client sees
 	tid    atomic.Pointer[netip.AddrPort]
+	// prev is the TID of the session's previous transfer: where a
+	// client's last ACK of it goes when the link's reader of requests
+	// saw the next request first (the two sockets are read by two
+	// goroutines, so a client's back-to-back final ACK and new request
+	// can cross). Sent to the well-known port instead, that ACK draws an
+	// ERROR that would pass for the new request's answer.
+	prev atomic.Pointer[netip.AddrPort]
 	last   atomic.Int64 // unix nanoseconds of the last datagram
 
 	mu    sync.Mutex
@@ -201,7 +208,9 @@ func (l *DelayLink) readFront() {
 				// answers from a new TID. A retransmission of the request
 				// the server already answers (it was slow to answer, as a
 				// queueing server is) is the same request, close behind.
-				s.tid.Store(nil)
+				if t := s.tid.Swap(nil); t != nil {
+					s.prev.Store(t)
+				}
 			}
 			s.rrq = append(s.rrq[:0], buf[:n]...)
 		}
@@ -269,7 +278,9 @@ func (l *DelayLink) readUp(s *linkSession) {
 }
 
 // readDown carries the client's datagrams (ACKs, ERRORs) to the server's
-// TID, or to its well-known port before the server has answered.
+// TID; before the server has answered the session's current request, to
+// the previous transfer's TID (a late ACK of it), or to the well-known
+// port when there was none.
 func (l *DelayLink) readDown(s *linkSession) {
 	defer l.wg.Done()
 	buf := make([]byte, 65536)
@@ -284,6 +295,8 @@ func (l *DelayLink) readDown(s *linkSession) {
 		to := l.server
 		if t := s.tid.Load(); t != nil {
 			to = *t
+		} else if p := s.prev.Load(); p != nil {
+			to = *p
 		}
 		l.enqueue(s, s.up, to, buf[:n], true)
 		s.last.Store(time.Now().UnixNano())
