@@ -95,7 +95,9 @@ func (t *transfer) run() (res transferResult) {
 		err = errors.New("proxy: source returned neither a file nor an error")
 	}
 	if err != nil {
-		res.err = t.fail(fmt.Errorf("proxy: open %q: %w", t.req.Name, err))
+		// No name here: the transfer's log line carries it as `file`,
+		// and a source's own error names what it tried.
+		res.err = t.fail(fmt.Errorf("proxy: open: %w", err))
 		return res
 	}
 	res.file = f
@@ -223,7 +225,7 @@ func (t *transfer) sendBlocks(blocks blockSource) (int64, error) {
 		for next <= acked+window && (final == 0 || next <= final) {
 			pkt, last, err := blocks.packet(next)
 			if err != nil {
-				return acknowledged(), t.fail(fmt.Errorf("proxy: read %q: %w", t.req.Name, err))
+				return acknowledged(), t.fail(fmt.Errorf("proxy: read: %w", err))
 			}
 			if last {
 				final, finalLen = next, len(pkt)-tftpwire.HeaderSize

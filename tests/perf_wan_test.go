@@ -8,7 +8,8 @@ package tests
 //
 // The test asserts the datagrams each way (exact, whatever the machine's
 // speed) and only lower bounds of time (the link cannot be faster than
-// its delay); it logs the latencies, which perf_results.md records.
+// its delay); it logs the latencies, which the README's Performance
+// section records.
 
 import (
 	"bytes"

@@ -5,7 +5,7 @@ package tests
 // tftpd-hpa backends. Every phone must boot with byte-exact files, and
 // the backends must see each (sub-cluster, file) once: the cache
 // collapses the storm. The same storm at 2,000 phones, timed, is
-// `ctftp bench --side-by-side` (see perf_results.md).
+// `ctftp bench --side-by-side` (README, Performance).
 
 import (
 	"context"

@@ -817,12 +817,7 @@ func writeSideBySide(w io.Writer, s sideBySide) {
 			fmt.Fprintln(w)
 		}
 		for _, r := range p.Runs {
-			if r.Failed > 0 {
-				fmt.Fprintf(w, "%s: %d phones failed: %s\n", r.Label, r.Failed, r.ErrorSummary())
-				for _, e := range r.Examples {
-					fmt.Fprintf(w, "  e.g. %s\n", e)
-				}
-			}
+			writeFailures(w, r)
 		}
 	}
 	if m := s.MedianRatios; m != nil {
@@ -843,6 +838,9 @@ func writeSideBySide(w io.Writer, s sideBySide) {
 			rows = append(rows, row.Run)
 		}
 		loadgen.WriteTable(w, rows)
+		for _, r := range rows[1:] {
+			writeFailures(w, r)
+		}
 	}
 	if b := s.Best; b != nil && len(s.Sweep) > 0 {
 		fmt.Fprintf(w, "fastest cold: backend blksize %d, window %d: %.1f phones/s = %.2fx tftpd-hpa direct; per file p50 %s, p99 %s\n",
@@ -859,6 +857,17 @@ func writeSideBySide(w io.Writer, s sideBySide) {
 				fl.Transfers, fl.File, humanBytes(fl.RSSPerTransfer), humanBytes(fl.HeapPerTransfer), humanBytes(fl.StackPerTransfer),
 				fl.GoroutinesPerTransfer, fl.FDsPerTransfer)
 		}
+	}
+}
+
+// writeFailures names a run's failed phones, with examples.
+func writeFailures(w io.Writer, r *loadgen.Report) {
+	if r.Failed == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%s: %d phones failed: %s\n", r.Label, r.Failed, r.ErrorSummary())
+	for _, e := range r.Examples {
+		fmt.Fprintf(w, "  e.g. %s\n", e)
 	}
 }
 

@@ -62,7 +62,7 @@ type linkSession struct {
 	// can cross). Sent to the well-known port instead, that ACK draws an
 	// ERROR that would pass for the new request's answer.
 	prev atomic.Pointer[netip.AddrPort]
-	last   atomic.Int64 // unix nanoseconds of the last datagram
+	last atomic.Int64 // unix nanoseconds of the last datagram
 
 	mu    sync.Mutex
 	stats LinkSession
