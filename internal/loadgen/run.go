@@ -202,10 +202,12 @@ func (w *worker) boot(parent context.Context, i int, mac string) {
 	// the server under test then lacked on a small machine.
 	// When it cannot be opened, each file's Get opens its own and
 	// reports the reason as that file's failure.
-	if conn, err := tftpclient.Listen(w.r.server, w.topts.LocalAddr); err == nil {
-		defer conn.Close()
-		w.topts.Conn = conn
-	}
+	w.topts.Conn, _ = tftpclient.Listen(w.r.server, w.topts.LocalAddr)
+	defer func() {
+		if w.topts.Conn != nil {
+			w.topts.Conn.Close()
+		}
+	}()
 	ctx, cancel := context.WithTimeout(parent, w.r.cfg.BootTimeout)
 	defer cancel()
 	start := w.r.opts.Now()
@@ -242,6 +244,15 @@ func (w *worker) get(ctx context.Context, name string) error {
 	res, err := w.r.opts.Get(ctx, w.r.server, name, dst, w.topts)
 	d := w.r.opts.Now().Sub(start)
 	w.resends += res.Retransmits
+	if c := w.topts.Conn; c != nil && (res.Retransmits > 0 || (err != nil && !isNotFound(err))) {
+		// A request sent twice may be served twice (a queueing server
+		// answers the late copy after the first transfer ended): that
+		// second transfer's DATA 1 would reach the phone's next request
+		// on this socket and pass for its answer. The next file gets a
+		// fresh socket, as phones take a new port per file.
+		c.Close()
+		w.topts.Conn, _ = tftpclient.Listen(w.r.server, w.topts.LocalAddr)
+	}
 	if err == nil && w.r.opts.Check != nil {
 		w.bytes += int64(w.buf.Len())
 		if cerr := w.r.opts.Check(name, w.buf.Bytes()); cerr != nil {
