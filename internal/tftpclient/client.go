@@ -52,8 +52,11 @@ type Options struct {
 	// transfer's first answer unless it is a DATA 1 from the server's
 	// address (possible only when that earlier transfer's last
 	// acknowledgement was lost and the server resent a one-block file:
-	// not on loopback). One Get at a time per Conn; LocalAddr is then
-	// ignored.
+	// not on loopback). A request sent more than once may be served more
+	// than once, and such a late transfer's DATA 1 would pass for the
+	// next request's answer: after a transfer with Retransmits, take a
+	// new socket (loadgen's phones do). One Get at a time per Conn;
+	// LocalAddr is then ignored.
 	Conn *net.UDPConn
 }
 
