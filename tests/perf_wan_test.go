@@ -130,29 +130,7 @@ func perfLinkSession(t testing.TB, link *loadgen.DelayLink, name string) loadgen
 func TestWANWindowSize(t *testing.T) {
 	name := "SEP0011215A1AE3.cnf.xml.sgn"
 	dir := perfWriteRoot(t, map[string][]byte{name: perfBytes(name, perfConfigSize)})
-	local, err := proxy.NewLocal(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer local.Close()
-	cfg := proxy.DefaultConfig()
-	cfg.Listen = []string{"127.0.0.1:0"}
-	srv, err := proxy.NewServer(cfg, local, slog.New(slog.DiscardHandler), metrics.NewSet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Error(err)
-		}
-	}()
+	srv := serveDir(t, dir, proxy.DirOptions{Logger: slog.New(slog.DiscardHandler), Metrics: metrics.NewSet()})
 
 	tests := []struct {
 		name   string
@@ -166,7 +144,7 @@ func TestWANWindowSize(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			link, err := loadgen.StartDelayLink(srv.Addrs()[0], perfWANDelay, 0)
+			link, err := loadgen.StartDelayLink(srv, perfWANDelay, 0)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -31,29 +31,8 @@ func TestWANMissWindowSize(t *testing.T) {
 	name := "SEP0011215A1AE3.cnf.xml"
 	cnf := perfBytes(name, perfConfigSize)
 	itl := mustRead(t, "testdata/ITLFile-certutils.tlv")
-	local, err := proxy.NewLocal(perfWriteRoot(t, map[string][]byte{name: cnf, "ITLFile.tlv": itl}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer local.Close()
-	bcfg := proxy.DefaultConfig()
-	bcfg.Listen = []string{"127.0.0.1:0"}
-	backend, err := proxy.NewServer(bcfg, local, slog.New(slog.DiscardHandler), metrics.NewSet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := backend.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- backend.Serve(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Error(err)
-		}
-	}()
+	backend := serveDir(t, perfWriteRoot(t, map[string][]byte{name: cnf, "ITLFile.tlv": itl}),
+		proxy.DirOptions{Logger: slog.New(slog.DiscardHandler), Metrics: metrics.NewSet()})
 	root := perfWriteRoot(t, map[string][]byte{"ITLFile.tlv": itl})
 
 	tests := []struct {
@@ -70,7 +49,7 @@ func TestWANMissWindowSize(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("window_size=%d", tc.window), func(t *testing.T) {
-			link, err := loadgen.StartDelayLink(backend.Addrs()[0], perfWANDelay, 0)
+			link, err := loadgen.StartDelayLink(backend, perfWANDelay, 0)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -110,39 +110,32 @@ func (b *slotBody) Close() error {
 // up to 16, a backend that has RFC 7440.
 func startEngineNode(tb testing.TB, dir string, slots int) netip.AddrPort {
 	tb.Helper()
-	local, err := proxy.NewLocal(dir)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cfg := proxy.DefaultConfig()
-	cfg.Listen = []string{"127.0.0.1:0"}
-	cfg.ShutdownGrace = time.Second
-	// Every client reaches the node through one DelayLink address: the
-	// per-client limits meant for phones would throttle the whole storm.
-	cfg.ClientRate, cfg.MaxTransfersPerClient = 0, 0
-	var src ctftp.Source = local
+	o := proxy.DirOptions{Logger: slog.New(slog.DiscardHandler), Metrics: metrics.NewSet()}
 	if slots > 0 {
-		cfg.MaxWindowSize = 1
-		src = &slotSource{next: local, slots: make(chan struct{}, slots)}
+		o.Tune = func(c *proxy.Config) { c.MaxWindowSize = 1 }
+		o.Wrap = func(local ctftp.Source) ctftp.Source {
+			return &slotSource{next: local, slots: make(chan struct{}, slots)}
+		}
 	}
-	srv, err := proxy.NewServer(cfg, src, slog.New(slog.DiscardHandler), metrics.NewSet())
+	return serveDir(tb, dir, o)
+}
+
+// serveDir serves dir with ctftp's own engine (proxy.ServeDir) until the
+// test ends.
+func serveDir(tb testing.TB, dir string, o proxy.DirOptions) netip.AddrPort {
+	tb.Helper()
+	srv, err := proxy.ServeDir(dir, o)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := srv.Listen(); err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx) }()
 	tb.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Close(ctx); err != nil {
 			tb.Error(err)
 		}
-		local.Close()
 	})
-	return srv.Addrs()[0]
+	return srv.Addr()
 }
 
 // wanBackend starts the server for one tree of the world (a sub-cluster

@@ -88,36 +88,22 @@ func runDemo(ctx context.Context, listen, admin, dir string, stdout, stderr io.W
 	eg, ctx := errgroup.WithContext(ctx)
 	var subs []cluster.SubclusterConfig
 	for _, name := range world.Subclusters() {
-		cfg := proxy.DefaultConfig()
-		cfg.Listen = []string{"127.0.0.1:0"}
-		cfg.ShutdownGrace = time.Second
-		// A backend: the gateway asks it from one address, many times.
-		cfg.ClientRate, cfg.MaxTransfersPerClient = 0, 0
-		local, err := proxy.NewLocal(filepath.Join(base, name))
-		if err != nil {
-			fmt.Fprintf(stderr, "ctftp demo: %v\n", err)
-			return exitFailure
-		}
-		defer local.Close()
 		// The sub-clusters log warnings only: their transfer lines (the
 		// gateway's health probe, every 2 s each) would bury the gateway's.
-		srv, err := proxy.NewServer(cfg, local, backendLogger.With("demo_subcluster", name), metrics.NewSet())
+		srv, err := proxy.ServeDir(filepath.Join(base, name), proxy.DirOptions{
+			Logger: backendLogger.With("demo_subcluster", name), Metrics: metrics.NewSet(),
+		})
 		if err != nil {
-			fmt.Fprintf(stderr, "ctftp demo: %v\n", err)
-			return exitFailure
-		}
-		if err := srv.Listen(); err != nil {
 			fmt.Fprintf(stderr, "ctftp demo: sub-cluster %s: %v\n", name, err)
 			return exitFailure
 		}
-		eg.Go(func() error { return srv.Serve(ctx) })
 		eg.Go(func() error {
 			<-ctx.Done()
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			defer cancel()
-			return srv.Shutdown(sctx)
+			return srv.Close(sctx)
 		})
-		subs = append(subs, cluster.SubclusterConfig{Name: name, Version: "14", Backends: []string{srv.Addrs()[0].String()}})
+		subs = append(subs, cluster.SubclusterConfig{Name: name, Version: "14", Backends: []string{srv.Addr().String()}})
 	}
 
 	cc := cluster.DefaultConfig()

@@ -610,13 +610,19 @@ func (r *sbsRunner) startBackends() (addrs []string, stop func(), err error) {
 	for _, sc := range r.world.Subclusters() {
 		var addr netip.AddrPort
 		if r.f.backends == "ctftp" {
-			srv, err := startEngineBackend(r.ctx, filepath.Join(r.dir, sc))
+			// This program's own engine, as `ctftp demo` runs its
+			// sub-clusters: a backend with RFC 7440 windowsize.
+			srv, err := proxy.ServeDir(filepath.Join(r.dir, sc), proxy.DirOptions{})
 			if err != nil {
 				stop()
-				return nil, nil, err
+				return nil, nil, fmt.Errorf("backend: %w", err)
 			}
-			stops = append(stops, srv.stop)
-			addr = srv.addr
+			stops = append(stops, func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				srv.Close(ctx)
+			})
+			addr = srv.Addr()
 		} else {
 			d, err := tftpd.Start(r.ctx, filepath.Join(r.dir, sc))
 			if err != nil {
@@ -635,43 +641,6 @@ func (r *sbsRunner) startBackends() (addrs []string, stop func(), err error) {
 		addrs = append(addrs, addr.String())
 	}
 	return addrs, stop, nil
-}
-
-// engineBackend is this program's own TFTP engine serving a sub-cluster's
-// directory, as `ctftp demo` runs its sub-clusters: a backend with RFC
-// 7440 windowsize, which tftpd-hpa lacks.
-type engineBackend struct {
-	addr netip.AddrPort
-	stop func()
-}
-
-func startEngineBackend(ctx context.Context, dir string) (*engineBackend, error) {
-	cfg := proxy.DefaultConfig()
-	cfg.Listen = []string{"127.0.0.1:0"}
-	cfg.ShutdownGrace = time.Second
-	// The gateway asks from one address, many times a second.
-	cfg.ClientRate, cfg.MaxTransfersPerClient = 0, 0
-	local, err := proxy.NewLocal(dir)
-	if err != nil {
-		return nil, err
-	}
-	srv, err := proxy.NewServer(cfg, local, nil, nil)
-	if err == nil {
-		err = srv.Listen()
-	}
-	if err != nil {
-		local.Close()
-		return nil, fmt.Errorf("backend %s: %w", dir, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(context.WithoutCancel(ctx)) }()
-	return &engineBackend{addr: srv.Addrs()[0], stop: func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-		<-done
-		local.Close()
-	}}, nil
 }
 
 // heapLive is the live heap after a full collection.

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-
 	"github.com/ctftp/ctftp/internal/loadgen"
 	"github.com/ctftp/ctftp/internal/tftpclient"
 	"github.com/ctftp/ctftp/proxy"
@@ -33,30 +31,16 @@ func TestDelayLinkSessionReuse(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	local, err := proxy.NewLocal(dir)
+	srv, err := proxy.ServeDir(dir, proxy.DirOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer local.Close()
-	cfg := proxy.DefaultConfig()
-	cfg.Listen = []string{"127.0.0.1:0"}
-	cfg.ShutdownGrace = time.Second
-	srv, err := proxy.NewServer(cfg, local, nil, metrics.NewSet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(context.Background()) }()
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		srv.Shutdown(ctx)
-		<-served
+		srv.Close(ctx)
 	}()
-	link, err := loadgen.StartDelayLink(srv.Addrs()[0], time.Millisecond, 0)
+	link, err := loadgen.StartDelayLink(srv.Addr(), time.Millisecond, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,6 +41,11 @@ type Report struct {
 	// the same process (ctftp bench --side-by-side). Per phone it moves
 	// far less than phones/s when other work shares the machine.
 	ProcessCPU time.Duration `json:"process_cpu_ns,omitempty"`
+	// Steal is the share of the machine's CPU time during the run that
+	// its hypervisor gave to other guests (/proc/stat), -1 when unknown:
+	// a virtual machine's neighbours slow a run without showing in the
+	// load average.
+	Steal float64 `json:"cpu_steal_fraction"`
 	// CPUSplit, when the run was profiled, splits the sampled CPU time
 	// between the server in this process and the generator.
 	CPUSplit           *CPUSplit `json:"cpu_split,omitempty"`
@@ -113,15 +118,15 @@ func (r *Report) WriteText(w io.Writer) error {
 func WriteTable(w io.Writer, reports []*Report) error {
 	split := slices.ContainsFunc(reports, func(r *Report) bool { return r.CPUSplit != nil })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	head := "run\tphones/s\ttransfers/s\tp50\tp99\tmax\tboot p50\tboot p99\terrors\tbytes\tcpu/phone\t"
+	head := "run\tphones/s\ttransfers/s\tp50\tp99\tmax\tboot p50\tboot p99\terrors\tbytes\tcpu/phone\tsteal\t"
 	if split {
 		head += "server\tgenerator\truntime\t"
 	}
 	fmt.Fprintln(tw, head)
 	for _, r := range reports {
-		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t", r.Label, r.PhonesPerSecond, r.TransfersPerSecond,
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t", r.Label, r.PhonesPerSecond, r.TransfersPerSecond,
 			ms(r.Transfer.P50), ms(r.Transfer.P99), ms(r.Transfer.Max), ms(r.Boot.P50), ms(r.Boot.P99),
-			r.ErrorCount(), human(r.Bytes), r.cpuPerPhone())
+			r.ErrorCount(), human(r.Bytes), r.cpuPerPhone(), r.steal())
 		if split {
 			if c := r.CPUSplit; c != nil && r.Phones > 0 {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t", perPhone(c.Server, r.Phones), perPhone(c.Generator, r.Phones), perPhone(c.Other, r.Phones))
@@ -137,6 +142,14 @@ func WriteTable(w io.Writer, reports []*Report) error {
 // perPhone prints d per phone in microseconds.
 func perPhone(d time.Duration, phones int) string {
 	return fmt.Sprintf("%.0fµs", float64(d.Microseconds())/float64(phones))
+}
+
+// steal prints Steal as a percentage.
+func (r *Report) steal() string {
+	if r.Steal < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", 100*r.Steal)
 }
 
 // cpuPerPhone is ProcessCPU per phone that started, in microseconds.

@@ -114,6 +114,7 @@ func Run(ctx context.Context, cfg Config, server netip.AddrPort, opts Options) (
 	}
 
 	cpu0 := processCPU()
+	times0 := readCPUTimes()
 	start := r.opts.Now()
 	stopProgress := r.startProgress(start)
 	workers := make([]*worker, min(cfg.Concurrency, len(macs)))
@@ -133,6 +134,7 @@ func Run(ctx context.Context, cfg Config, server netip.AddrPort, opts Options) (
 	if cpu0 > 0 {
 		rep.ProcessCPU = processCPU() - cpu0
 	}
+	rep.Steal = stealFraction(times0, readCPUTimes())
 	if err := ctx.Err(); err != nil && rep.Phones < len(macs) {
 		return rep, fmt.Errorf("loadgen: stopped after %d of %d phones: %w", rep.Phones, len(macs), err)
 	}

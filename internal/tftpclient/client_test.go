@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"go.uber.org/goleak"
 
 	"github.com/ctftp/ctftp/internal/tftpclient"
@@ -30,8 +29,8 @@ func randBytes(n int) []byte {
 }
 
 // ourServer runs the project's own engine (which does RFC 7440) over a
-// temp root.
-func ourServer(t *testing.T, files map[string][]byte) *proxy.Server {
+// temp root holding files, until the test ends.
+func ourServer(t *testing.T, files map[string][]byte) netip.AddrPort {
 	t.Helper()
 	root := t.TempDir()
 	for n, b := range files {
@@ -39,32 +38,16 @@ func ourServer(t *testing.T, files map[string][]byte) *proxy.Server {
 			t.Fatal(err)
 		}
 	}
-	local, err := proxy.NewLocal(root)
+	srv, err := proxy.ServeDir(root, proxy.DirOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := proxy.DefaultConfig()
-	cfg.Listen = []string{"127.0.0.1:0"}
-	cfg.ShutdownGrace = time.Second
-	srv, err := proxy.NewServer(cfg, local, nil, metrics.NewSet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx); close(done) }()
 	t.Cleanup(func() {
-		sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
-		srv.Shutdown(sctx)
-		c()
-		cancel()
-		<-done
-		local.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Close(ctx)
 	})
-	return srv
+	return srv.Addr()
 }
 
 func TestGetAgainstOurEngine(t *testing.T) {
@@ -73,7 +56,7 @@ func TestGetAgainstOurEngine(t *testing.T) {
 		"wrap": randBytes(600_000), "big": randBytes(2_000_000),
 	}
 	srv := ourServer(t, files)
-	addr := srv.Addrs()[0]
+	addr := srv
 	cases := []struct {
 		file      string
 		blk, win  int
@@ -116,7 +99,7 @@ func TestNetascii(t *testing.T) {
 	text := []byte("a\nb\r\nc\rd\n\r")
 	srv := ourServer(t, map[string][]byte{"t.cnf": text})
 	var buf bytes.Buffer
-	if _, err := tftpclient.Get(context.Background(), srv.Addrs()[0], "t.cnf", &buf, tftpclient.Options{Mode: "netascii", BlockSize: 8}); err != nil {
+	if _, err := tftpclient.Get(context.Background(), srv, "t.cnf", &buf, tftpclient.Options{Mode: "netascii", BlockSize: 8}); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(buf.Bytes(), text) {
@@ -127,18 +110,18 @@ func TestNetascii(t *testing.T) {
 func TestTypedErrors(t *testing.T) {
 	srv := ourServer(t, map[string][]byte{"x": randBytes(5000)})
 	ctx := context.Background()
-	_, err := tftpclient.Get(ctx, srv.Addrs()[0], "missing", io.Discard, tftpclient.Options{})
+	_, err := tftpclient.Get(ctx, srv, "missing", io.Discard, tftpclient.Options{})
 	var se *tftpclient.ServerError
 	if !errors.As(err, &se) || !se.NotFound() {
 		t.Fatalf("missing file: %v, want ServerError code 1", err)
 	}
-	_, err = tftpclient.Get(ctx, srv.Addrs()[0], "../x", io.Discard, tftpclient.Options{})
+	_, err = tftpclient.Get(ctx, srv, "../x", io.Discard, tftpclient.Options{})
 	if !errors.As(err, &se) || se.Code != 2 {
 		t.Fatalf("hostile name: %v, want ServerError code 2", err)
 	}
 	// MaxSize: announced by tsize, and without tsize while receiving.
 	for _, tsize := range []bool{true, false} {
-		_, err = tftpclient.Get(ctx, srv.Addrs()[0], "x", io.Discard, tftpclient.Options{MaxSize: 1000, TransferSize: tsize})
+		_, err = tftpclient.Get(ctx, srv, "x", io.Discard, tftpclient.Options{MaxSize: 1000, TransferSize: tsize})
 		if !errors.Is(err, tftpclient.ErrTooLarge) {
 			t.Fatalf("tsize=%v: %v, want ErrTooLarge", tsize, err)
 		}

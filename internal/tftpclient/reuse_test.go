@@ -18,8 +18,7 @@ import (
 // not taken for the next file's answer.
 func TestReusedConn(t *testing.T) {
 	files := map[string][]byte{"a.tlv": randBytes(1500), "b.cnf.xml.sgn": randBytes(512), "c": randBytes(7)}
-	srv := ourServer(t, files)
-	server := srv.Addrs()[0]
+	server := ourServer(t, files)
 	conn, err := tftpclient.Listen(server, netip.Addr{})
 	if err != nil {
 		t.Fatal(err)
