@@ -9,11 +9,21 @@
 // server, through internal/tftpclient, and imports nothing of the
 // gateway.
 //
-// Two helpers measure what a storm alone does not: Hold keeps thousands
-// of transfers open on a server at once (resident memory and goroutines
-// per transfer in flight, and whether both come back), and DelayLink puts
-// an emulated WAN between a client and a server (what a cache miss costs
-// when the backend is 50 ms away).
+// Each phone reads its boot through one socket on an address of its own
+// (a fresh socket after a transfer that needed a retransmission, which
+// the server may answer twice), so the generator spends as little of a
+// small machine's CPU as it can: a Report carries this process's CPU per
+// phone and the hypervisor's steal over the run, and ProfileCPU splits a
+// run's CPU between the server in the same process and the generator by
+// pprof label (SideLabel).
+//
+// Three helpers measure what a storm alone does not: Ceiling stands in
+// for client and server with nothing but the storm's round trips (the
+// loopback lock-step ceiling), Hold keeps thousands of transfers open on a
+// server at once (resident memory and goroutines per transfer in flight,
+// and whether both come back), and DelayLink puts an emulated WAN between
+// a client and a server (what a cache miss costs when the backend is
+// 50 ms away).
 //
 // # Goroutines
 //
