@@ -1,16 +1,17 @@
 // Package proxy is ctftp's front end and composition root: the TFTP
 // server phones talk to (Server), the Source of the gateway's own files
 // (Local), the file-name cleaning every request goes through (CleanName),
-// the single mapping from errors to TFTP error packets (WireError), and
+// the single mapping from errors to TFTP error packets (WireError),
 // (compose*.go) the assembly of the chain local -> routing -> cache ->
-// backends behind it. For each RRQ the server cleans the name, builds a
+// backends behind it, and the same engine serving a directory on its own
+// (ServeDir: the demo's sub-clusters, the bench's RFC 7440 backends). For each RRQ the server cleans the name, builds a
 // ctftp.Request and asks its Source; everything below speaks only the
 // root package's contract.
 //
 // # The TFTP engine
 //
-// The server is our own (pin/tftp stays the backend client and a test
-// peer): RFC 1350 with RFC 2347 options, blksize (RFC 2348), tsize and
+// The server is our own (pin/tftp stays a test peer and the bench's
+// baseline; the backend client is internal/tftpclient): RFC 1350 with RFC 2347 options, blksize (RFC 2348), tsize and
 // timeout (RFC 2349) and windowsize (RFC 7440), netascii, block-number
 // wraparound past 65535 (to 0), retransmission with back-off, and
 // exact error codes. For each RRQ it:
