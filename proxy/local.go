@@ -17,6 +17,9 @@ import (
 // would leave the directory. It is safe for concurrent use.
 type Local struct {
 	root *os.Root
+	// index answers "not here" for top-level names the root does not
+	// hold without asking the kernel (nil: always ask).
+	index *rootIndex
 }
 
 var _ ctftp.Source = (*Local)(nil)
@@ -30,7 +33,7 @@ func NewLocal(dir string) (*Local, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: local root: %w", err)
 	}
-	return &Local{root: r}, nil
+	return &Local{root: r, index: newRootIndex(r, dir)}, nil
 }
 
 // Open returns the regular file named req.Name under the root, with Size
@@ -51,6 +54,9 @@ func (l *Local) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error
 	}
 	if !fs.ValidPath(req.Name) {
 		return nil, fmt.Errorf("proxy: local %q: %w", req.Name, ErrNameInvalid)
+	}
+	if l.index.absent(req.Name) {
+		return nil, errNotLocal
 	}
 	// O_NONBLOCK so that a FIFO planted in the root cannot park this
 	// goroutine in open(2); regular files ignore the flag.
@@ -101,5 +107,5 @@ func classifyOpenError(err error) error {
 
 // Close releases the root directory. Files already opened stay valid.
 func (l *Local) Close() error {
-	return l.root.Close()
+	return errors.Join(l.index.close(), l.root.Close())
 }
