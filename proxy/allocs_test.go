@@ -31,7 +31,12 @@ const (
 func TestWarmAllocs(t *testing.T) {
 	files := map[string][]byte{"load-big.bin": pattern(7600), "load-small.bin": pattern(600)}
 	backend := tftptest.NewServer(t, files)
-	cfg := testGatewayConfig(gatewayRoot(t, nil), sub("east", backend))
+	root := gatewayRoot(t, nil)
+	cfg := testGatewayConfig(root, sub("east", backend))
+	budget := chainAllocs
+	if !indexable(root) {
+		budget += 3 // os.Root's miss: no index on this file system
+	}
 	cfg.TFTP.ClientRate = 0 // one client address asks hundreds of times a second
 	tg := startGateway(t, cfg)
 	ctx := context.Background()
@@ -47,8 +52,8 @@ func TestWarmAllocs(t *testing.T) {
 			}
 			f.Body.Close()
 		})
-		if !raceEnabled && a > chainAllocs {
-			t.Errorf("the chain allocates %.1f objects for a cached %s, want at most %d", a, name, chainAllocs)
+		if !raceEnabled && a > float64(budget) {
+			t.Errorf("the chain allocates %.1f objects for a cached %s, want at most %d", a, name, budget)
 		}
 	}
 
@@ -79,8 +84,8 @@ func TestWarmAllocs(t *testing.T) {
 	}
 	big, small := perTransfer["load-big.bin"], perTransfer["load-small.bin"]
 	t.Logf("allocations per warm transfer: %.1f (15 blocks), %.1f (2 blocks)", big, small)
-	if !raceEnabled && (big > transferAllocs || small > transferAllocs) {
-		t.Errorf("a warm transfer allocates %.1f / %.1f objects, want at most %d", big, small, transferAllocs)
+	if tb := transferAllocs + budget - chainAllocs; !raceEnabled && (big > float64(tb) || small > float64(tb)) {
+		t.Errorf("a warm transfer allocates %.1f / %.1f objects, want at most %d", big, small, tb)
 	}
 	// One allocation per packet would be 13 more; a pool the race
 	// detector emptied costs one per transfer.

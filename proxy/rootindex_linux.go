@@ -31,10 +31,39 @@ type rootIndex struct {
 const rootEvents = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_MOVED_TO |
 	unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
 
+// localFilesystems are the file systems whose every change inotify sees.
+// On a network or FUSE file system (NFS, SMB, sshfs, ...) a file another
+// host writes raises no event here: an index would keep it from being
+// served, so such a root is asked for every name.
+var localFilesystems = map[int64]bool{
+	unix.EXT4_SUPER_MAGIC:      true, // ext2, ext3 and ext4 share it
+	unix.XFS_SUPER_MAGIC:       true,
+	unix.BTRFS_SUPER_MAGIC:     true,
+	unix.TMPFS_MAGIC:           true,
+	unix.RAMFS_MAGIC:           true,
+	unix.OVERLAYFS_SUPER_MAGIC: true,
+	unix.F2FS_SUPER_MAGIC:      true,
+	0x2fc12fc1:                 true, // ZFS
+}
+
+// indexable reports whether dir is on a file system whose changes
+// inotify sees.
+func indexable(dir string) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return false
+	}
+	return localFilesystems[int64(st.Type)]
+}
+
 // newRootIndex watches root (the directory dir names, opened as root).
-// It returns nil when the kernel gives no inotify instance (a limit
-// reached): the root is then asked for every name.
+// It returns nil when dir is not on a local file system (indexable) or
+// the kernel gives no inotify instance (a limit reached): the root is
+// then asked for every name.
 func newRootIndex(root *os.Root, dir string) *rootIndex {
+	if !indexable(dir) {
+		return nil
+	}
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		return nil

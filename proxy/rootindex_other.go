@@ -11,3 +11,5 @@ type rootIndex struct{}
 func newRootIndex(*os.Root, string) *rootIndex { return nil }
 func (*rootIndex) absent(string) bool          { return false }
 func (*rootIndex) close() error                { return nil }
+
+func indexable(string) bool { return false }

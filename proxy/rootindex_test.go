@@ -19,6 +19,9 @@ import (
 // costs no allocation (the kernel is not asked).
 func TestLocalIndexFollowsTheRoot(t *testing.T) {
 	root := t.TempDir()
+	if !indexable(root) {
+		t.Skipf("%s is not on a file system the index trusts", root)
+	}
 	writeFile(t, root, "ITLFile.tlv", "itl")
 	local, err := NewLocal(root)
 	if err != nil {
@@ -97,6 +100,9 @@ func TestLocalIndexFollowsTheRoot(t *testing.T) {
 // opened).
 func TestLocalIndexRootMoved(t *testing.T) {
 	parent := t.TempDir()
+	if !indexable(parent) {
+		t.Skipf("%s is not on a file system the index trusts", parent)
+	}
 	root := filepath.Join(parent, "root")
 	writeFile(t, root, "ITLFile.tlv", "itl")
 	local, err := NewLocal(root)
@@ -117,5 +123,22 @@ func TestLocalIndexRootMoved(t *testing.T) {
 	}
 	if _, err := local.Open(context.Background(), ctftp.Request{Name: "ITLFile.tlv", Mode: "octet"}); err != nil {
 		t.Fatalf("the moved root's file: %v", err)
+	}
+}
+
+// A root on a file system whose changes inotify may not see (here
+// procfs; in the field NFS, SMB, FUSE) gets no index: every name is
+// asked of the root, so a file another host writes there is served.
+func TestLocalIndexOnlyOnLocalFilesystems(t *testing.T) {
+	local, err := NewLocal("/proc/self")
+	if err != nil {
+		t.Skip(err)
+	}
+	defer local.Close()
+	if local.index != nil {
+		t.Fatal("an index on procfs")
+	}
+	if _, err := local.Open(context.Background(), ctftp.Request{Name: "no-such-name", Mode: "octet"}); !errors.Is(err, errNotLocal) {
+		t.Fatalf("a missing name: %v", err)
 	}
 }
