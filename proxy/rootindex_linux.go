@@ -113,9 +113,10 @@ func (x *rootIndex) rescan(root *os.Root) {
 	x.names.Store(&m)
 }
 
-// watch reads events until close: any change lists the root again (a
-// burst of them, read together, once); the directory itself going away,
-// an event queue overflow or a read error leaves the index unknown.
+// watch reads events until close: any change, and an event queue
+// overflow (changes lost), lists the root again (a burst of them, read
+// together, once); the directory itself going away or a read error
+// leaves the index unknown for good.
 func (x *rootIndex) watch(root *os.Root) {
 	defer close(x.done)
 	buf := make([]byte, 64*1024)
