@@ -57,33 +57,7 @@ func TestWANMissByBackendBlockSize(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("block_size=%d", tc.blksize), func(t *testing.T) {
-			link, err := loadgen.StartDelayLink(netip.MustParseAddrPort(backend), perfWANDelay, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer link.Close()
-			gw := startGateway(t, fmt.Sprintf(`
-listen: ["127.0.0.1:0"]
-admin_listen: "127.0.0.1:0"
-root: %q
-subclusters:
-  - {name: west, version: "14", backends: [%q]}
-backend:
-  block_size: %d
-  probe_interval: 0s
-`, root, link.Addr(), tc.blksize))
-			var got bytes.Buffer
-			start := time.Now()
-			// The phone: plain RFC 1350 from the gateway, over loopback.
-			_, err = tftpclient.Get(context.Background(), netip.MustParseAddrPort(gw.TFTP[0]), name, &got, tftpclient.Options{Retries: 10})
-			miss := time.Since(start)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got.Bytes(), cnf) {
-				t.Fatalf("got %d bytes, want %d", got.Len(), len(cnf))
-			}
-			s := perfLinkSession(t, link, name)
+			miss, s := perfGatewayMiss(t, netip.MustParseAddrPort(backend), root, fmt.Sprintf("block_size: %d", tc.blksize), name, cnf)
 			wan := s.Last.Sub(s.First)
 			t.Logf("backend block_size %5d: miss %s for the phone; the fetch crossed the WAN in %s, %d datagrams down, %d up (%.1f round trips of %s)",
 				tc.blksize, miss.Round(time.Millisecond), wan.Round(time.Millisecond), s.ToClient, s.ToServer,
@@ -96,6 +70,42 @@ backend:
 			}
 		})
 	}
+}
+
+// perfGatewayMiss is one phone's miss through a gateway whose only
+// sub-cluster is backend behind a fresh DelayLink, with backendKey (one
+// `backend:` key, e.g. "block_size: 1428") set: it fetches name as a
+// phone does (plain RFC 1350, over loopback), checks the bytes against
+// want, and returns how long the phone waited and the link's session of
+// the gateway's fetch.
+func perfGatewayMiss(t *testing.T, backend netip.AddrPort, root, backendKey, name string, want []byte) (time.Duration, loadgen.LinkSession) {
+	t.Helper()
+	link, err := loadgen.StartDelayLink(backend, perfWANDelay, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer link.Close()
+	gw := startGateway(t, fmt.Sprintf(`
+listen: ["127.0.0.1:0"]
+admin_listen: "127.0.0.1:0"
+root: %q
+subclusters:
+  - {name: west, version: "14", backends: [%q]}
+backend:
+  %s
+  probe_interval: 0s
+`, root, link.Addr(), backendKey))
+	var got bytes.Buffer
+	start := time.Now()
+	_, err = tftpclient.Get(context.Background(), netip.MustParseAddrPort(gw.TFTP[0]), name, &got, tftpclient.Options{Retries: 10})
+	miss := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Fatalf("got %d bytes, want %d", got.Len(), len(want))
+	}
+	return miss, perfLinkSession(t, link, name)
 }
 
 // perfLinkSession waits for the link's session that fetched name to go

@@ -10,18 +10,13 @@ package tests
 // logged, with only the link's lower bound checked.
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
-	"github.com/ctftp/ctftp/internal/loadgen"
-	"github.com/ctftp/ctftp/internal/tftpclient"
 	"github.com/ctftp/ctftp/proxy"
 )
 
@@ -49,33 +44,7 @@ func TestWANMissWindowSize(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("window_size=%d", tc.window), func(t *testing.T) {
-			link, err := loadgen.StartDelayLink(backend, perfWANDelay, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer link.Close()
-			gw := startGateway(t, fmt.Sprintf(`
-listen: ["127.0.0.1:0"]
-admin_listen: "127.0.0.1:0"
-root: %q
-subclusters:
-  - {name: west, version: "14", backends: [%q]}
-backend:
-  window_size: %d
-  probe_interval: 0s
-`, root, link.Addr(), tc.window))
-			var got bytes.Buffer
-			start := time.Now()
-			// The phone: plain RFC 1350 from the gateway, over loopback.
-			_, err = tftpclient.Get(context.Background(), netip.MustParseAddrPort(gw.TFTP[0]), name, &got, tftpclient.Options{Retries: 10})
-			miss := time.Since(start)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got.Bytes(), cnf) {
-				t.Fatalf("got %d bytes, want %d", got.Len(), len(cnf))
-			}
-			s := perfLinkSession(t, link, name)
+			miss, s := perfGatewayMiss(t, backend, root, fmt.Sprintf("window_size: %d", tc.window), name, cnf)
 			wan := s.Last.Sub(s.First)
 			t.Logf("backend window_size %d: miss %s for the phone; the fetch crossed the WAN in %s, %d datagrams down, %d up (%.1f round trips of %s)",
 				tc.window, miss.Round(time.Millisecond), wan.Round(time.Millisecond), s.ToClient, s.ToServer,
