@@ -2,6 +2,7 @@ package cache
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -67,6 +68,31 @@ type Cache struct {
 // a fetch that started before it from storing what it fetched.
 type flight struct {
 	purged bool // guarded by Cache.mu
+	// stream, once set, is the file arriving from the backend (a fill
+	// that streams: backend.stream_over): the flight stays in
+	// Cache.flights until it ends, and every caller asking meanwhile
+	// reads it instead of fetching again. Guarded by Cache.mu.
+	stream *streamFill
+}
+
+// streamFill is a streamed fill's file while it arrives.
+type streamFill struct {
+	st      *ctftp.Stream
+	sub     string // the File.Subcluster the backend reported
+	backend string
+}
+
+// file returns a File reading the stream from its start, bounded by ctx.
+func (sf *streamFill) file(ctx context.Context, origin ctftp.Origin) *ctftp.File {
+	return &ctftp.File{Body: sf.st.NewReader(ctx, nil), Size: sf.st.Size(), Origin: origin, Subcluster: sf.sub, Backend: sf.backend}
+}
+
+// streamingLocked returns the stream a fill for k is passing on, if any.
+func (c *Cache) streamingLocked(k key) *streamFill {
+	if fl := c.flights[k]; fl != nil {
+		return fl.stream
+	}
+	return nil
 }
 
 // New returns a Cache in front of next. It validates cfg.
@@ -138,7 +164,18 @@ func (c *Cache) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error
 	if e != nil && e.kind != kindTooBig {
 		c.usedLocked(e)
 	}
+	var sf *streamFill
+	if e == nil {
+		sf = c.streamingLocked(k)
+	}
 	c.mu.Unlock()
+	if sf != nil {
+		// The file is on its way from the backend for another phone:
+		// read along.
+		c.m.misses.Inc()
+		c.m.fillShared.Inc()
+		return sf.file(ctx, ctftp.OriginCache), nil
+	}
 	if e != nil {
 		switch e.kind {
 		case kindFile:
@@ -228,10 +265,11 @@ func (c *Cache) bypass(ctx context.Context, req ctftp.Request, k key) (*ctftp.Fi
 
 // fillResult is what one fill hands every caller that waited for it.
 type fillResult struct {
-	e       *entry // the answer's bytes and provenance (stored or not)
-	fetched bool   // e came from next in this fill, not from memory
-	stale   bool   // e expired; served because the fetch failed
-	tooBig  bool   // nothing to share: each caller streams from next
+	e       *entry      // the answer's bytes and provenance (stored or not)
+	fetched bool        // e came from next in this fill, not from memory
+	stale   bool        // e expired; served because the fetch failed
+	tooBig  bool        // nothing to share: each caller streams from next
+	stream  *streamFill // instead of e: the file as it arrives
 }
 
 // await joins or starts the fill for k and waits for it on ctx.
@@ -298,6 +336,9 @@ func (c *Cache) answer(ctx context.Context, req ctftp.Request, k key, r singlefl
 		// A fill is a backend transfer for the phone that caused it.
 		origin = ctftp.OriginBackend
 	}
+	if res.stream != nil {
+		return res.stream.file(ctx, origin), nil
+	}
 	return res.e.file(origin), nil
 }
 
@@ -310,6 +351,10 @@ func (c *Cache) fill(callerCtx context.Context, req ctftp.Request, k key, h *han
 	c.mu.Lock()
 	// Look again: between this caller's miss and the start of its flight,
 	// another flight for k may have finished and stored the answer.
+	if sf := c.streamingLocked(k); sf != nil {
+		c.mu.Unlock()
+		return &fillResult{stream: sf}, nil
+	}
 	if e := c.lookupLocked(k, now); e != nil {
 		c.mu.Unlock()
 		if req.Prefetch {
@@ -330,13 +375,21 @@ func (c *Cache) fill(callerCtx context.Context, req ctftp.Request, k key, h *han
 	c.flights[k] = fl
 	c.running.Add(1)
 	c.mu.Unlock()
-	defer func() {
+	// streaming: the fill returned a stream whose end finishStream
+	// awaits; the flight, its context and Close's hook are then its.
+	streaming := false
+	done := func() {
 		c.mu.Lock()
 		if c.flights[k] == fl {
 			delete(c.flights, k)
 		}
 		c.mu.Unlock()
 		c.running.Done()
+	}
+	defer func() {
+		if !streaming {
+			done()
+		}
 	}()
 
 	// fetch_timeout is a timer rather than a context deadline because it
@@ -348,6 +401,9 @@ func (c *Cache) fill(callerCtx context.Context, req ctftp.Request, k key, h *han
 	handedOff := false
 	defer func() {
 		timer.Stop()
+		if streaming {
+			return
+		}
 		stopClosing()
 		if !handedOff {
 			cancel(context.Canceled)
@@ -377,6 +433,27 @@ func (c *Cache) fill(callerCtx context.Context, req ctftp.Request, k key, h *han
 		return failed(err)
 	}
 	maxObject := int64(c.cfg.MaxObject)
+	class := c.classify.of(req.Name)
+	ttl := c.cfg.TTL.ttl(class)
+	if sb, ok := f.Body.(interface{ Stream() *ctftp.Stream }); ok && f.Size >= 0 && f.Size <= maxObject {
+		// The backend passes the file on while it arrives: every caller
+		// reads it now, and it is stored once whole. fetch_timeout no
+		// longer applies (a firmware load across a WAN may take
+		// minutes); the backend's own retransmission timeouts bound a
+		// stall, and Close still ends it.
+		timer.Stop()
+		sf := &streamFill{st: sb.Stream(), sub: cmp.Or(f.Subcluster, req.Subcluster), backend: f.Backend}
+		c.mu.Lock()
+		fl.stream = sf
+		c.mu.Unlock()
+		streaming = true
+		go c.finishStream(ctx, req, fl, f, sf, class, ttl, func() {
+			stopClosing()
+			cancel(context.Canceled)
+			done()
+		})
+		return &fillResult{stream: sf, fetched: true}, nil
+	}
 	var head []byte
 	if f.Size <= maxObject {
 		head, err = readHead(f.Body, maxObject+1, f.Size)
@@ -389,8 +466,6 @@ func (c *Cache) fill(callerCtx context.Context, req ctftp.Request, k key, h *han
 			return failed(err)
 		}
 	}
-	class := c.classify.of(req.Name)
-	ttl := c.cfg.TTL.ttl(class)
 	if f.Size > maxObject || int64(len(head)) > maxObject {
 		timer.Stop()
 		if ctx.Err() != nil {
@@ -424,6 +499,39 @@ func (c *Cache) fill(callerCtx context.Context, req ctftp.Request, k key, h *han
 	c.m.fills[fillOK].Inc()
 	c.storeFile(fl, e, ttl)
 	return &fillResult{e: e, fetched: true}, nil
+}
+
+// finishStream waits for the end of a streamed fill and stores the file
+// when it arrived whole; release ends the fill. A stream that broke off
+// is not stored: the phones reading it got the error, and the next
+// request fetches again.
+func (c *Cache) finishStream(ctx context.Context, req ctftp.Request, fl *flight, f *ctftp.File, sf *streamFill, class Class, ttl time.Duration, release func()) {
+	defer release()
+	defer f.Body.Close()
+	data, err := sf.st.Wait(ctx)
+	if err != nil {
+		c.m.fills[fillError].Inc()
+		if req.Prefetch {
+			c.m.prefetchWasted.Inc()
+		}
+		arrived, _ := sf.st.Progress()
+		c.log.Warn("cache: a streamed fetch broke off; nothing stored", "subcluster", req.Subcluster, "file", req.Name,
+			"backend", sf.backend, "arrived", arrived, "size", sf.st.Size(), "err", err)
+		return
+	}
+	now := c.now()
+	c.m.fills[fillOK].Inc()
+	c.storeFile(fl, &entry{
+		key:        key{req.Subcluster, req.Name},
+		kind:       kindFile,
+		class:      class,
+		data:       data,
+		sub:        sf.sub,
+		backend:    sf.backend,
+		fetched:    now,
+		expires:    now.Add(ttl),
+		prefetched: req.Prefetch,
+	}, ttl)
 }
 
 // handOver gives the caller that started the fill a stream of an

@@ -126,6 +126,14 @@ type BackendConfig struct {
 	BlockSize int `mapstructure:"block_size"`
 	// MaxFileSize bounds a fetched file, which is held in memory whole.
 	MaxFileSize ctftp.Size `mapstructure:"max_file_size"`
+	// StreamOver: a file whose announced tsize (RFC 2349) is larger, and
+	// that is not a signed trust list or config (checked whole before it
+	// is served), is passed to the phone while it arrives instead of
+	// after the last byte: a firmware load fetched lock-step across a WAN
+	// takes longer than a phone waits for its first block. Such a fetch
+	// cannot fail over half-way: a backend that breaks off reaches the
+	// phone as an error, as it would direct. 0 never streams.
+	StreamOver ctftp.Size `mapstructure:"stream_over"`
 	// ProbeFile is the file an active health probe asks for. Any TFTP
 	// answer, even "file not found", proves the backend alive.
 	ProbeFile string `mapstructure:"probe_file"`
@@ -184,6 +192,7 @@ func DefaultConfig() Config {
 			MaxInFlight:   5,
 			BlockSize:     1428,
 			MaxFileSize:   64 << 20,
+			StreamOver:    64 << 10,
 			ProbeFile:     "ITLFile.tlv",
 			ProbeInterval: 2 * time.Second,
 			ProbeTimeout:  time.Second,
@@ -301,6 +310,9 @@ func (c Config) Validate() error {
 	}
 	if b.MaxFileSize <= 0 {
 		bad("backend.max_file_size", "must be positive, got %s", b.MaxFileSize)
+	}
+	if b.StreamOver < 0 {
+		bad("backend.stream_over", "must not be negative (0 never streams), got %s", b.StreamOver)
 	}
 	if err := checkProbeFile(b.ProbeFile); err != nil {
 		bad("backend.probe_file", "%v", err)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ctftp/ctftp"
 	"github.com/ctftp/ctftp/internal/tftpclient"
 )
 
@@ -29,6 +30,15 @@ type attempt struct {
 	// answered, when set, is called at every DATA block received: the
 	// backend is answering (the hedge timer starts over).
 	answered func()
+	// streamOver: a file whose announced tsize is larger is passed on
+	// while it arrives, through commit (0: never).
+	streamOver int64
+	// commit, when set, is offered the Stream of a file over streamOver
+	// once its length is announced and before its first byte; true means
+	// the caller reads it, and the attempt then writes every byte into
+	// it and ends it. false (a sibling streams already) leaves the
+	// attempt a whole fetch.
+	commit func(*ctftp.Stream) bool
 }
 
 // budget is the longest an attempt can wait for a silent backend.
@@ -53,13 +63,16 @@ type tftpFetcher struct{}
 
 var _ fetcher = tftpFetcher{}
 
-// fetch holds the whole file in memory instead of streaming it: failover
-// stays possible until the last byte (a stream that breaks half-way
-// would reach the phone as a broken transfer), the tsize the backend
-// announced and the file's own lengths (checkIntegrity) can be checked
-// before anything is passed on, and the caller gets a seekable body, so
-// the front end can answer tsize itself. The files a phone boots from are
-// a few KB; max_file_size bounds the rest.
+// fetch holds the whole file in memory before passing it on, for the
+// files a phone boots from (a few KB): failover stays possible until the
+// last byte (a stream that breaks half-way reaches the phone as a broken
+// transfer), and the tsize the backend announced and the file's own
+// lengths (checkIntegrity) are checked before anything is passed on. A
+// larger file (a firmware load: a.streamOver, backend.stream_over) would
+// keep the phone waiting for its first block longer than the phone waits
+// behind a WAN: its bytes go through a.commit's Stream as they arrive,
+// and the Stream checks the announced length at the end instead.
+// max_file_size bounds both.
 //
 // The client is the project's own (internal/tftpclient): it takes the
 // first answer only from the backend's address and then only from that
@@ -86,24 +99,34 @@ func (tftpFetcher) fetch(ctx context.Context, addr netip.AddrPort, name string, 
 		o.BlockSize = a.blockSize
 	}
 	w := &progressWriter{progress: a.answered}
+	if a.commit != nil && a.streamOver > 0 && streamable(name) {
+		o.Announced = func(tsize int64) error {
+			if tsize > a.streamOver {
+				if st := ctftp.NewStream(tsize); a.commit(st) {
+					w.stream = st
+				}
+			}
+			return nil
+		}
+	}
 	res, err := tftpclient.Get(ctx, addr, name, w, o)
 	if err != nil {
-		return nil, classifyClientError(ctx, err)
+		err = classifyClientError(ctx, err)
 	}
-	if res.TransferSize >= 0 && int64(len(w.b)) != res.TransferSize {
-		return nil, fmt.Errorf("%w: received %d bytes, backend announced tsize %d", ErrBackendUnavailable, len(w.b), res.TransferSize)
+	data, err := w.result(res, err)
+	if w.stream != nil {
+		w.stream.Finish(err)
 	}
-	if w.b == nil {
-		w.b = []byte{}
-	}
-	return w.b, nil
+	return data, err
 }
 
-// progressWriter collects a transfer and calls progress at each DATA
-// block: the backend is answering, and hedging waits for a stall, not
-// for the whole file.
+// progressWriter collects a transfer, or passes it on through stream,
+// and calls progress at each DATA block: the backend is answering, and
+// hedging waits for a stall, not for the whole file.
 type progressWriter struct {
 	b        []byte
+	n        int64
+	stream   *ctftp.Stream
 	progress func()
 }
 
@@ -111,8 +134,35 @@ func (w *progressWriter) Write(p []byte) (int, error) {
 	if w.progress != nil {
 		w.progress()
 	}
+	w.n += int64(len(p))
+	if w.stream != nil {
+		return w.stream.Write(p)
+	}
 	w.b = append(w.b, p...)
 	return len(p), nil
+}
+
+// result checks a finished Get against the tsize the backend announced
+// and returns the bytes.
+func (w *progressWriter) result(res tftpclient.Result, err error) ([]byte, error) {
+	if err != nil {
+		return nil, err
+	}
+	if res.TransferSize >= 0 && w.n != res.TransferSize {
+		return nil, fmt.Errorf("%w: received %d bytes, backend announced tsize %d", ErrBackendUnavailable, w.n, res.TransferSize)
+	}
+	if w.stream != nil {
+		w.stream.Finish(nil)
+		b, err := w.stream.Wait(context.Background())
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
+		}
+		return b, nil
+	}
+	if w.b == nil {
+		w.b = []byte{}
+	}
+	return w.b, nil
 }
 
 // localBind picks the local address to bind for talking to addr: a

@@ -38,16 +38,8 @@ import (
 // announced can vouch for them (fetch checks that). The error says what
 // is wrong, for the log; it wraps ErrCorrupt.
 func checkIntegrity(name string, data []byte) error {
-	base := strings.ToLower(path.Base(name))
-	var kind string
-	switch {
-	case strings.HasSuffix(base, ".tlv"):
-		kind = "tlv"
-	case strings.HasSuffix(base, ".enc.sgn"):
-		kind = "enc.sgn"
-	case strings.HasSuffix(base, ".sgn"):
-		kind = "sgn"
-	default:
+	kind := signedKind(name)
+	if kind == "" {
 		return nil
 	}
 	if len(data) >= len(signedMagic) && !bytes.HasPrefix(data, signedMagic) {
@@ -80,7 +72,7 @@ func checkIntegrity(name string, data []byte) error {
 		if len(f.Payload) == 0 {
 			return fmt.Errorf("%w: %d bytes: nothing after the %d-byte header", ErrCorrupt, len(data), f.Header.Length)
 		}
-		if strings.HasSuffix(strings.TrimSuffix(base, ".sgn"), ".xml") && looksXML(f.Payload) {
+		if strings.HasSuffix(strings.ToLower(name), ".xml.sgn") && looksXML(f.Payload) {
 			if err := wholeXML(f.Payload); err != nil {
 				return fmt.Errorf("%w: %d bytes: payload after the %d-byte header: %w", ErrCorrupt, len(data), f.Header.Length, err)
 			}
@@ -135,3 +127,23 @@ func looksXML(b []byte) bool {
 	b = bytes.TrimLeft(b, " \t\r\n")
 	return len(b) > 0 && b[0] == '<'
 }
+
+// signedKind names the signed format checkIntegrity reads in a file of
+// that name ("tlv", "enc.sgn", "sgn"), or "" for none.
+func signedKind(name string) string {
+	base := strings.ToLower(path.Base(name))
+	switch {
+	case strings.HasSuffix(base, ".tlv"):
+		return "tlv"
+	case strings.HasSuffix(base, ".enc.sgn"):
+		return "enc.sgn"
+	case strings.HasSuffix(base, ".sgn"):
+		return "sgn"
+	}
+	return ""
+}
+
+// streamable reports whether a file of that name may be passed on while
+// it arrives: only one checkIntegrity has nothing to read in, since a
+// signed file is checked whole before a phone sees a byte of it.
+func streamable(name string) bool { return signedKind(name) == "" }

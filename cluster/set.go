@@ -175,6 +175,7 @@ func New(cfg Config, opts Options) (*Set, error) {
 				blockSize:  cfg.Backend.BlockSize,
 				maxSize:    int64(cfg.Backend.MaxFileSize),
 				windowSize: cfg.Backend.WindowSize,
+				streamOver: int64(cfg.Backend.StreamOver),
 			},
 			maxInFlight: cmpOr(scfg.MaxInFlight, cfg.Backend.MaxInFlight),
 			hedge:       &hedgeTimer{min: cfg.Backend.HedgeMin, max: cfg.Backend.HedgeMax},
@@ -268,9 +269,20 @@ func (s *Set) Config() Config { return s.cfg }
 // waits: with no slot free for it, it fails at once with
 // ctftp.ErrNoIdleSlot, without an attempt.
 func (s *Set) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error) {
-	data, b, err := s.fetch(ctx, req.Subcluster, req.Name, false, req.Prefetch)
+	data, b, st, err := s.fetch(ctx, req.Subcluster, req.Name, false, req.Prefetch, true)
 	if err != nil {
 		return nil, err
+	}
+	if st != nil {
+		return &ctftp.File{
+			// Closing the body ends the fetch: a layer that shares the
+			// stream (the cache) reads it through readers of its own.
+			Body:       st.stream.NewReader(ctx, func() { st.cancel(errStreamClosed) }),
+			Size:       st.stream.Size(),
+			Origin:     ctftp.OriginBackend,
+			Subcluster: req.Subcluster,
+			Backend:    b.String(),
+		}, nil
 	}
 	return &ctftp.File{
 		Body:       byteBody{bytes.NewReader(data)},
@@ -284,7 +296,7 @@ func (s *Set) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error) 
 // Fetch returns the bytes of name from sub-cluster subcluster, as Open
 // does.
 func (s *Set) Fetch(ctx context.Context, subcluster, name string) ([]byte, error) {
-	data, _, err := s.fetch(ctx, subcluster, name, false, false)
+	data, _, _, err := s.fetch(ctx, subcluster, name, false, false, false)
 	return data, err
 }
 
@@ -297,7 +309,7 @@ func (s *Set) Fetch(ctx context.Context, subcluster, name string) ([]byte, error
 // down sub-cluster is found again, and one left unanswered marks its
 // backend down at once.
 func (s *Set) ProbeFetch(ctx context.Context, subcluster, name string) ([]byte, error) {
-	data, _, err := s.fetch(ctx, subcluster, name, true, false)
+	data, _, _, err := s.fetch(ctx, subcluster, name, true, false, false)
 	return data, err
 }
 
@@ -313,6 +325,24 @@ func (b *backend) String() string { return b.addr.String() }
 // whole answer (the file, or "not found") ended the fetch.
 var errHedgeLost = errors.New("a sibling answered first")
 
+// errStreamClosed is the cause a streamed fetch is cancelled with when its
+// reader closed before the end (the phone went away).
+var errStreamClosed = errors.New("the stream's reader closed")
+
+// streamed is a fetch whose file is passed on while it arrives (Open,
+// backend.stream_over): its attempt runs on after the fetch returned,
+// writes into stream, ends it, and frees its slot; cancel stops it.
+type streamed struct {
+	stream *ctftp.Stream
+	cancel context.CancelCauseFunc
+}
+
+// streamCommit is an attempt's stream on its way to hedged's loop.
+type streamCommit struct {
+	b *backend
+	streamed
+}
+
 // attemptResult is what one attempt's goroutine reports.
 type attemptResult struct {
 	b    *backend
@@ -321,36 +351,50 @@ type attemptResult struct {
 }
 
 // fetch reads name from sub-cluster subName. probe counts its attempts as
-// probes; prefetch takes only a slot free for PriorityLow, never waiting.
-func (s *Set) fetch(ctx context.Context, subName, name string, probe, prefetch bool) ([]byte, *backend, error) {
+// probes; prefetch takes only a slot free for PriorityLow, never waiting;
+// stream lets a large file come back as a stream (see streamed) instead
+// of bytes.
+func (s *Set) fetch(ctx context.Context, subName, name string, probe, prefetch, stream bool) ([]byte, *backend, *streamed, error) {
 	sc, ok := s.byName[subName]
 	if !ok {
-		return nil, nil, fmt.Errorf("cluster: %q: %w", subName, ErrUnknownSubcluster)
+		return nil, nil, nil, fmt.Errorf("cluster: %q: %w", subName, ErrUnknownSubcluster)
 	}
 	prefix := fmt.Sprintf("cluster: %s: %q", sc.name, name)
 	cands, trial := sc.candidates(probe)
 	if trial {
 		if s.cfg.Backend.AllDown != AllDownTry || !sc.trial.CompareAndSwap(false, true) {
 			sc.m.skipped.Inc()
-			return nil, nil, fmt.Errorf("%s: %w", prefix, ErrSubclusterDown)
+			return nil, nil, nil, fmt.Errorf("%s: %w", prefix, ErrSubclusterDown)
 		}
 		defer sc.trial.Store(false)
 		s.log.Info("cluster: every backend down; this fetch is the trial (all_down: try)", "subcluster", sc.name, "file", name)
 	}
 	if len(cands) == 0 {
-		return nil, nil, fmt.Errorf("%s: %w (%s)", prefix, ErrNoBackends, s.noBackendReason(sc))
+		return nil, nil, nil, fmt.Errorf("%s: %w (%s)", prefix, ErrNoBackends, s.noBackendReason(sc))
 	}
-	return s.hedged(ctx, sc, cands, name, probe, prefetch, prefix)
+	return s.hedged(ctx, sc, cands, name, probe, prefetch, stream, prefix)
 }
 
 // hedged runs the attempts of one fetch: cands in order, the next one
 // started when an attempt fails, or when none has started answering
 // within the hedge delay. It returns the first whole answer or "not
-// found", cancels the attempts still running and waits for them.
-func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name string, probe, prefetch bool, prefix string) ([]byte, *backend, error) {
-	ctx, cancelCause := context.WithCancelCause(ctx)
+// found", cancels the attempts still running and waits for them. With
+// stream, the first attempt to announce a file over stream_over wins as
+// soon as it does, and is returned running (streamed) instead: it is then
+// bound by the caller's ctx alone, not waited for.
+func (s *Set) hedged(outer context.Context, sc *subcluster, cands []*backend, name string, probe, prefetch, stream bool, prefix string) ([]byte, *backend, *streamed, error) {
+	ctx, cancelCause := context.WithCancelCause(outer)
 	cancel := func() { cancelCause(nil) }
 	defer cancel()
+	// A stream is committed under mu, once, and only while the fetch is
+	// still choosing (!chosen): one that comes too late is cancelled.
+	var (
+		mu        sync.Mutex
+		chosen    bool
+		committed bool
+		streams   = make(chan streamCommit, 1)
+	)
+
 	prio := priorityOf(ctx)
 	slotWait := s.cfg.Backend.SlotWait
 	if probe || prefetch {
@@ -366,6 +410,16 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 	answering := make(chan struct{}, 1)
 	running := 0
 	defer func() {
+		mu.Lock()
+		chosen = true
+		mu.Unlock()
+		select {
+		case c := <-streams:
+			// Committed while the fetch was taking another answer: it
+			// would not end with ctx.
+			c.cancel(errHedgeLost)
+		default:
+		}
 		cancel()
 		for ; running > 0; running-- {
 			<-results
@@ -406,8 +460,36 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 		}
 		running++
 		sc.m.inFlight.Inc()
+		// Each attempt has a context of its own under the caller's, so
+		// that the one whose stream is returned outlives this fetch; the
+		// others end with it.
+		actx, acancel := context.WithCancelCause(outer)
+		var mine atomic.Bool
+		stop := context.AfterFunc(ctx, func() {
+			if !mine.Load() {
+				acancel(context.Cause(ctx))
+			}
+		})
+		var commit func(*ctftp.Stream) bool
+		if stream && !probe {
+			commit = func(st *ctftp.Stream) bool {
+				mu.Lock()
+				defer mu.Unlock()
+				if chosen || committed || ctx.Err() != nil {
+					return false
+				}
+				committed = true
+				mine.Store(true)
+				streams <- streamCommit{b: b, streamed: streamed{stream: st, cancel: acancel}}
+				return true
+			}
+		}
 		go func() {
-			data, err := s.attempt(ctx, sc, b, name, left, probe, func() {
+			defer func() {
+				stop()
+				acancel(nil)
+			}()
+			data, err := s.attempt(actx, sc, b, name, left, probe, commit, func() {
 				select {
 				case answering <- struct{}{}:
 				default: // the loop has a token to read already
@@ -424,12 +506,12 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 
 	started, err := start(slotWait)
 	if err != nil {
-		return nil, nil, gaveUp(prefix+" (waiting for a free backend slot)", errs, err)
+		return nil, nil, nil, gaveUp(prefix+" (waiting for a free backend slot)", errs, err)
 	}
 	if !started {
 		// Only a prefetch does not wait. Not an attempt: health is
 		// untouched.
-		return nil, nil, fmt.Errorf("%s: %w", prefix, ctftp.ErrNoIdleSlot)
+		return nil, nil, nil, fmt.Errorf("%s: %w", prefix, ctftp.ErrNoIdleSlot)
 	}
 	var hedgeC <-chan time.Time
 	var hedge *time.Timer
@@ -460,7 +542,7 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 				// The losers still running learn they lost to a whole
 				// answer (not that the caller gave up).
 				cancelCause(errHedgeLost)
-				return r.data, r.b, nil
+				return r.data, r.b, nil, nil
 			}
 			err := fmt.Errorf("%s: %w", r.b, r.err)
 			if errors.Is(r.err, ctftp.ErrNotFound) || errors.Is(r.err, ErrTooLarge) {
@@ -468,11 +550,11 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 				// already in the backends' health and would only blur it.
 				// A sibling still silent lost to it like to a file.
 				cancelCause(errHedgeLost)
-				return nil, nil, fmt.Errorf("%s: %w", prefix, err)
+				return nil, nil, nil, fmt.Errorf("%s: %w", prefix, err)
 			}
 			errs = append(errs, err)
 			if ctx.Err() != nil {
-				return nil, nil, gaveUp(prefix, errs, ctx.Err())
+				return nil, nil, nil, gaveUp(prefix, errs, ctx.Err())
 			}
 			if len(cands) > 0 {
 				wait := time.Duration(0)
@@ -481,15 +563,21 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 				}
 				started, err := start(wait)
 				if err != nil {
-					return nil, nil, gaveUp(prefix+" (waiting for a free backend slot)", errs, err)
+					return nil, nil, nil, gaveUp(prefix+" (waiting for a free backend slot)", errs, err)
 				}
 				if started {
 					armHedge()
 				}
 			}
 			if running == 0 {
-				return nil, nil, &attemptsError{prefix: prefix, errs: errs}
+				return nil, nil, nil, &attemptsError{prefix: prefix, errs: errs}
 			}
+		case c := <-streams:
+			// This attempt announced a file to stream: it is the answer
+			// now, and runs on, no longer this fetch's to wait for.
+			running--
+			cancelCause(errHedgeLost)
+			return nil, c.b, &c.streamed, nil
 		case <-answering:
 			// A backend is making progress: the hedge waits for a stall
 			// of a whole hedge delay, not for the whole file.
@@ -504,7 +592,7 @@ func (s *Set) hedged(ctx context.Context, sc *subcluster, cands []*backend, name
 			// slot when none was free.
 			armHedge()
 		case <-ctx.Done():
-			return nil, nil, gaveUp(prefix, errs, ctx.Err())
+			return nil, nil, nil, gaveUp(prefix, errs, ctx.Err())
 		}
 	}
 }
@@ -584,11 +672,12 @@ func (sc *subcluster) candidates(probe bool) (list []*backend, trial bool) {
 // delay feeds the sub-cluster's hedge delay. A probe attempt
 // (ProbeFetch) is counted as a probe, not a fetch, and one left
 // unanswered marks b down at once.
-func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name string, left int, probe bool, answered func()) ([]byte, error) {
+func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name string, left int, probe bool, commit func(*ctftp.Stream) bool, answered func()) ([]byte, error) {
 	a, shortened, err := fitAttempt(ctx, sc.att, left)
 	if err != nil {
 		return nil, err // no attempt was made: nothing to count
 	}
+	a.commit = commit
 	start := time.Now()
 	gotBlock := false
 	a.answered = func() {

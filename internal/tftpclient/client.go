@@ -58,6 +58,11 @@ type Options struct {
 	// new socket (loadgen's phones do). One Get at a time per Conn;
 	// LocalAddr is then ignored.
 	Conn *net.UDPConn
+	// Announced, when set, is called once with the tsize the server's
+	// OACK announced, before the first DATA is written: a caller that
+	// passes the file on while it arrives (the gateway's streamed
+	// fetches) learns its length first. An error aborts the transfer.
+	Announced func(tsize int64) error
 }
 
 // Result describes a finished transfer.
@@ -304,6 +309,11 @@ func (t *transfer) run(server netip.AddrPort, rrq []byte, askedOptions bool) err
 			}
 			if err := t.applyOACK(pkt); err != nil {
 				return t.abort(from, err)
+			}
+			if t.o.Announced != nil && t.res.TransferSize >= 0 {
+				if err := t.o.Announced(t.res.TransferSize); err != nil {
+					return t.abort(from, err)
+				}
 			}
 			peer, sendTo = from, from
 			t.res.Server = from

@@ -31,6 +31,8 @@ type Server struct {
 	corrupt   bool
 	failAfter int // -1: never
 	refuse    *refusal
+	pauseAt   int64 // with pause: bytes sent before the wait
+	pause     <-chan struct{}
 
 	mu       sync.Mutex
 	files    map[string][]byte
@@ -75,6 +77,15 @@ func FailAfter(n int) Option { return func(s *Server) { s.failAfter = n } }
 // sends for a file that is not world-readable.
 func Refuse(code uint16, msg string) Option {
 	return func(s *Server) { s.refuse = &refusal{code: code, msg: msg} }
+}
+
+// PauseAt makes the server stop sending each file once n of its bytes
+// have been read for sending, until release is closed (or the server
+// is): a backend half-way through a long transfer, kept there for as
+// long as a test needs to look at what the client has done meanwhile.
+// Keep the pause below the client's retransmission budget.
+func PauseAt(n int64, release <-chan struct{}) Option {
+	return func(s *Server) { s.pauseAt, s.pause = n, release }
 }
 
 // ListenOn makes the server listen on ap instead of 127.0.0.1:0. It must
@@ -255,9 +266,38 @@ func (s *Server) read(name string, rf io.ReaderFrom) error {
 		_, err := rf.ReadFrom(&eofReader{r: bytes.NewReader(b[:len(b)/2]), eof: finish})
 		return err
 	}
+	var r io.Reader = bytes.NewReader(b)
+	if s.pause != nil && s.pauseAt < int64(len(b)) {
+		r = io.MultiReader(bytes.NewReader(b[:s.pauseAt]), &pausedReader{r: bytes.NewReader(b[s.pauseAt:]), wait: s.pause, closing: s.closing})
+		if ot, ok := rf.(tftp.OutgoingTransfer); ok {
+			ot.SetSize(int64(len(b))) // not a Seeker: the size is told
+		}
+		_, err := rf.ReadFrom(&eofReader{r: r, eof: finish})
+		return err
+	}
 	// A Seeker: pin/tftp derives tsize from it.
 	_, err := rf.ReadFrom(&eofReadSeeker{eofReader{r: bytes.NewReader(b), eof: finish}})
 	return err
+}
+
+// pausedReader waits for wait (or closing) before its first read.
+type pausedReader struct {
+	r       io.Reader
+	wait    <-chan struct{}
+	closing <-chan struct{}
+	waited  bool
+}
+
+func (p *pausedReader) Read(b []byte) (int, error) {
+	if !p.waited {
+		select {
+		case <-p.wait:
+		case <-p.closing:
+			return 0, fmt.Errorf("tftptest: closed")
+		}
+		p.waited = true
+	}
+	return p.r.Read(b)
 }
 
 // eofReader calls eof when its reader is exhausted, which pin/tftp's

@@ -1,0 +1,155 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/ctftp/ctftp"
+	"github.com/ctftp/ctftp/internal/tftptest"
+)
+
+// streamConfig is testConfig with a timeout a backend held half-way by a
+// test outlasts comfortably, and stream_over at 64 KiB.
+func streamConfig(backends ...string) Config {
+	c := testConfig(backends...)
+	c.Backend.Timeout = 2 * time.Second
+	c.Backend.StreamOver = 64 << 10
+	return c
+}
+
+// A file over stream_over comes back from Open while the backend is
+// still sending it (the backend is held half-way until Open returned, so
+// an Open that waited for the whole file would never return), and reads
+// whole, byte for byte, once the rest arrives. The slot is the stream's
+// until it ends.
+func TestOpenStreamsLargeFile(t *testing.T) {
+	load := bytes.Repeat([]byte("SIP88xx.14-2-1-0001-1.loads "), 12_000) // 336 KB
+	release := make(chan struct{})
+	srv := tftptest.NewServer(t, map[string][]byte{"cmterm-88xx.loads": load, "SEP001122334455.cnf.xml": []byte("<device/>")},
+		tftptest.PauseAt(100_000, release))
+	s, m := newTestSet(t, streamConfig(srv.Addr()), Options{})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	opened := make(chan *ctftp.File, 1)
+	go func() {
+		f, err := s.Open(ctx, ctftp.Request{Name: "cmterm-88xx.loads", Subcluster: "east", Mode: "octet"})
+		if err != nil {
+			t.Error(err)
+		}
+		opened <- f
+	}()
+	var f *ctftp.File
+	select {
+	case f = <-opened:
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("Open waited for the whole file")
+	}
+	if f == nil {
+		close(release)
+		t.FailNow()
+	}
+	defer f.Body.Close()
+	if f.Size != int64(len(load)) {
+		t.Errorf("Size %d, want the announced %d", f.Size, len(load))
+	}
+	sr, ok := f.Body.(*ctftp.StreamReader)
+	if !ok {
+		close(release)
+		t.Fatalf("body %T, want a stream", f.Body)
+	}
+	if arrived, done := sr.Stream().Progress(); done || arrived >= int64(len(load)) {
+		t.Errorf("at Open: %d bytes arrived, ended %v: not a stream", arrived, done)
+	}
+	if got := metricValue(t, m, `ctftp_backend_in_flight{subcluster="east"}`); got != "1" {
+		t.Errorf("in flight while streaming: %s, want 1", got)
+	}
+	close(release)
+	got, err := io.ReadAll(f.Body)
+	if err != nil || !bytes.Equal(got, load) {
+		t.Fatalf("read %d of %d bytes: %v", len(got), len(load), err)
+	}
+	waitFor(t, "the fetch to end", func() bool {
+		return metricValue(t, m, `ctftp_backend_fetches_total{subcluster="east",result="ok"}`) == "1"
+	})
+
+	// A small file, and a large one whose name a phone verifies as a
+	// whole signed file, come back whole, as bytes.
+	f2, b, err := open(t, s, "SEP001122334455.cnf.xml")
+	if err != nil || string(b) != "<device/>" {
+		t.Fatalf("small file: %q, %v", b, err)
+	}
+	if _, ok := f2.Body.(*ctftp.StreamReader); ok {
+		t.Error("a 9-byte file was streamed")
+	}
+}
+
+// A signed file is checked whole before a phone sees it, however large.
+func TestOpenDoesNotStreamSignedFiles(t *testing.T) {
+	for _, name := range []string{"SEP001122334455.cnf.xml.sgn", "ITLFile.tlv", "x.enc.sgn"} {
+		if streamable(name) {
+			t.Errorf("%s streamable", name)
+		}
+	}
+	for _, name := range []string{"cmterm-88xx.loads", "kern88xx.sbn", "Desktops/320x212x12/bg.png"} {
+		if !streamable(name) {
+			t.Errorf("%s not streamable", name)
+		}
+	}
+}
+
+// A backend that announces a tsize and sends half of it (a lying
+// backend) breaks the stream: the reader gets an error, never a short
+// file that looks whole, and the fetch counts as failed.
+func TestStreamFromLyingBackend(t *testing.T) {
+	load := bytes.Repeat([]byte{0xa5}, 200_000)
+	srv := tftptest.NewServer(t, map[string][]byte{"kern88xx.sbn": load}, tftptest.Corrupt())
+	s, m := newTestSet(t, streamConfig(srv.Addr()), Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f, err := s.Open(ctx, ctftp.Request{Name: "kern88xx.sbn", Subcluster: "east", Mode: "octet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Body.Close()
+	got, err := io.ReadAll(f.Body)
+	if err == nil {
+		t.Fatalf("read %d of %d announced bytes with no error", len(got), len(load))
+	}
+	if !errors.Is(err, ErrBackendUnavailable) {
+		t.Errorf("error %v, want one wrapping ErrBackendUnavailable", err)
+	}
+	waitFor(t, "the fetch to end", func() bool {
+		return metricValue(t, m, `ctftp_backend_fetches_total{subcluster="east",result="error"}`) == "1"
+	})
+}
+
+// A phone that goes away mid-stream (its reader closes) ends the backend
+// transfer and frees the slot, counted as cancelled, not as the
+// backend's failure.
+func TestStreamReaderCloseCancelsFetch(t *testing.T) {
+	load := bytes.Repeat([]byte{0x5a}, 300_000)
+	release := make(chan struct{})
+	defer close(release)
+	srv := tftptest.NewServer(t, map[string][]byte{"kern88xx.sbn": load}, tftptest.PauseAt(100_000, release))
+	s, m := newTestSet(t, streamConfig(srv.Addr()), Options{})
+	f, err := s.Open(context.Background(), ctftp.Request{Name: "kern88xx.sbn", Subcluster: "east", Mode: "octet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Body.Close()
+	waitFor(t, "the fetch to end", func() bool {
+		return metricValue(t, m, `ctftp_backend_in_flight{subcluster="east"}`) == "0"
+	})
+	if got := metricValue(t, m, `ctftp_backend_fetches_total{subcluster="east",result="cancelled"}`); got != "1" {
+		t.Errorf("cancelled fetches: %s, want 1", got)
+	}
+	if st := backendStatus(t, s, srv.Addr()); !st.Up || st.Fails != 0 {
+		t.Errorf("backend after a phone left: %+v", st)
+	}
+}

@@ -1,0 +1,144 @@
+package ctftp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+)
+
+// Readers that start before, during and after the writes all read the
+// whole file, in the block sizes a transfer uses, while it arrives in the
+// backend's.
+func TestStreamReadersWhileArriving(t *testing.T) {
+	want := make([]byte, 100_003)
+	for i := range want {
+		want[i] = byte(rand.Uint32())
+	}
+	s := NewStream(int64(len(want)))
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	got := make([][]byte, 6)
+	read := func(i, block int) {
+		r := s.NewReader(ctx, nil)
+		defer r.Close()
+		var out bytes.Buffer
+		buf := make([]byte, block)
+		for off := int64(0); ; off += int64(block) {
+			n, err := r.ReadAt(buf, off)
+			out.Write(buf[:n])
+			if errors.Is(err, io.EOF) || n < block {
+				break
+			}
+			if err != nil {
+				t.Errorf("reader %d: %v", i, err)
+				return
+			}
+		}
+		got[i] = out.Bytes()
+	}
+	for i := range 3 {
+		wg.Go(func() { read(i, []int{512, 1428, 8192}[i]) })
+	}
+	for off := 0; off < len(want); off += 1428 {
+		if _, err := s.Write(want[off:min(off+1428, len(want))]); err != nil {
+			t.Fatal(err)
+		}
+		if off == 50*1428 {
+			for i := 3; i < 5; i++ {
+				wg.Go(func() { read(i, 512) })
+			}
+		}
+	}
+	s.Finish(nil)
+	read(5, 65464)
+	wg.Wait()
+	for i, g := range got {
+		if !bytes.Equal(g, want) {
+			t.Errorf("reader %d: %d bytes, not the file", i, len(g))
+		}
+	}
+	all, err := s.Wait(ctx)
+	if err != nil || !bytes.Equal(all, want) {
+		t.Fatalf("Wait: %d bytes, %v", len(all), err)
+	}
+	// Read and Seek, as tsize and netascii conversion use them.
+	r := s.NewReader(ctx, nil)
+	if n, _ := r.Seek(0, io.SeekEnd); n != int64(len(want)) {
+		t.Errorf("Seek end: %d", n)
+	}
+	r.Seek(0, io.SeekStart)
+	if b, err := io.ReadAll(r); err != nil || !bytes.Equal(b, want) {
+		t.Errorf("ReadAll: %d bytes, %v", len(b), err)
+	}
+}
+
+// A stream that breaks off, or that gets more or fewer bytes than its
+// backend announced, fails its readers and its Wait: a phone must get an
+// error, never a short file that looks whole.
+func TestStreamBreaksOff(t *testing.T) {
+	ctx := context.Background()
+	cut := errors.New("backend stopped answering")
+
+	s := NewStream(2000)
+	s.Write(make([]byte, 1000))
+	r := s.NewReader(ctx, nil)
+	done := make(chan error)
+	go func() {
+		_, err := r.ReadAt(make([]byte, 512), 1024)
+		done <- err
+	}()
+	s.Finish(cut)
+	if err := <-done; !errors.Is(err, cut) {
+		t.Errorf("waiting reader: %v, want the fetch's error", err)
+	}
+	if n, err := r.ReadAt(make([]byte, 512), 512); n != 488 || !errors.Is(err, cut) {
+		t.Errorf("read across the cut: %d, %v", n, err)
+	}
+	if _, err := s.Wait(ctx); !errors.Is(err, cut) {
+		t.Errorf("Wait: %v", err)
+	}
+
+	short := NewStream(10)
+	short.Write([]byte("12345"))
+	short.Finish(nil)
+	if _, err := short.Wait(ctx); err == nil {
+		t.Error("5 of 10 announced bytes passed as whole")
+	}
+
+	over := NewStream(4)
+	if _, err := over.Write([]byte("12345")); !errors.Is(err, ErrStreamOverrun) {
+		t.Errorf("overrun: %v", err)
+	}
+	if _, err := over.Wait(ctx); !errors.Is(err, ErrStreamOverrun) {
+		t.Errorf("overrun Wait: %v", err)
+	}
+}
+
+// A reader waiting for bytes that do not come returns when its context
+// ends or it is closed; onClose runs once.
+func TestStreamReaderStops(t *testing.T) {
+	s := NewStream(100)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := s.NewReader(ctx, nil)
+	go cancel()
+	if _, err := r.ReadAt(make([]byte, 10), 0); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled wait: %v", err)
+	}
+	closes := 0
+	r2 := s.NewReader(context.Background(), func() { closes++ })
+	go r2.Close()
+	if _, err := r2.ReadAt(make([]byte, 10), 0); err == nil {
+		t.Error("closed reader's wait returned no error")
+	}
+	r2.Close()
+	if closes != 1 {
+		t.Errorf("onClose ran %d times", closes)
+	}
+	if n, err := NewStream(0).NewReader(ctx, nil).ReadAt(make([]byte, 1), 0); n != 0 || err != io.EOF {
+		t.Errorf("empty stream: %d, %v", n, err)
+	}
+}
