@@ -108,21 +108,31 @@ func (s *Stream) Progress() (arrived int64, done bool) {
 	return int64(len(s.buf)), s.done
 }
 
-// NewReader returns a reader of the stream from its start. ctx bounds
-// every wait for bytes; onClose, when set, is called once at the reader's
-// Close (the one reader of a stream nobody else shares cancels the fetch
-// with it).
-func (s *Stream) NewReader(ctx context.Context, onClose func()) *StreamReader {
-	return &StreamReader{s: s, ctx: ctx, onClose: onClose, closed: make(chan struct{})}
+// NewReader returns a reader of the stream from its start. onClose, when
+// set, is called once at the reader's Close (the one reader of a stream
+// nobody else shares cancels the fetch with it).
+func (s *Stream) NewReader(onClose func()) *StreamReader {
+	return &StreamReader{s: s, onClose: onClose, closed: make(chan struct{})}
+}
+
+// StreamingBody is a File.Body read while it arrives from a backend: a
+// read may wait for bytes, and Close, from any goroutine, ends the wait.
+// A reader that must not wait past its own end (the front end's
+// transfer, at its timeout or a shutdown) closes it then.
+type StreamingBody interface {
+	io.ReadCloser
+	// Stream is the stream read, or nil when the body only wraps one
+	// that is not shared.
+	Stream() *Stream
 }
 
 // StreamReader reads a Stream. ReadAt blocks until the bytes asked for
 // have arrived (as io.ReaderAt allows), so the front end reads it like a
 // file: at each block's offset, a retransmission reading again. It is
-// also an io.Reader and io.Seeker. One goroutine at a time.
+// also an io.Reader and io.Seeker. One goroutine at a time reads; Close
+// may come from another.
 type StreamReader struct {
 	s       *Stream
-	ctx     context.Context
 	onClose func()
 	off     int64
 	once    sync.Once
@@ -132,9 +142,11 @@ type StreamReader struct {
 // Stream returns the stream the reader reads.
 func (r *StreamReader) Stream() *Stream { return r.s }
 
+var _ StreamingBody = (*StreamReader)(nil)
+
 // ReadAt reads len(p) bytes at off, waiting for them to arrive. It
 // returns fewer only at the end of the file (io.EOF) or when the stream
-// broke off, the reader was closed or its context ended (that error).
+// broke off or the reader was closed (that error).
 func (r *StreamReader) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, errors.New("stream: negative offset")
@@ -166,9 +178,7 @@ func (r *StreamReader) ReadAt(p []byte, off int64) (int, error) {
 		select {
 		case <-grew:
 		case <-r.closed:
-			return 0, errors.New("stream: reader closed")
-		case <-r.ctx.Done():
-			return 0, fmt.Errorf("stream: waiting for bytes %d-%d: %w", have, want, context.Cause(r.ctx))
+			return 0, fmt.Errorf("stream: reader closed while waiting for bytes %d-%d", have, want)
 		}
 	}
 }

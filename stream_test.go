@@ -23,7 +23,7 @@ func TestStreamReadersWhileArriving(t *testing.T) {
 	var wg sync.WaitGroup
 	got := make([][]byte, 6)
 	read := func(i, block int) {
-		r := s.NewReader(ctx, nil)
+		r := s.NewReader(nil)
 		defer r.Close()
 		var out bytes.Buffer
 		buf := make([]byte, block)
@@ -66,7 +66,7 @@ func TestStreamReadersWhileArriving(t *testing.T) {
 		t.Fatalf("Wait: %d bytes, %v", len(all), err)
 	}
 	// Read and Seek, as tsize and netascii conversion use them.
-	r := s.NewReader(ctx, nil)
+	r := s.NewReader(nil)
 	if n, _ := r.Seek(0, io.SeekEnd); n != int64(len(want)) {
 		t.Errorf("Seek end: %d", n)
 	}
@@ -85,7 +85,7 @@ func TestStreamBreaksOff(t *testing.T) {
 
 	s := NewStream(2000)
 	s.Write(make([]byte, 1000))
-	r := s.NewReader(ctx, nil)
+	r := s.NewReader(nil)
 	done := make(chan error)
 	go func() {
 		_, err := r.ReadAt(make([]byte, 512), 1024)
@@ -118,18 +118,12 @@ func TestStreamBreaksOff(t *testing.T) {
 	}
 }
 
-// A reader waiting for bytes that do not come returns when its context
-// ends or it is closed; onClose runs once.
+// A reader waiting for bytes that do not come returns when it is closed
+// (from another goroutine); onClose runs once.
 func TestStreamReaderStops(t *testing.T) {
 	s := NewStream(100)
-	ctx, cancel := context.WithCancel(context.Background())
-	r := s.NewReader(ctx, nil)
-	go cancel()
-	if _, err := r.ReadAt(make([]byte, 10), 0); !errors.Is(err, context.Canceled) {
-		t.Errorf("cancelled wait: %v", err)
-	}
 	closes := 0
-	r2 := s.NewReader(context.Background(), func() { closes++ })
+	r2 := s.NewReader(func() { closes++ })
 	go r2.Close()
 	if _, err := r2.ReadAt(make([]byte, 10), 0); err == nil {
 		t.Error("closed reader's wait returned no error")
@@ -138,7 +132,7 @@ func TestStreamReaderStops(t *testing.T) {
 	if closes != 1 {
 		t.Errorf("onClose ran %d times", closes)
 	}
-	if n, err := NewStream(0).NewReader(ctx, nil).ReadAt(make([]byte, 1), 0); n != 0 || err != io.EOF {
+	if n, err := NewStream(0).NewReader(nil).ReadAt(make([]byte, 1), 0); n != 0 || err != io.EOF {
 		t.Errorf("empty stream: %d, %v", n, err)
 	}
 }

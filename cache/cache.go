@@ -82,9 +82,10 @@ type streamFill struct {
 	backend string
 }
 
-// file returns a File reading the stream from its start, bounded by ctx.
-func (sf *streamFill) file(ctx context.Context, origin ctftp.Origin) *ctftp.File {
-	return &ctftp.File{Body: sf.st.NewReader(ctx, nil), Size: sf.st.Size(), Origin: origin, Subcluster: sf.sub, Backend: sf.backend}
+// file returns a File reading the stream from its start. Its reads wait
+// for bytes until the stream ends or the body is closed.
+func (sf *streamFill) file(origin ctftp.Origin) *ctftp.File {
+	return &ctftp.File{Body: sf.st.NewReader(nil), Size: sf.st.Size(), Origin: origin, Subcluster: sf.sub, Backend: sf.backend}
 }
 
 // streamingLocked returns the stream a fill for k is passing on, if any.
@@ -174,7 +175,7 @@ func (c *Cache) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error
 		// read along.
 		c.m.misses.Inc()
 		c.m.fillShared.Inc()
-		return sf.file(ctx, ctftp.OriginCache), nil
+		return sf.file(ctftp.OriginCache), nil
 	}
 	if e != nil {
 		switch e.kind {
@@ -337,7 +338,7 @@ func (c *Cache) answer(ctx context.Context, req ctftp.Request, k key, r singlefl
 		origin = ctftp.OriginBackend
 	}
 	if res.stream != nil {
-		return res.stream.file(ctx, origin), nil
+		return res.stream.file(origin), nil
 	}
 	return res.e.file(origin), nil
 }
@@ -435,7 +436,7 @@ func (c *Cache) fill(callerCtx context.Context, req ctftp.Request, k key, h *han
 	maxObject := int64(c.cfg.MaxObject)
 	class := c.classify.of(req.Name)
 	ttl := c.cfg.TTL.ttl(class)
-	if sb, ok := f.Body.(interface{ Stream() *ctftp.Stream }); ok && f.Size >= 0 && f.Size <= maxObject {
+	if sb, ok := f.Body.(ctftp.StreamingBody); ok && sb.Stream() != nil && f.Size >= 0 && f.Size <= maxObject {
 		// The backend passes the file on while it arrives: every caller
 		// reads it now, and it is stored once whole. fetch_timeout no
 		// longer applies (a firmware load across a WAN may take
@@ -873,6 +874,15 @@ type streamBody struct {
 	stop   func() bool // unregisters the caller-context hook
 	once   sync.Once
 	err    error
+}
+
+// Stream is the backend's stream when the body wraps one (never shared:
+// this caller's alone), so the front end knows its reads may wait.
+func (s *streamBody) Stream() *ctftp.Stream {
+	if sb, ok := s.body.(ctftp.StreamingBody); ok {
+		return sb.Stream()
+	}
+	return nil
 }
 
 func (s *streamBody) Close() error {

@@ -28,7 +28,7 @@ func (b *streamingBackend) Open(ctx context.Context, req ctftp.Request) (*ctftp.
 	b.open = append(b.open, st)
 	b.mu.Unlock()
 	return &ctftp.File{
-		Body:       st.NewReader(ctx, func() { st.Finish(errors.New("reader closed")) }),
+		Body:       st.NewReader(func() { st.Finish(errors.New("reader closed")) }),
 		Size:       b.size,
 		Origin:     ctftp.OriginBackend,
 		Subcluster: req.Subcluster,

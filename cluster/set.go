@@ -277,7 +277,7 @@ func (s *Set) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error) 
 		return &ctftp.File{
 			// Closing the body ends the fetch: a layer that shares the
 			// stream (the cache) reads it through readers of its own.
-			Body:       st.stream.NewReader(ctx, func() { st.cancel(errStreamClosed) }),
+			Body:       st.stream.NewReader(func() { st.cancel(errStreamClosed) }),
 			Size:       st.stream.Size(),
 			Origin:     ctftp.OriginBackend,
 			Subcluster: req.Subcluster,

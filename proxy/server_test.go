@@ -1028,3 +1028,31 @@ func TestIPv6Unavailable(t *testing.T) {
 		})
 	}
 }
+
+// A transfer whose file is still arriving from a backend (a stream that
+// stalls after the first block) waits in a read, not for an ACK: the
+// shutdown grace must end that wait too, and the phone hears why.
+func TestShutdownGraceEndsStreamWait(t *testing.T) {
+	cfg := testConfig()
+	cfg.ShutdownGrace = 50 * time.Millisecond
+	st := ctftp.NewStream(3000)
+	st.Write(pattern(3000)[:512])
+	src := ctftp.SourceFunc(func(ctx context.Context, req ctftp.Request) (*ctftp.File, error) {
+		return &ctftp.File{Body: st.NewReader(nil), Size: st.Size(), Origin: ctftp.OriginBackend}, nil
+	})
+	ts := startServer(t, src, cfg)
+	c := newRawClient(t, ts.addr)
+	c.sendTo(ts.addr, tftpwire.AppendRequest(nil, tftpwire.OpRRQ, "f", "octet", nil))
+	_, tid := c.recv() // DATA 1: the block that arrived
+	c.sendTo(tid, tftpwire.AppendACK(nil, 1))
+	waitFor(t, "the transfer to wait for block 2", func() bool { return ts.active.Load() == 1 })
+	if err := ts.Shutdown(context.Background()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want DeadlineExceeded after the grace", err)
+	}
+	pkt, _ := c.recv()
+	checkError(t, pkt, tftpwire.CodeNotDefined)
+	if err := <-ts.done; err != nil {
+		t.Errorf("Serve = %v", err)
+	}
+	ts.done <- nil // for the cleanup
+}

@@ -102,6 +102,12 @@ func (t *transfer) run() (res transferResult) {
 	}
 	res.file = f
 	defer f.Body.Close()
+	if _, ok := f.Body.(ctftp.StreamingBody); ok {
+		// A read may wait for bytes still on their way from a backend:
+		// the transfer's end (its timeout, a shutdown) must end the wait.
+		stop := context.AfterFunc(ctx, func() { f.Body.Close() })
+		defer stop()
+	}
 	res.bytes, res.err = t.send(f)
 	return res
 }

@@ -1,0 +1,106 @@
+package tests
+
+// A firmware load behind a WAN (backend.stream_over): the gateway passes a
+// large file to the phones while it arrives from the backend, so a phone
+// that waits 1 s per packet gets its first block after one backend round
+// trip, not after the whole file. The backend is a real tftpd-hpa (no
+// windowsize: one 1428-byte block per round trip) behind a 20 ms round
+// trip, and the gateway's fetch_timeout is shorter than the load takes to
+// cross: fetched whole, as before, every phone here would get error 0.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ctftp/ctftp/internal/loadgen"
+	"github.com/ctftp/ctftp/internal/tftpclient"
+	"github.com/ctftp/ctftp/internal/tftptest"
+)
+
+func TestFirmwareStreamsAcrossWAN(t *testing.T) {
+	const name = "sip88xx.14-2-1-0001-1.loads"
+	load := perfBytes(name, 300_000) // 211 round trips at 1428: about 4 s across the link
+	itl := mustRead(t, "testdata/ITLFile-certutils.tlv")
+	backend := tftptest.StartTFTPD(t, perfWriteRoot(t, map[string][]byte{name: load, "ITLFile.tlv": itl}))
+	link, err := loadgen.StartDelayLink(netip.MustParseAddrPort(backend), 10*time.Millisecond, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer link.Close()
+	gw := startGateway(t, fmt.Sprintf(`
+listen: ["127.0.0.1:0"]
+admin_listen: "127.0.0.1:0"
+root: %q
+subclusters:
+  - {name: west, version: "14", backends: [%q]}
+backend:
+  probe_interval: 0s
+cache:
+  fetch_timeout: 2s
+`, perfWriteRoot(t, map[string][]byte{"ITLFile.tlv": itl}), link.Addr()))
+	addr := netip.MustParseAddrPort(gw.TFTP[0])
+	defer func() {
+		if t.Failed() {
+			t.Log(gw.Log())
+		}
+	}()
+
+	// Two phones boot at once: a plain RFC 1350 one and one asking for
+	// tsize and blksize, both giving up after 3 retransmissions of 1 s.
+	phones := []tftpclient.Options{
+		{Timeout: time.Second, Retries: 3},
+		{Timeout: time.Second, Retries: 3, TransferSize: true, BlockSize: 1024},
+	}
+	var wg sync.WaitGroup
+	for i, o := range phones {
+		wg.Go(func() {
+			var got bytes.Buffer
+			res, err := tftpclient.Get(context.Background(), addr, name, &got, o)
+			switch {
+			case err != nil:
+				t.Errorf("phone %d: %v", i, err)
+			case !bytes.Equal(got.Bytes(), load):
+				t.Errorf("phone %d: %d bytes, not the load", i, got.Len())
+			case o.TransferSize && res.TransferSize != int64(len(load)):
+				t.Errorf("phone %d: tsize %d, want %d", i, res.TransferSize, len(load))
+			}
+		})
+	}
+	wg.Wait()
+	fetches := func() int {
+		n := 0
+		for _, s := range link.Sessions() {
+			if s.File == name {
+				n++
+			}
+		}
+		return n
+	}
+	if n := fetches(); n != 1 {
+		t.Errorf("%d backend fetches of the load for two phones, want 1", n)
+	}
+
+	// Stored once whole: the next phones (real clients) get it from
+	// memory, and nothing more crosses the link.
+	fwdWaitMetric(t, gw, `ctftp_cache_fills_total{result="ok"}`, 1)
+	for _, c := range clients[:2] {
+		needTool(t, c.tool)
+		out := filepath.Join(t.TempDir(), "load")
+		if err := c.get(t, gw.TFTP[0], name, out, 0, false); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got, _ := os.ReadFile(out); !bytes.Equal(got, load) {
+			t.Errorf("%s: %d bytes, not the load", c.name, len(got))
+		}
+	}
+	if n := fetches(); n != 1 {
+		t.Errorf("%d backend fetches of the load in all: the cached load was fetched again", n)
+	}
+}
