@@ -460,10 +460,15 @@ func (s *Set) hedged(outer context.Context, sc *subcluster, cands []*backend, na
 		}
 		running++
 		sc.m.inFlight.Inc()
-		// Each attempt has a context of its own under the caller's, so
-		// that the one whose stream is returned outlives this fetch; the
-		// others end with it.
-		actx, acancel := context.WithCancelCause(outer)
+		// Each attempt has a context of its own, ended with this fetch's
+		// unless its stream was returned: a stream outlives the Open
+		// (whose context bounds the open alone; routing cancels it as
+		// Open returns) and ends when its reader closes it.
+		base := outer
+		if stream && !probe {
+			base = context.WithoutCancel(outer)
+		}
+		actx, acancel := context.WithCancelCause(base)
 		var mine atomic.Bool
 		stop := context.AfterFunc(ctx, func() {
 			if !mine.Load() {
@@ -489,7 +494,7 @@ func (s *Set) hedged(outer context.Context, sc *subcluster, cands []*backend, na
 				stop()
 				acancel(nil)
 			}()
-			data, err := s.attempt(actx, sc, b, name, left, probe, commit, func() {
+			data, err := s.attempt(actx, outer, sc, b, name, left, probe, commit, func() {
 				select {
 				case answering <- struct{}{}:
 				default: // the loop has a token to read already
@@ -666,14 +671,15 @@ func (sc *subcluster) candidates(probe bool) (list []*backend, trial bool) {
 	return all, !probe
 }
 
-// attempt fetches name from b once (with retransmissions), checks that
+// attempt fetches name from b once (with retransmissions), within an
+// equal share of the time left before fit's deadline, checks that
 // a signed file is whole, and records the outcome in b's health and the
 // metrics. answered is called at every block received; the first one's
 // delay feeds the sub-cluster's hedge delay. A probe attempt
 // (ProbeFetch) is counted as a probe, not a fetch, and one left
 // unanswered marks b down at once.
-func (s *Set) attempt(ctx context.Context, sc *subcluster, b *backend, name string, left int, probe bool, commit func(*ctftp.Stream) bool, answered func()) ([]byte, error) {
-	a, shortened, err := fitAttempt(ctx, sc.att, left)
+func (s *Set) attempt(ctx, fit context.Context, sc *subcluster, b *backend, name string, left int, probe bool, commit func(*ctftp.Stream) bool, answered func()) ([]byte, error) {
+	a, shortened, err := fitAttempt(fit, sc.att, left)
 	if err != nil {
 		return nil, err // no attempt was made: nothing to count
 	}
