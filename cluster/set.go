@@ -485,6 +485,12 @@ func (s *Set) hedged(outer context.Context, sc *subcluster, cands []*backend, na
 				}
 				committed = true
 				mine.Store(true)
+				// A stream gives its slot back: a firmware load may
+				// take minutes to cross a WAN, and the few a fleet
+				// downloads at once (one per model, shared by every
+				// phone) must not hold back the configs of every phone
+				// booting meanwhile. It stays in ctftp_backend_in_flight.
+				b.slots.release()
 				streams <- streamCommit{b: b, streamed: streamed{stream: st, cancel: acancel}}
 				return true
 			}
@@ -502,7 +508,9 @@ func (s *Set) hedged(outer context.Context, sc *subcluster, cands []*backend, na
 			})
 			// The slot is free before the result is read: a fetch that
 			// returns holds no slot.
-			b.slots.release()
+			if !mine.Load() {
+				b.slots.release()
+			}
 			sc.m.inFlight.Dec()
 			results <- attemptResult{b: b, data: data, err: err}
 		}()

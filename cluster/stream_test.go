@@ -156,3 +156,31 @@ func TestStreamReaderCloseCancelsFetch(t *testing.T) {
 		t.Errorf("backend after a phone left: %+v", st)
 	}
 }
+
+// A stream gives its backend slot back once it is committed: with
+// max_in_flight 1, a phone's config is fetched while a firmware load is
+// still on its way.
+func TestStreamFreesItsSlot(t *testing.T) {
+	load := bytes.Repeat([]byte{0x5a}, 300_000)
+	release := make(chan struct{})
+	srv := tftptest.NewServer(t, map[string][]byte{"kern88xx.sbn": load, "SEP001122334455.cnf.xml": []byte("<device/>")},
+		tftptest.PauseAt(100_000, release))
+	cfg := streamConfig(srv.Addr())
+	cfg.Backend.MaxInFlight = 1
+	cfg.Backend.SlotWait = 200 * time.Millisecond
+	s, _ := newTestSet(t, cfg, Options{})
+	f, err := s.Open(context.Background(), ctftp.Request{Name: "kern88xx.sbn", Subcluster: "east", Mode: "octet"})
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	defer f.Body.Close()
+	_, b, err := open(t, s, "SEP001122334455.cnf.xml")
+	close(release)
+	if err != nil || string(b) != "<device/>" {
+		t.Fatalf("config during a stream: %q, %v", b, err)
+	}
+	if got, err := io.ReadAll(f.Body); err != nil || !bytes.Equal(got, load) {
+		t.Fatalf("stream: %d bytes, %v", len(got), err)
+	}
+}
