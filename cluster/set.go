@@ -492,6 +492,7 @@ func (s *Set) hedged(outer context.Context, sc *subcluster, cands []*backend, na
 				// booting meanwhile. It stays in ctftp_backend_in_flight.
 				b.slots.release()
 				streams <- streamCommit{b: b, streamed: streamed{stream: st, cancel: acancel}}
+				s.log.Info("cluster: passing a large file on while it arrives", "subcluster", sc.name, "backend", b.String(), "file", name, "size", st.Size())
 				return true
 			}
 		}
@@ -510,6 +511,8 @@ func (s *Set) hedged(outer context.Context, sc *subcluster, cands []*backend, na
 			// returns holds no slot.
 			if !mine.Load() {
 				b.slots.release()
+			} else {
+				s.streamEnded(sc, b, name, err)
 			}
 			sc.m.inFlight.Dec()
 			results <- attemptResult{b: b, data: data, err: err}
@@ -770,6 +773,16 @@ func (s *Set) attempt(ctx, fit context.Context, sc *subcluster, b *backend, name
 		}
 	}
 	return data, err
+}
+
+// streamEnded logs the end of a streamed attempt: a load that took
+// minutes to cross should say how it ended, whoever read it.
+func (s *Set) streamEnded(sc *subcluster, b *backend, name string, err error) {
+	if err == nil {
+		s.log.Info("cluster: large file arrived whole", "subcluster", sc.name, "backend", b.String(), "file", name)
+		return
+	}
+	s.log.Warn("cluster: large file broke off on its way; its readers got the error", "subcluster", sc.name, "backend", b.String(), "file", name, "err", err)
 }
 
 // fitAttempt shortens a's per-packet timeout so that all its

@@ -104,3 +104,85 @@ cache:
 		t.Errorf("%d backend fetches of the load in all: the cached load was fetched again", n)
 	}
 }
+
+// firstWrite records when the first bytes of a transfer arrived.
+type firstWrite struct {
+	n     int64
+	first time.Time
+}
+
+func (w *firstWrite) Write(p []byte) (int, error) {
+	if w.first.IsZero() {
+		w.first = time.Now()
+	}
+	w.n += int64(len(p))
+	return len(p), nil
+}
+
+// BenchmarkFirmwareAcrossWAN measures what a phone waits for a 1 MB load
+// kept on a tftpd-hpa backend 20 ms away: direct across the link, and
+// through the gateway (cold: the load streams from the backend as the
+// phone reads it; then warm, from the cache). The phone is plain RFC 1350
+// (512-byte blocks, 1 s timeout), as phones fetch loads. It reports the
+// wait for the first block and for the whole file, once per run:
+//
+//	go test -run '^$' -bench FirmwareAcrossWAN -benchtime 1x ./tests/
+func BenchmarkFirmwareAcrossWAN(b *testing.B) {
+	const name = "sip88xx.14-2-1-0001-1.loads"
+	load := perfBytes(name, 1<<20)
+	itl := mustRead(b, "testdata/ITLFile-certutils.tlv")
+	backend := tftptest.StartTFTPD(b, perfWriteRoot(b, map[string][]byte{name: load, "ITLFile.tlv": itl}))
+	fetch := func(b *testing.B, to netip.AddrPort) {
+		var w firstWrite
+		start := time.Now()
+		if _, err := tftpclient.Get(context.Background(), to, name, &w, tftpclient.Options{Timeout: time.Second, Retries: 3}); err != nil {
+			b.Fatal(err)
+		}
+		if w.n != int64(len(load)) {
+			b.Fatalf("%d bytes", w.n)
+		}
+		b.ReportMetric(float64(w.first.Sub(start).Milliseconds()), "ms-first-block")
+		b.ReportMetric(time.Since(start).Seconds(), "s-whole")
+	}
+	b.Run("direct", func(b *testing.B) {
+		link, err := loadgen.StartDelayLink(netip.MustParseAddrPort(backend), 10*time.Millisecond, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer link.Close()
+		for b.Loop() {
+			fetch(b, link.Addr())
+		}
+	})
+	for _, warm := range []bool{false, true} {
+		b.Run(map[bool]string{false: "gateway-cold", true: "gateway-warm"}[warm], func(b *testing.B) {
+			link, err := loadgen.StartDelayLink(netip.MustParseAddrPort(backend), 10*time.Millisecond, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer link.Close()
+			gw := startGateway(b, fmt.Sprintf(`
+listen: ["127.0.0.1:0"]
+admin_listen: "127.0.0.1:0"
+root: %q
+subclusters:
+  - {name: west, version: "14", backends: [%q]}
+backend:
+  probe_interval: 0s
+`, perfWriteRoot(b, map[string][]byte{"ITLFile.tlv": itl}), link.Addr()))
+			addr := netip.MustParseAddrPort(gw.TFTP[0])
+			for b.Loop() {
+				if warm {
+					b.StopTimer()
+					var w firstWrite
+					if _, err := tftpclient.Get(context.Background(), addr, name, &w, tftpclient.Options{}); err != nil {
+						b.Fatal(err)
+					}
+					fwdWaitMetric(b, gw, `ctftp_cache_fills_total{result="ok"}`, 1)
+					b.StartTimer()
+				}
+				fetch(b, addr)
+			}
+		})
+	}
+}
