@@ -400,6 +400,19 @@ type SubclusterStatus struct {
 	// backend; a configured backend with no usable address has one entry
 	// with an empty Address saying why.
 	Backends []BackendStatus `json:"backends"`
+	// Streams are the large files on their way from a backend to the
+	// phones now (backend.stream_over), oldest first.
+	Streams []StreamStatus `json:"streams,omitempty"`
+}
+
+// StreamStatus is the progress of one file passed on while it arrives.
+type StreamStatus struct {
+	File    string    `json:"file"`
+	Backend string    `json:"backend"`
+	Started time.Time `json:"started"`
+	// Arrived and Size are bytes: so far, and announced.
+	Arrived int64 `json:"arrived"`
+	Size    int64 `json:"size"`
 }
 
 // BackendStatus is a snapshot of one backend address's state.
@@ -440,7 +453,7 @@ func (s *Set) Status() []SubclusterStatus {
 	defer s.mu.Unlock()
 	out := make([]SubclusterStatus, 0, len(s.subs))
 	for _, sc := range s.subs {
-		st := SubclusterStatus{Name: sc.name, Version: sc.version, HedgeDelay: sc.hedge.delay()}
+		st := SubclusterStatus{Name: sc.name, Version: sc.version, HedgeDelay: sc.hedge.delay(), Streams: sc.streamStatus()}
 		list := *sc.backends.Load()
 		for _, src := range sc.sources {
 			lookupErr := ""
@@ -475,5 +488,18 @@ func (s *Set) Status() []SubclusterStatus {
 		}
 		out = append(out, st)
 	}
+	return out
+}
+
+// streamStatus lists the sub-cluster's streams, oldest first.
+func (sc *subcluster) streamStatus() []StreamStatus {
+	sc.streamsMu.Lock()
+	defer sc.streamsMu.Unlock()
+	var out []StreamStatus
+	for st, info := range sc.streams {
+		arrived, _ := st.Progress()
+		out = append(out, StreamStatus{File: info.file, Backend: info.backend, Started: info.started, Arrived: arrived, Size: st.Size()})
+	}
+	slices.SortFunc(out, func(a, b StreamStatus) int { return a.Started.Compare(b.Started) })
 	return out
 }

@@ -85,6 +85,17 @@ type subcluster struct {
 	// allDown is the last health change's verdict, to log the turns.
 	allDown atomic.Bool
 	m       subMetrics
+	// streams are the files passed on while they arrive, for Status.
+	// Guarded by streamsMu.
+	streamsMu sync.Mutex
+	streams   map[*ctftp.Stream]streamInfo
+}
+
+// streamInfo is what Status says of a stream besides its progress.
+type streamInfo struct {
+	file    string
+	backend string
+	started time.Time
 }
 
 // source is one configured backend string and what it resolved to.
@@ -245,8 +256,11 @@ func (s *Set) Config() Config { return s.cfg }
 
 // Open fetches req.Name from the backends of sub-cluster req.Subcluster
 // and returns it whole, in memory, with a seekable Body and its exact
-// Size. Files are always fetched in octet mode; netascii is the front
-// end's business.
+// Size; or, for a file the backend announces as larger than
+// backend.stream_over (not a signed file: see streamable), as soon as it
+// announced it, with a ctftp.StreamingBody whose reads wait for the bytes
+// as they arrive and whose Close ends the fetch. Files are always fetched
+// in octet mode; netascii is the front end's business.
 //
 // Backends that are up are asked in configured order, hedged: when the
 // one asked has not started answering within the hedge delay, the next
@@ -380,8 +394,9 @@ func (s *Set) fetch(ctx context.Context, subName, name string, probe, prefetch, 
 // within the hedge delay. It returns the first whole answer or "not
 // found", cancels the attempts still running and waits for them. With
 // stream, the first attempt to announce a file over stream_over wins as
-// soon as it does, and is returned running (streamed) instead: it is then
-// bound by the caller's ctx alone, not waited for.
+// soon as it does, and is returned running (streamed) instead: it then
+// outlives ctx, and ends with the file, the backend's own timeouts or its
+// reader's Close.
 func (s *Set) hedged(outer context.Context, sc *subcluster, cands []*backend, name string, probe, prefetch, stream bool, prefix string) ([]byte, *backend, *streamed, error) {
 	ctx, cancelCause := context.WithCancelCause(outer)
 	cancel := func() { cancelCause(nil) }
@@ -470,6 +485,7 @@ func (s *Set) hedged(outer context.Context, sc *subcluster, cands []*backend, na
 		}
 		actx, acancel := context.WithCancelCause(base)
 		var mine atomic.Bool
+		var mineStream *ctftp.Stream // set by commit, in the attempt's goroutine
 		stop := context.AfterFunc(ctx, func() {
 			if !mine.Load() {
 				acancel(context.Cause(ctx))
@@ -485,6 +501,7 @@ func (s *Set) hedged(outer context.Context, sc *subcluster, cands []*backend, na
 				}
 				committed = true
 				mine.Store(true)
+				mineStream = st
 				// A stream gives its slot back: a firmware load may
 				// take minutes to cross a WAN, and the few a fleet
 				// downloads at once (one per model, shared by every
@@ -492,7 +509,7 @@ func (s *Set) hedged(outer context.Context, sc *subcluster, cands []*backend, na
 				// booting meanwhile. It stays in ctftp_backend_in_flight.
 				b.slots.release()
 				streams <- streamCommit{b: b, streamed: streamed{stream: st, cancel: acancel}}
-				s.log.Info("cluster: passing a large file on while it arrives", "subcluster", sc.name, "backend", b.String(), "file", name, "size", st.Size())
+				s.streamStarted(sc, b, name, st)
 				return true
 			}
 		}
@@ -512,7 +529,7 @@ func (s *Set) hedged(outer context.Context, sc *subcluster, cands []*backend, na
 			if !mine.Load() {
 				b.slots.release()
 			} else {
-				s.streamEnded(sc, b, name, err)
+				s.streamEnded(sc, b, name, mineStream, err)
 			}
 			sc.m.inFlight.Dec()
 			results <- attemptResult{b: b, data: data, err: err}
@@ -775,9 +792,23 @@ func (s *Set) attempt(ctx, fit context.Context, sc *subcluster, b *backend, name
 	return data, err
 }
 
+// streamStarted registers st for Status and logs it.
+func (s *Set) streamStarted(sc *subcluster, b *backend, name string, st *ctftp.Stream) {
+	sc.streamsMu.Lock()
+	if sc.streams == nil {
+		sc.streams = make(map[*ctftp.Stream]streamInfo)
+	}
+	sc.streams[st] = streamInfo{file: name, backend: b.String(), started: time.Now()}
+	sc.streamsMu.Unlock()
+	s.log.Info("cluster: passing a large file on while it arrives", "subcluster", sc.name, "backend", b.String(), "file", name, "size", st.Size())
+}
+
 // streamEnded logs the end of a streamed attempt: a load that took
 // minutes to cross should say how it ended, whoever read it.
-func (s *Set) streamEnded(sc *subcluster, b *backend, name string, err error) {
+func (s *Set) streamEnded(sc *subcluster, b *backend, name string, st *ctftp.Stream, err error) {
+	sc.streamsMu.Lock()
+	delete(sc.streams, st)
+	sc.streamsMu.Unlock()
 	if err == nil {
 		s.log.Info("cluster: large file arrived whole", "subcluster", sc.name, "backend", b.String(), "file", name)
 		return

@@ -69,6 +69,10 @@ func TestOpenStreamsLargeFile(t *testing.T) {
 	if got := metricValue(t, m, `ctftp_backend_in_flight{subcluster="east"}`); got != "1" {
 		t.Errorf("in flight while streaming: %s, want 1", got)
 	}
+	if st := s.Status()[0].Streams; len(st) != 1 || st[0].File != "cmterm-88xx.loads" || st[0].Size != int64(len(load)) ||
+		st[0].Backend != srv.Addr() || st[0].Arrived >= st[0].Size {
+		t.Errorf("Status streams while streaming: %+v", st)
+	}
 	// The Open's context bounds the open alone (routing cancels it as
 	// Open returns): the stream goes on.
 	cancel()
@@ -80,6 +84,7 @@ func TestOpenStreamsLargeFile(t *testing.T) {
 	waitFor(t, "the fetch to end", func() bool {
 		return metricValue(t, m, `ctftp_backend_fetches_total{subcluster="east",result="ok"}`) == "1"
 	})
+	waitFor(t, "the stream to leave Status", func() bool { return len(s.Status()[0].Streams) == 0 })
 
 	// A small file, and a large one whose name a phone verifies as a
 	// whole signed file, come back whole, as bytes.

@@ -277,3 +277,19 @@ func TestStatusViewMigrations(t *testing.T) {
 		t.Error("a migrations section without waves")
 	}
 }
+
+// A large file on its way from a backend shows as a "streaming" fact of
+// its sub-cluster, with its progress: a firmware load crossing a WAN for
+// minutes is a long operation an admin watches.
+func TestStatusViewStreams(t *testing.T) {
+	now := time.Date(2026, 11, 30, 17, 0, 0, 0, time.UTC)
+	s := subclusterSection(cluster.SubclusterStatus{Name: "east", Streams: []cluster.StreamStatus{
+		{File: "kern88xx.sbn", Backend: "10.0.0.1:69", Started: now.Add(-12 * time.Second), Arrived: 300 << 10, Size: 1 << 20},
+	}}, now)
+	got := fact(&s, "streaming").Text
+	for _, want := range []string{"kern88xx.sbn from 10.0.0.1:69", "300.0 KiB of 1.0 MiB (29%)", "12s ago"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("streaming fact %q lacks %q", got, want)
+		}
+	}
+}

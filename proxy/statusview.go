@@ -172,6 +172,14 @@ func subclusterSection(sc cluster.SubclusterStatus, now time.Time) StatusSection
 		hedge = sc.HedgeDelay.Round(time.Millisecond).String()
 	}
 	s.Facts = append(s.Facts, StatusFact{"hedge delay", cell(hedge)})
+	for _, st := range sc.Streams {
+		pct := 100.0
+		if st.Size > 0 {
+			pct = 100 * float64(st.Arrived) / float64(st.Size)
+		}
+		s.Facts = append(s.Facts, StatusFact{"streaming", cell(fmt.Sprintf("%s from %s: %s of %s (%.0f%%), started %s",
+			st.File, st.Backend, bytesIEC(st.Arrived), bytesIEC(st.Size), pct, ago(st.Started, now)))})
+	}
 	return s
 }
 
