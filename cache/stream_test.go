@@ -42,10 +42,25 @@ func (b *streamingBackend) streams() []*ctftp.Stream {
 	return append([]*ctftp.Stream(nil), b.open...)
 }
 
-func streamCache(t *testing.T, b *streamingBackend) *Cache {
+// streamCache is a cache in front of a streamingBackend of files of size
+// bytes.
+func streamCache(t *testing.T, size int64) (*streamingBackend, *Cache) {
+	b := &streamingBackend{size: size}
 	cfg := DefaultConfig()
 	cfg.FetchTimeout = 50 * time.Millisecond // shorter than the streams take
-	return newTestCache(t, b, cfg)
+	return b, newTestCache(t, b, cfg)
+}
+
+var loadReq = ctftp.Request{Name: "kern88xx.sbn", Subcluster: "east", Mode: "octet"}
+
+// openLoad opens loadReq on c.
+func openLoad(t *testing.T, c *Cache) *ctftp.File {
+	t.Helper()
+	f, err := c.Open(t.Context(), loadReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
@@ -64,15 +79,8 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // stored, and the next phone gets it from memory.
 func TestStreamedFillIsShared(t *testing.T) {
 	load := bytes.Repeat([]byte("kern88xx.sbn "), 20_000)
-	b := &streamingBackend{size: int64(len(load))}
-	c := streamCache(t, b)
-	ctx := t.Context()
-	req := ctftp.Request{Name: "kern88xx.sbn", Subcluster: "east", Mode: "octet"}
-
-	first, err := c.Open(ctx, req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, c := streamCache(t, int64(len(load)))
+	first := openLoad(t, c)
 	defer first.Body.Close()
 	if first.Origin != ctftp.OriginBackend || first.Size != int64(len(load)) {
 		t.Errorf("leader: origin %s size %d", first.Origin, first.Size)
@@ -80,10 +88,7 @@ func TestStreamedFillIsShared(t *testing.T) {
 	st := b.streams()[0]
 	st.Write(load[:100_000])
 	time.Sleep(100 * time.Millisecond) // past fetch_timeout: a stream is not bound by it
-	second, err := c.Open(ctx, req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	second := openLoad(t, c)
 	defer second.Body.Close()
 	if second.Origin != ctftp.OriginCache {
 		t.Errorf("joiner: origin %s", second.Origin)
@@ -127,13 +132,8 @@ func TestStreamedFillIsShared(t *testing.T) {
 // A stream that breaks off fails every reader and leaves nothing stored:
 // the next phone fetches again.
 func TestBrokenStreamIsNotStored(t *testing.T) {
-	b := &streamingBackend{size: 1000}
-	c := streamCache(t, b)
-	req := ctftp.Request{Name: "kern88xx.sbn", Subcluster: "east", Mode: "octet"}
-	f, err := c.Open(t.Context(), req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, c := streamCache(t, 1000)
+	f := openLoad(t, c)
 	defer f.Body.Close()
 	cut := errors.New("backend stopped answering")
 	b.streams()[0].Write(make([]byte, 300))
@@ -149,11 +149,7 @@ func TestBrokenStreamIsNotStored(t *testing.T) {
 	if s := c.Stats(); s.Entries != 0 {
 		t.Errorf("a broken stream was stored: %+v", s)
 	}
-	g, err := c.Open(t.Context(), req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.Body.Close()
+	openLoad(t, c).Body.Close()
 	if n := len(b.streams()); n != 2 {
 		t.Errorf("backend fetches: %d, want a new one after the break", n)
 	}
@@ -162,14 +158,8 @@ func TestBrokenStreamIsNotStored(t *testing.T) {
 // Close ends a stream in flight (its readers get an error) and waits for
 // it; a purge during a stream keeps what arrives from being stored.
 func TestStreamCloseAndPurge(t *testing.T) {
-	b := &streamingBackend{size: 1000}
-	c := streamCache(t, b)
-	req := ctftp.Request{Name: "kern88xx.sbn", Subcluster: "east", Mode: "octet"}
-
-	f, err := c.Open(t.Context(), req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, c := streamCache(t, 1000)
+	f := openLoad(t, c)
 	if n := c.Purge("*.sbn"); n != 0 {
 		t.Errorf("purge removed %d stored entries", n)
 	}
@@ -182,10 +172,7 @@ func TestStreamCloseAndPurge(t *testing.T) {
 		t.Errorf("stored after a purge: %+v", s)
 	}
 
-	f, err = c.Open(t.Context(), req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f = openLoad(t, c)
 	defer f.Body.Close()
 	c.Close()
 	if got, err := io.ReadAll(f.Body); err == nil {

@@ -4,12 +4,16 @@ package tests
 
 import (
 	"bytes"
+	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ctftp/ctftp/internal/loadgen"
 )
 
 // perfWriteRoot writes files (name -> bytes, world-readable, as tftpd-hpa
@@ -103,4 +107,35 @@ func perfRaiseNoFile(t testing.TB, n uint64) {
 // file served under another's name is noticed.
 func perfBytes(name string, n int) []byte {
 	return bytes.Repeat([]byte(name+"\n"), n/(len(name)+1)+1)[:n]
+}
+
+// startLink puts a loadgen.DelayLink delaying every datagram by delay
+// each way in front of backend, closed when the test ends.
+func startLink(t testing.TB, backend netip.AddrPort, delay time.Duration) *loadgen.DelayLink {
+	t.Helper()
+	link, err := loadgen.StartDelayLink(backend, delay, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { link.Close() })
+	return link
+}
+
+// linkedGateway runs a gateway whose root holds rootFiles and whose one
+// sub-cluster, west (CUCM 14), is the backend behind link, with active
+// probing off and the YAML sections extra (e.g. "backend:\n  block_size:
+// 1428" or "cache:\n  fetch_timeout: 2s") merged in.
+func linkedGateway(t testing.TB, link *loadgen.DelayLink, rootFiles map[string][]byte, backendKeys, extra string) *gateway {
+	t.Helper()
+	return startGateway(t, fmt.Sprintf(`
+listen: ["127.0.0.1:0"]
+admin_listen: "127.0.0.1:0"
+root: %q
+subclusters:
+  - {name: west, version: "14", backends: [%q]}
+backend:
+  probe_interval: 0s
+  %s
+%s
+`, perfWriteRoot(t, rootFiles), link.Addr(), backendKeys, extra))
 }

@@ -43,7 +43,7 @@ func TestWANMissByBackendBlockSize(t *testing.T) {
 	backend := tftptest.StartTFTPD(t, perfWriteRoot(t, map[string][]byte{name: cnf, "ITLFile.tlv": itl}))
 	// The gateway's root has the same ITL: a root without one next to a
 	// sub-cluster with one is a mixed setup, which the gateway refuses.
-	root := perfWriteRoot(t, map[string][]byte{"ITLFile.tlv": itl})
+	root := map[string][]byte{"ITLFile.tlv": itl}
 	tests := []struct {
 		blksize int
 		// down is what crosses the WAN towards the gateway: the OACK
@@ -72,32 +72,19 @@ func TestWANMissByBackendBlockSize(t *testing.T) {
 	}
 }
 
-// perfGatewayMiss is one phone's miss through a gateway whose only
-// sub-cluster is backend behind a fresh DelayLink, with backendKey (one
+// perfGatewayMiss is one phone's miss through a gateway whose root holds
+// rootFiles and whose only sub-cluster is backend behind a fresh DelayLink, with backendKey (one
 // `backend:` key, e.g. "block_size: 1428") set: it fetches name as a
 // phone does (plain RFC 1350, over loopback), checks the bytes against
 // want, and returns how long the phone waited and the link's session of
 // the gateway's fetch.
-func perfGatewayMiss(t *testing.T, backend netip.AddrPort, root, backendKey, name string, want []byte) (time.Duration, loadgen.LinkSession) {
+func perfGatewayMiss(t *testing.T, backend netip.AddrPort, rootFiles map[string][]byte, backendKey, name string, want []byte) (time.Duration, loadgen.LinkSession) {
 	t.Helper()
-	link, err := loadgen.StartDelayLink(backend, perfWANDelay, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer link.Close()
-	gw := startGateway(t, fmt.Sprintf(`
-listen: ["127.0.0.1:0"]
-admin_listen: "127.0.0.1:0"
-root: %q
-subclusters:
-  - {name: west, version: "14", backends: [%q]}
-backend:
-  %s
-  probe_interval: 0s
-`, root, link.Addr(), backendKey))
+	link := startLink(t, backend, perfWANDelay)
+	gw := linkedGateway(t, link, rootFiles, backendKey, "")
 	var got bytes.Buffer
 	start := time.Now()
-	_, err = tftpclient.Get(context.Background(), netip.MustParseAddrPort(gw.TFTP[0]), name, &got, tftpclient.Options{Retries: 10})
+	_, err := tftpclient.Get(context.Background(), netip.MustParseAddrPort(gw.TFTP[0]), name, &got, tftpclient.Options{Retries: 10})
 	miss := time.Since(start)
 	if err != nil {
 		t.Fatal(err)
@@ -154,11 +141,7 @@ func TestWANWindowSize(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			link, err := loadgen.StartDelayLink(srv, perfWANDelay, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer link.Close()
+			link := startLink(t, srv, perfWANDelay)
 			start := time.Now()
 			res, err := tftpclient.Get(context.Background(), link.Addr(), name, &bytes.Buffer{}, tc.opts)
 			elapsed := time.Since(start)

@@ -28,7 +28,7 @@ func TestWANMissWindowSize(t *testing.T) {
 	itl := mustRead(t, "testdata/ITLFile-certutils.tlv")
 	backend := serveDir(t, perfWriteRoot(t, map[string][]byte{name: cnf, "ITLFile.tlv": itl}),
 		proxy.DirOptions{Logger: slog.New(slog.DiscardHandler), Metrics: metrics.NewSet()})
-	root := perfWriteRoot(t, map[string][]byte{"ITLFile.tlv": itl})
+	root := map[string][]byte{"ITLFile.tlv": itl}
 
 	tests := []struct {
 		window int

@@ -11,7 +11,6 @@ package tests
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -19,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ctftp/ctftp/internal/loadgen"
 	"github.com/ctftp/ctftp/internal/tftpclient"
 	"github.com/ctftp/ctftp/internal/tftptest"
 )
@@ -29,22 +27,8 @@ func TestFirmwareStreamsAcrossWAN(t *testing.T) {
 	load := perfBytes(name, 300_000) // 211 round trips at 1428: about 4 s across the link
 	itl := mustRead(t, "testdata/ITLFile-certutils.tlv")
 	backend := tftptest.StartTFTPD(t, perfWriteRoot(t, map[string][]byte{name: load, "ITLFile.tlv": itl}))
-	link, err := loadgen.StartDelayLink(netip.MustParseAddrPort(backend), 10*time.Millisecond, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer link.Close()
-	gw := startGateway(t, fmt.Sprintf(`
-listen: ["127.0.0.1:0"]
-admin_listen: "127.0.0.1:0"
-root: %q
-subclusters:
-  - {name: west, version: "14", backends: [%q]}
-backend:
-  probe_interval: 0s
-cache:
-  fetch_timeout: 2s
-`, perfWriteRoot(t, map[string][]byte{"ITLFile.tlv": itl}), link.Addr()))
+	link := startLink(t, netip.MustParseAddrPort(backend), 10*time.Millisecond)
+	gw := linkedGateway(t, link, map[string][]byte{"ITLFile.tlv": itl}, "", "cache:\n  fetch_timeout: 2s")
 	addr := netip.MustParseAddrPort(gw.TFTP[0])
 	defer func() {
 		if t.Failed() {
@@ -145,31 +129,14 @@ func BenchmarkFirmwareAcrossWAN(b *testing.B) {
 		b.ReportMetric(time.Since(start).Seconds(), "s-whole")
 	}
 	b.Run("direct", func(b *testing.B) {
-		link, err := loadgen.StartDelayLink(netip.MustParseAddrPort(backend), 10*time.Millisecond, 0)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer link.Close()
+		link := startLink(b, netip.MustParseAddrPort(backend), 10*time.Millisecond)
 		for b.Loop() {
 			fetch(b, link.Addr())
 		}
 	})
 	for _, warm := range []bool{false, true} {
 		b.Run(map[bool]string{false: "gateway-cold", true: "gateway-warm"}[warm], func(b *testing.B) {
-			link, err := loadgen.StartDelayLink(netip.MustParseAddrPort(backend), 10*time.Millisecond, 0)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer link.Close()
-			gw := startGateway(b, fmt.Sprintf(`
-listen: ["127.0.0.1:0"]
-admin_listen: "127.0.0.1:0"
-root: %q
-subclusters:
-  - {name: west, version: "14", backends: [%q]}
-backend:
-  probe_interval: 0s
-`, perfWriteRoot(b, map[string][]byte{"ITLFile.tlv": itl}), link.Addr()))
+			gw := linkedGateway(b, startLink(b, netip.MustParseAddrPort(backend), 10*time.Millisecond), map[string][]byte{"ITLFile.tlv": itl}, "", "")
 			addr := netip.MustParseAddrPort(gw.TFTP[0])
 			for b.Loop() {
 				if warm {

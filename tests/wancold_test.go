@@ -152,12 +152,7 @@ func wanBackend(tb testing.TB, kind, dir string) netip.AddrPort {
 	default:
 		addr = netip.MustParseAddrPort(tftptest.StartTFTPD(tb, dir))
 	}
-	link, err := loadgen.StartDelayLink(addr, wanDelay, 0)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { link.Close() })
-	return link.Addr()
+	return startLink(tb, addr, wanDelay).Addr()
 }
 
 // wanGateway is the gateway's config for one run.
