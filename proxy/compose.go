@@ -515,7 +515,9 @@ func (g *Gateway) provisioningHandler() http.Handler {
 			}
 			w.Header().Set("Content-Type", "application/octet-stream")
 			if r.Method == http.MethodGet {
+				stop := closeWhenDone(r.Context(), f)
 				n, err = io.Copy(w, f.Body)
+				stop()
 				if err != nil {
 					result = "error"
 				}

@@ -102,14 +102,20 @@ func (t *transfer) run() (res transferResult) {
 	}
 	res.file = f
 	defer f.Body.Close()
-	if _, ok := f.Body.(ctftp.StreamingBody); ok {
-		// A read may wait for bytes still on their way from a backend:
-		// the transfer's end (its timeout, a shutdown) must end the wait.
-		stop := context.AfterFunc(ctx, func() { f.Body.Close() })
-		defer stop()
-	}
+	defer closeWhenDone(ctx, f)()
 	res.bytes, res.err = t.send(f)
 	return res
+}
+
+// closeWhenDone closes f's Body when ctx ends if its reads may wait for
+// bytes still on their way from a backend (a ctftp.StreamingBody), so
+// that the end of whoever reads it (a transfer's timeout, a shutdown, an
+// HTTP client gone) ends the wait too. Call the result when done reading.
+func closeWhenDone(ctx context.Context, f *ctftp.File) (stop func() bool) {
+	if _, ok := f.Body.(ctftp.StreamingBody); !ok {
+		return func() bool { return false }
+	}
+	return context.AfterFunc(ctx, func() { f.Body.Close() })
 }
 
 // fail tells the client why the transfer ends and returns err, joined

@@ -28,7 +28,7 @@ func TestFirmwareStreamsAcrossWAN(t *testing.T) {
 	itl := mustRead(t, "testdata/ITLFile-certutils.tlv")
 	backend := tftptest.StartTFTPD(t, perfWriteRoot(t, map[string][]byte{name: load, "ITLFile.tlv": itl}))
 	link := startLink(t, netip.MustParseAddrPort(backend), 10*time.Millisecond)
-	gw := linkedGateway(t, link, map[string][]byte{"ITLFile.tlv": itl}, "", "cache:\n  fetch_timeout: 2s")
+	gw := linkedGateway(t, link, map[string][]byte{"ITLFile.tlv": itl}, "", "http_listen: [\"127.0.0.1:0\"]\ncache:\n  fetch_timeout: 2s")
 	addr := netip.MustParseAddrPort(gw.TFTP[0])
 	defer func() {
 		if t.Failed() {
@@ -36,8 +36,9 @@ func TestFirmwareStreamsAcrossWAN(t *testing.T) {
 		}
 	}()
 
-	// Two phones boot at once: a plain RFC 1350 one and one asking for
-	// tsize and blksize, both giving up after 3 retransmissions of 1 s.
+	// Three phones boot at once: a plain RFC 1350 one and one asking for
+	// tsize and blksize, both giving up after 3 retransmissions of 1 s,
+	// and one over HTTP.
 	phones := []tftpclient.Options{
 		{Timeout: time.Second, Retries: 3},
 		{Timeout: time.Second, Retries: 3, TransferSize: true, BlockSize: 1024},
@@ -57,6 +58,16 @@ func TestFirmwareStreamsAcrossWAN(t *testing.T) {
 			}
 		})
 	}
+	// And one over HTTP (phones try it before TFTP), with curl.
+	needTool(t, "curl")
+	wg.Go(func() {
+		out := filepath.Join(t.TempDir(), "load")
+		if _, errOut, err := runCmd(t, 60*time.Second, "curl", "-sSf", "-o", out, "http://"+gw.HTTP[0]+"/"+name); err != nil {
+			t.Errorf("curl http: %v: %s", err, errOut)
+		} else if got, _ := os.ReadFile(out); !bytes.Equal(got, load) {
+			t.Errorf("curl http: %d bytes, not the load", len(got))
+		}
+	})
 	wg.Wait()
 	fetches := func() int {
 		n := 0
@@ -68,7 +79,7 @@ func TestFirmwareStreamsAcrossWAN(t *testing.T) {
 		return n
 	}
 	if n := fetches(); n != 1 {
-		t.Errorf("%d backend fetches of the load for two phones, want 1", n)
+		t.Errorf("%d backend fetches of the load for three phones, want 1", n)
 	}
 
 	// Stored once whole: the next phones (real clients) get it from
