@@ -1,6 +1,7 @@
 package ctftp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,22 +20,28 @@ var ErrStreamOverrun = errors.New("more bytes than announced")
 // phone's own retransmission timeouts, and every phone that asks meanwhile
 // reads the one fetch.
 //
-// A Stream knows its length from the start (the backend's tsize): its
-// buffer is allocated once and bytes below the arrived length never
-// change, so readers copy them without holding the lock.
+// A Stream knows its length from the start (the backend's tsize). Bytes
+// below the arrived length never change (a buffer that grows is copied,
+// the old one left as it was to whoever still reads it), so readers copy
+// them without holding the lock.
 type Stream struct {
 	size int64
 
 	mu   sync.Mutex
-	buf  []byte        // len: bytes arrived; cap: size
+	buf  []byte        // len: bytes arrived
 	grew chan struct{} // closed (and replaced) when buf grows or the stream ends
 	done bool
 	err  error
 }
 
+// preallocMax bounds the buffer allocated on the strength of an announced
+// size alone: a backend that announces 64 MiB and sends a few bytes must
+// not cost 64 MiB per request.
+const preallocMax = 4 << 20
+
 // NewStream returns an empty Stream of size bytes (size ≥ 0).
 func NewStream(size int64) *Stream {
-	return &Stream{size: size, buf: make([]byte, 0, size), grew: make(chan struct{})}
+	return &Stream{size: size, buf: make([]byte, 0, min(size, preallocMax)), grew: make(chan struct{})}
 }
 
 // Size is the announced length.
@@ -71,6 +78,11 @@ func (s *Stream) Finish(err error) {
 	}
 	if err == nil && int64(len(s.buf)) != s.size {
 		err = fmt.Errorf("stream: %d bytes announced, %d arrived", s.size, len(s.buf))
+	}
+	if err == nil && cap(s.buf)-len(s.buf) > len(s.buf)/8 {
+		// Grown past preallocMax by appending: the whole file is kept
+		// (cached) as it is, so not with up to as much again unused.
+		s.buf = bytes.Clone(s.buf)
 	}
 	s.endLocked(err)
 }

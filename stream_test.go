@@ -136,3 +136,36 @@ func TestStreamReaderStops(t *testing.T) {
 		t.Errorf("empty stream: %d, %v", n, err)
 	}
 }
+
+// A stream larger than preallocMax grows as it arrives: a reader reading
+// meanwhile gets the right bytes across every reallocation, and the whole
+// file is kept without spare capacity.
+func TestStreamGrowsPastPrealloc(t *testing.T) {
+	want := make([]byte, preallocMax+preallocMax/2+7)
+	for i := range want {
+		want[i] = byte(i * 7)
+	}
+	s := NewStream(int64(len(want)))
+	if cap(s.buf) != preallocMax {
+		t.Fatalf("preallocated %d bytes for an announced %d", cap(s.buf), len(want))
+	}
+	done := make(chan []byte)
+	go func() {
+		b, err := io.ReadAll(s.NewReader(nil))
+		if err != nil {
+			t.Error(err)
+		}
+		done <- b
+	}()
+	for off := 0; off < len(want); off += 1428 {
+		s.Write(want[off:min(off+1428, len(want))])
+	}
+	s.Finish(nil)
+	if got := <-done; !bytes.Equal(got, want) {
+		t.Fatalf("reader got %d bytes, not the file", len(got))
+	}
+	all, err := s.Wait(context.Background())
+	if err != nil || !bytes.Equal(all, want) || cap(all)-len(all) > len(all)/8 {
+		t.Errorf("Wait: %d bytes (cap %d), %v", len(all), cap(all), err)
+	}
+}
