@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ctftp/ctftp"
@@ -89,6 +90,10 @@ func (tftpFetcher) fetch(ctx context.Context, addr netip.AddrPort, name string, 
 		retries = -1 // tftpclient reads 0 as its default
 	}
 	o := tftpclient.Options{
+		// A backend whose daemon was killed answers ICMP port
+		// unreachable: failing at once hands over to its sibling now
+		// instead of after a hedge delay or every retransmission.
+		FailRefused:  true,
 		TransferSize: true,
 		Timeout:      a.timeout,
 		Retries:      retries,
@@ -246,6 +251,10 @@ func (tftpFetcher) probe(ctx context.Context, addr netip.AddrPort, name string, 
 		return fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
 	}
 	defer conn.Close()
+	// A killed daemon's port unreachable marks it down at once.
+	if err := tftpclient.ReportRefused(conn); err != nil {
+		return fmt.Errorf("%w: %w", ErrBackendUnavailable, err)
+	}
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 
@@ -267,6 +276,10 @@ func (tftpFetcher) probe(ctx context.Context, addr netip.AddrPort, name string, 
 			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
+				}
+				if errors.Is(err, syscall.ECONNREFUSED) {
+					// The socket sent to addr alone: its port is closed.
+					return fmt.Errorf("%w: %w", ErrBackendUnavailable, tftpclient.ErrRefused)
 				}
 				last = err
 				break

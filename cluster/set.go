@@ -15,6 +15,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/ctftp/ctftp"
+	"github.com/ctftp/ctftp/internal/tftpclient"
 )
 
 // Options are New's dependencies, read once by New. The zero value
@@ -779,13 +780,14 @@ func (s *Set) attempt(ctx, fit context.Context, sc *subcluster, b *backend, name
 		// The caller's hurry is not the backend's fault: a fetch cut
 		// short by ctx (a phone that gave up, a hedge's loser that was
 		// answering), or timed out under a timeout shortened to fit ctx,
-		// leaves health alone. A loser that had sent nothing is blamed.
-		// The active probe, which always uses its full timeout, still
-		// finds a dead backend.
+		// leaves health alone. A loser that had sent nothing is blamed,
+		// and so is a port unreachable: the backend's host said so, however
+		// short the wait. The active probe, which always uses its full
+		// timeout, still finds a dead backend.
 		switch {
 		case lostSilent():
 			s.failed(sc, b, fmt.Errorf("%w: no answer before a sibling sent the whole file", ErrBackendUnavailable), probe)
-		case ctx.Err() == nil && !shortened:
+		case ctx.Err() == nil && (!shortened || errors.Is(err, tftpclient.ErrRefused)):
 			s.failed(sc, b, err, probe)
 		}
 	}

@@ -182,14 +182,16 @@ func TestOpenOutcomes(t *testing.T) {
 	}
 }
 
-// A killed backend looks silent (an unconnected UDP socket gets no
-// ICMP error): the sibling is asked after the hedge delay and answers;
-// a, which sent nothing meanwhile, is blamed; one probe marks it down.
+// A killed backend's host answers ICMP port unreachable (the fetcher's
+// socket reports it: IP_RECVERR): the fetch fails at once and the sibling
+// answers, before any hedge delay (a second here, longer than the test
+// takes); a is blamed; one probe marks it down, saying why.
 func TestFailoverWhenBackendKilled(t *testing.T) {
 	a := tftptest.NewServer(t, map[string][]byte{"f": []byte("from a")})
 	b := tftptest.NewServer(t, map[string][]byte{"f": []byte("from b")})
 	cfg := testConfig(a.Addr(), b.Addr())
-	cfg.Backend.HedgeMin = 50 * time.Millisecond // within a's first timeout (150 ms)
+	cfg.Backend.Timeout = 2 * time.Second
+	cfg.Backend.HedgeMin, cfg.Backend.HedgeMax = time.Second, time.Second
 	s, set := newTestSet(t, cfg, Options{})
 
 	if f, got, err := open(t, s, "f"); err != nil || string(got) != "from a" || f.Backend != a.Addr() {
@@ -200,21 +202,21 @@ func TestFailoverWhenBackendKilled(t *testing.T) {
 	if err != nil || string(got) != "from b" || f.Backend != b.Addr() {
 		t.Fatalf("after killing a: %q, %v", got, err)
 	}
-	if v := metricValue(t, set, `ctftp_backend_hedges_total{subcluster="east"}`); v != "1" {
-		t.Errorf("hedges = %s, want 1", v)
+	if v := metricValue(t, set, `ctftp_backend_hedges_total{subcluster="east"}`); v != "0" {
+		t.Errorf("hedges = %s, want 0: the killed backend failed at once", v)
 	}
-	if st := backendStatus(t, s, a.Addr()); st.Fails != 1 || !st.Up {
-		t.Errorf("a after one silent loss (max_fails 2): %+v", st)
+	if st := backendStatus(t, s, a.Addr()); st.Fails != 1 || !st.Up || !strings.Contains(st.LastError, "unreachable") {
+		t.Errorf("a after one refused fetch (max_fails 2): %+v", st)
 	}
 	s.ProbeAll(context.Background())
-	if st := backendStatus(t, s, a.Addr()); st.Up || st.LastError == "" {
-		t.Errorf("a after one unanswered probe: %+v", st)
+	if st := backendStatus(t, s, a.Addr()); st.Up || !strings.Contains(st.LastError, "unreachable") {
+		t.Errorf("a after one refused probe: %+v", st)
 	}
 	if f, got, err := open(t, s, "f"); err != nil || string(got) != "from b" || f.Backend != b.Addr() {
 		t.Fatalf("after a is down: %q, %v", got, err)
 	}
-	if v := metricValue(t, set, `ctftp_backend_hedges_total{subcluster="east"}`); v != "1" {
-		t.Errorf("hedges = %s after a is down, want still 1: a down backend is not asked", v)
+	if v := metricValue(t, set, `ctftp_backend_fetches_total{subcluster="east",result="error"}`); v != "1" {
+		t.Errorf("failed fetches = %s after a is down, want still 1: a down backend is not asked", v)
 	}
 }
 

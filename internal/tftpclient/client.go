@@ -58,6 +58,14 @@ type Options struct {
 	// new socket (loadgen's phones do). One Get at a time per Conn;
 	// LocalAddr is then ignored.
 	Conn *net.UDPConn
+	// FailRefused makes an ICMP port unreachable that answers the
+	// request (the server's host is up and its TFTP port closed: the
+	// daemon was killed) end the transfer at once with ErrRefused, where
+	// it would otherwise wait out every retransmission (ReportRefused;
+	// Linux). Such an error after the first answer is ignored: it may
+	// concern an earlier TID of the server's that this transfer told off.
+	// Only with a socket of Get's own (Conn nil).
+	FailRefused bool
 	// Announced, when set, is called once with the tsize the server's
 	// OACK announced, before the first DATA is written: a caller that
 	// passes the file on while it arrives (the gateway's streamed
@@ -87,6 +95,9 @@ var (
 	ErrTooLarge = errors.New("tftp: file larger than the allowed maximum")
 	// ErrProtocol: the server broke the protocol (bad OACK, bad packet).
 	ErrProtocol = errors.New("tftp: protocol violation by the server")
+	// ErrRefused: the server's host answered the request with ICMP port
+	// unreachable (Options.FailRefused).
+	ErrRefused = errors.New("tftp: server port unreachable (nothing listening)")
 )
 
 // ServerError is an ERROR packet from the server.
@@ -129,6 +140,11 @@ func Get(ctx context.Context, server netip.AddrPort, name string, w io.Writer, o
 			return res, err
 		}
 		defer conn.Close()
+		if o.FailRefused {
+			if err := ReportRefused(conn); err != nil {
+				return res, fmt.Errorf("tftp: socket: %w", err)
+			}
+		}
 	} else if err := drain(conn); err != nil {
 		return res, fmt.Errorf("tftp: reused socket: %w", err)
 	}
@@ -275,6 +291,12 @@ func (t *transfer) run(server netip.AddrPort, rrq []byte, askedOptions bool) err
 				}
 				inWindow = 0
 				continue
+			}
+			if errors.Is(err, syscall.ECONNREFUSED) && t.ctx.Err() == nil {
+				if !peer.IsValid() && t.o.FailRefused && t.o.Conn == nil {
+					return ErrRefused
+				}
+				continue // about a datagram to a TID no longer listening
 			}
 			return t.ctxErr(fmt.Errorf("tftp: read: %w", err))
 		}
