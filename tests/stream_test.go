@@ -11,6 +11,8 @@ package tests
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ctftp/ctftp/internal/loadgen"
 	"github.com/ctftp/ctftp/internal/tftpclient"
 	"github.com/ctftp/ctftp/internal/tftptest"
 )
@@ -114,53 +117,87 @@ func (w *firstWrite) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// BenchmarkFirmwareAcrossWAN measures what a phone waits for a 1 MB load
+// BenchmarkFirmwareAcrossWAN measures what a phone waits for a 1 MiB load
 // kept on a tftpd-hpa backend 20 ms away: direct across the link, and
 // through the gateway (cold: the load streams from the backend as the
-// phone reads it; then warm, from the cache). The phone is plain RFC 1350
-// (512-byte blocks, 1 s timeout), as phones fetch loads. It reports the
-// wait for the first block and for the whole file, once per run:
+// phone reads it; then warm, from the cache); and what 20 phones
+// upgrading at once wait, direct and through the gateway cold, with the
+// backend fetches each costs. The phones are plain RFC 1350 (512-byte
+// blocks, 1 s timeout, 3 retries), as phones fetch loads. It reports the
+// wait for the first block and for the whole file (the slowest phone's),
+// once per run:
 //
 //	go test -run '^$' -bench FirmwareAcrossWAN -benchtime 1x ./tests/
 func BenchmarkFirmwareAcrossWAN(b *testing.B) {
 	const name = "sip88xx.14-2-1-0001-1.loads"
 	load := perfBytes(name, 1<<20)
 	itl := mustRead(b, "testdata/ITLFile-certutils.tlv")
-	backend := tftptest.StartTFTPD(b, perfWriteRoot(b, map[string][]byte{name: load, "ITLFile.tlv": itl}))
-	fetch := func(b *testing.B, to netip.AddrPort) {
-		var w firstWrite
-		start := time.Now()
-		if _, err := tftpclient.Get(context.Background(), to, name, &w, tftpclient.Options{Timeout: time.Second, Retries: 3}); err != nil {
-			b.Fatal(err)
-		}
-		if w.n != int64(len(load)) {
-			b.Fatalf("%d bytes", w.n)
-		}
-		b.ReportMetric(float64(w.first.Sub(start).Milliseconds()), "ms-first-block")
-		b.ReportMetric(time.Since(start).Seconds(), "s-whole")
-	}
-	b.Run("direct", func(b *testing.B) {
-		link := startLink(b, netip.MustParseAddrPort(backend), 10*time.Millisecond)
-		for b.Loop() {
-			fetch(b, link.Addr())
-		}
-	})
-	for _, warm := range []bool{false, true} {
-		b.Run(map[bool]string{false: "gateway-cold", true: "gateway-warm"}[warm], func(b *testing.B) {
-			gw := linkedGateway(b, startLink(b, netip.MustParseAddrPort(backend), 10*time.Millisecond), map[string][]byte{"ITLFile.tlv": itl}, "", "")
-			addr := netip.MustParseAddrPort(gw.TFTP[0])
-			for b.Loop() {
-				if warm {
-					b.StopTimer()
-					var w firstWrite
-					if _, err := tftpclient.Get(context.Background(), addr, name, &w, tftpclient.Options{}); err != nil {
-						b.Fatal(err)
-					}
-					fwdWaitMetric(b, gw, `ctftp_cache_fills_total{result="ok"}`, 1)
-					b.StartTimer()
+	backend := netip.MustParseAddrPort(tftptest.StartTFTPD(b, perfWriteRoot(b, map[string][]byte{name: load, "ITLFile.tlv": itl})))
+	// boot has phones fetch the load at once from to and reports the
+	// slowest first block and whole file.
+	boot := func(b *testing.B, to netip.AddrPort, phones int) {
+		var mu sync.Mutex
+		var first, whole time.Duration
+		var wg sync.WaitGroup
+		for i := range phones {
+			wg.Go(func() {
+				var w firstWrite
+				start := time.Now()
+				// Each phone from an address of its own, as on a LAN
+				// (the gateway limits transfers per client address).
+				o := tftpclient.Options{Timeout: time.Second, Retries: 3, LocalAddr: netip.AddrFrom4([4]byte{127, 0, 3, byte(1 + i)})}
+				if _, err := tftpclient.Get(context.Background(), to, name, &w, o); err != nil {
+					b.Error(err)
+					return
 				}
-				fetch(b, addr)
+				took := time.Since(start)
+				if w.n != int64(len(load)) {
+					b.Errorf("%d bytes", w.n)
+				}
+				mu.Lock()
+				first, whole = max(first, w.first.Sub(start)), max(whole, took)
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		b.ReportMetric(float64(first.Milliseconds()), "ms-first-block")
+		b.ReportMetric(whole.Seconds(), "s-whole")
+	}
+	fetches := func(b *testing.B, link *loadgen.DelayLink) {
+		n := 0
+		for _, s := range link.Sessions() {
+			if s.File == name {
+				n++
 			}
+		}
+		b.ReportMetric(float64(n), "backend-fetches")
+	}
+	for _, phones := range []int{1, 20} {
+		b.Run(fmt.Sprintf("direct/phones=%d", phones), func(b *testing.B) {
+			link := startLink(b, backend, 10*time.Millisecond)
+			for b.Loop() {
+				boot(b, link.Addr(), phones)
+			}
+			fetches(b, link)
+		})
+		b.Run(fmt.Sprintf("gateway-cold/phones=%d", phones), func(b *testing.B) {
+			link := startLink(b, backend, 10*time.Millisecond)
+			gw := linkedGateway(b, link, map[string][]byte{"ITLFile.tlv": itl}, "", "")
+			for b.Loop() {
+				boot(b, netip.MustParseAddrPort(gw.TFTP[0]), phones)
+			}
+			fetches(b, link)
 		})
 	}
+	b.Run("gateway-warm/phones=1", func(b *testing.B) {
+		gw := linkedGateway(b, startLink(b, backend, 10*time.Millisecond), map[string][]byte{"ITLFile.tlv": itl}, "", "")
+		addr := netip.MustParseAddrPort(gw.TFTP[0])
+		if _, err := tftpclient.Get(context.Background(), addr, name, io.Discard, tftpclient.Options{}); err != nil {
+			b.Fatal(err)
+		}
+		fwdWaitMetric(b, gw, `ctftp_cache_fills_total{result="ok"}`, 1)
+		for b.Loop() {
+			boot(b, addr, 1)
+		}
+	})
 }
