@@ -572,3 +572,45 @@ func TestPort69WithoutRoot(t *testing.T) {
 		t.Errorf("the gateway runs as uid %s", m)
 	}
 }
+
+// TestDeviceFileChangeReloads: a CUCM export replaced by a nightly job
+// (the config file itself untouched) is a change of the configuration:
+// the gateway reloads within reload.poll_interval, says which file
+// changed, and routes the phones of the new export by its rule.
+func TestDeviceFileChangeReloads(t *testing.T) {
+	m1, m2 := fwdMAC("00AA05", 1), fwdMAC("00AA05", 2)
+	west := fwdStartTFTPD(t, "127.0.0.1", depPhonesRoot(t, "west", m1, m2))
+	csv := filepath.Join(t.TempDir(), "west-phones.csv")
+	export := func(mac string) {
+		t.Helper()
+		// Written beside and renamed over, as an export job does.
+		tmp := csv + ".new"
+		if err := os.WriteFile(tmp, []byte("Device Name,Description\r\nSEP"+mac+",phone\r\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, csv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	export(m1)
+	gw := startGateway(t, fwdConfig(t, "", []fwdSub{{"west", []string{west.Addr}}},
+		fmt.Sprintf("reload: {poll_interval: 200ms}\nrouting:\n  rules:\n    - {device_file: %q, subcluster: west}\n", csv)))
+	rules := func() float64 { return gw.metric(`ctftp_routing_decisions_total{kind="rule"}`) }
+	name := func(mac string) string { return "SEP" + mac + ".cnf.xml" }
+	fwdMustGet(t, gw.TFTP[0], name(m1), fwdContent("west", name(m1)))
+	if rules() != 1 {
+		t.Fatalf("rule decisions %g, want 1 (m1 is in the export)", rules())
+	}
+
+	export(m2)
+	gw.waitLine("config reload", func(m map[string]any) bool { return m["reason"] == "file changed" && m["file"] == csv })
+	gw.waitLine("config reloaded", func(m map[string]any) bool { return m["generation"] == 2.0 })
+	fwdMustGet(t, gw.TFTP[0], name(m2), fwdContent("west", name(m2)))
+	if rules() != 2 {
+		t.Errorf("rule decisions %g after the new export, want 2 (m2 by its rule)", rules())
+	}
+	fwdMustGet(t, gw.TFTP[0], name(m1), fwdContent("west", name(m1)))
+	if got := gw.metric(`ctftp_routing_decisions_total{kind="rule"}`); got != 2 {
+		t.Errorf("rule decisions %g after m1 again, want still 2: m1 left the export", got)
+	}
+}

@@ -296,12 +296,13 @@ func TestBenchSideBySide(t *testing.T) {
 
 	// The text form carries the same table, two passes and their
 	// medians, no memory hold, the CPU split by side and the wait for a
-	// quiet machine (which may or may not come in a millisecond).
+	// quiet machine (which may or may not come in a millisecond: "settled
+	// below 0.5 after", "did NOT settle below 0.5 in").
 	code, stdout, _ = runBenchTest(t, "--side-by-side", "--phones", "2", "--concurrency", "1", "--quiet", "--backend-blksize", "65464", "--passes", "2", "--in-flight", "0",
 		"--cpu-split", "--settle", "1ms")
 	for _, want := range []string{"tftpd-hpa direct", "pin/tftp direct", "gateway cold, fan-out", "gateway cold, device rules", "gateway warm",
 		"loopback lock-step ceiling", "warm/ceiling", "warm/pin", "pass 2 of 2", "load average at start", "backend blksize 65464", "= 1.00 per file", "bytes per cached byte",
-		"median of 2 passes", "settle below 0.5", "server  generator  runtime"} {
+		"median of 2 passes", " below 0.5 ", "server  generator  runtime"} {
 		if code != exitOK || !strings.Contains(stdout, want) {
 			t.Errorf("exit %d; stdout lacks %q:\n%s", code, want, stdout)
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -49,6 +50,24 @@ type fileConfig struct {
 	// envWarnings names CTFTP_* environment variables that set no key
 	// (a typo would otherwise be ignored in silence).
 	envWarnings []string
+}
+
+// deviceFiles lists the device files the configuration reads (routing
+// rules, migration waves), each once, in order.
+func (c fileConfig) deviceFiles() []string {
+	var out []string
+	add := func(p string) {
+		if p != "" && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	for _, r := range c.Routing.Rules {
+		add(r.DeviceFile)
+	}
+	for _, wv := range c.Migrations {
+		add(wv.DeviceFile)
+	}
+	return out
 }
 
 // reloadConfig says when `ctftp serve` reloads its config file (it

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -145,7 +146,8 @@ func runServe(ctx context.Context, path string, stdout, stderr io.Writer) int {
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return gw.Run(ctx) })
 	eg.Go(func() error {
-		w := configWatcher{path: path, cur: cfg, sum: cfg.sum, gw: gw, log: logger, sd: sd}
+		w := configWatcher{path: path, cur: cfg, gw: gw, log: logger, sd: sd}
+		w.watch(cfg.sum, cfg.deviceFiles())
 		w.run(ctx, hup)
 		notifyErr(logger, sd.Stopping())
 		return nil
@@ -163,17 +165,60 @@ func runServe(ctx context.Context, path string, stdout, stderr io.Writer) int {
 type configWatcher struct {
 	path string
 	cur  fileConfig // the settings in force that only a restart changes (log, reload)
-	sum  [sha256.Size]byte
-	stat os.FileInfo
 	gw   *proxy.Gateway
 	log  *slog.Logger
 	sd   sdnotify.Notifier
+	// files are the config file and the device files it names (routing
+	// rules, migration waves): a CUCM export replaced by a nightly job is
+	// a change of the configuration like an edit of the file.
+	files []watchedFile
+	// next are the device files of the config load last read, when
+	// loaded says it did.
+	next   []string
+	loaded bool
 }
 
-// run waits for SIGHUP or a file change until ctx ends. A change is a
-// new size or modification time and then a new hash of the content, so
-// a touch or an editor's rewrite of the same bytes reloads nothing; a
-// SIGHUP always reloads (and acknowledges trust alarms).
+// watchedFile is a file whose change reloads the configuration.
+type watchedFile struct {
+	path string
+	stat os.FileInfo
+	sum  [sha256.Size]byte
+}
+
+// watch starts watching the config file (whose content hashed to sum
+// when it was loaded) and devices: those watched already as they were,
+// the others as they are now.
+func (w *configWatcher) watch(sum [sha256.Size]byte, devices []string) {
+	old := w.files
+	st, _ := os.Stat(w.path)
+	w.files = []watchedFile{{path: w.path, stat: st, sum: sum}}
+	for _, p := range devices {
+		if i := slices.IndexFunc(old, func(f watchedFile) bool { return f.path == p }); i > 0 {
+			w.files = append(w.files, old[i])
+			continue
+		}
+		f := watchedFile{path: p}
+		f.stat, _ = os.Stat(p)
+		f.sum, _ = fileSum(p)
+		w.files = append(w.files, f)
+	}
+}
+
+// snapshot takes every watched file as it is now: what a reload about
+// to start reads.
+func (w *configWatcher) snapshot() [sha256.Size]byte {
+	for i := range w.files {
+		f := &w.files[i]
+		f.stat, _ = os.Stat(f.path)
+		f.sum, _ = fileSum(f.path)
+	}
+	return w.files[0].sum
+}
+
+// run waits for SIGHUP or a change of a watched file until ctx ends. A
+// change is a new size or modification time and then a new hash of the
+// content, so a touch or an editor's rewrite of the same bytes reloads
+// nothing; a SIGHUP always reloads (and acknowledges trust alarms).
 func (w *configWatcher) run(ctx context.Context, hup <-chan os.Signal) {
 	var tick <-chan time.Time
 	if iv := w.cur.Reload.PollInterval; iv > 0 {
@@ -181,28 +226,32 @@ func (w *configWatcher) run(ctx context.Context, hup <-chan os.Signal) {
 		defer t.Stop()
 		tick = t.C
 	}
-	w.stat, _ = os.Stat(w.path)
 	for {
-		var reason string
+		var reason, file string
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			reason = "SIGHUP"
+			reason, file = "SIGHUP", w.path
 		case <-tick:
-			if !w.changed() {
+			if file = w.changed(); file == "" {
 				continue
 			}
 			reason = "file changed"
 		}
-		w.log.Info("config reload", "reason", reason, "file", w.path)
-		w.stat, _ = os.Stat(w.path)
-		if sum, err := fileSum(w.path); err == nil {
-			w.sum = sum
-		}
+		w.log.Info("config reload", "reason", reason, "file", file)
+		// What is read now is what the reload reads: a change after this
+		// is the next reload's.
+		sum := w.snapshot()
+		w.loaded = false
 		notifyErr(w.log, w.sd.Reloading())
 		w.gw.Reload(ctx, w.load)
 		notifyErr(w.log, w.sd.Ready(serveStatus(w.gw)))
+		if w.loaded {
+			// The new configuration's device files (a config that does
+			// not load keeps the old ones watched).
+			w.watch(sum, w.next)
+		}
 	}
 }
 
@@ -232,19 +281,24 @@ func notifyErr(log *slog.Logger, err error) {
 	}
 }
 
-// changed reports whether the file's content differs from the last one
-// loaded (or tried).
-func (w *configWatcher) changed() bool {
-	st, err := os.Stat(w.path)
-	if err != nil {
-		return false // a file being replaced; the next poll sees the new one
+// changed returns the first watched file whose content differs from
+// the one last loaded (or tried), or "".
+func (w *configWatcher) changed() string {
+	for i := range w.files {
+		f := &w.files[i]
+		st, err := os.Stat(f.path)
+		if err != nil {
+			continue // a file being replaced; the next poll sees the new one
+		}
+		if f.stat != nil && st.Size() == f.stat.Size() && st.ModTime().Equal(f.stat.ModTime()) {
+			continue
+		}
+		f.stat = st
+		if sum, err := fileSum(f.path); err == nil && sum != f.sum {
+			return f.path
+		}
 	}
-	if w.stat != nil && st.Size() == w.stat.Size() && st.ModTime().Equal(w.stat.ModTime()) {
-		return false
-	}
-	w.stat = st
-	sum, err := fileSum(w.path)
-	return err == nil && sum != w.sum
+	return ""
 }
 
 // load reads the config for a reload. Keys the gateway does not own
@@ -255,6 +309,7 @@ func (w *configWatcher) load() (proxy.GatewayConfig, error) {
 	if err != nil {
 		return proxy.GatewayConfig{}, err
 	}
+	w.next, w.loaded = next.deviceFiles(), true
 	if next.Log != w.cur.Log {
 		w.log.Warn("config reload: log changed; restart needed for it to take effect, the old value stays", "key", "log")
 	}
