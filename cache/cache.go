@@ -80,6 +80,18 @@ type streamFill struct {
 	st      *ctftp.Stream
 	sub     string // the File.Subcluster the backend reported
 	backend string
+	// tooBig: larger than max_object, shared while it arrives and then
+	// not kept.
+	tooBig bool
+}
+
+// streamFile is sf.file for a caller, counted in cache_streamed_total
+// when the file is over max_object.
+func (c *Cache) streamFile(sf *streamFill, origin ctftp.Origin) *ctftp.File {
+	if sf.tooBig {
+		c.m.streamed.Inc()
+	}
+	return sf.file(origin)
 }
 
 // file returns a File reading the stream from its start. Its reads wait
@@ -146,11 +158,16 @@ var _ ctftp.Source = (*Cache)(nil)
 // The caller whose request started the fill gets Origin backend; callers
 // that joined get Origin cache.
 //
-// A file larger than max_object is not stored: the caller that started
-// the fill gets a stream of it (the part already read, then the rest) and
-// every caller that joined opens its own uncached stream from next, since
-// the one stream cannot be shared. The name is then remembered as too big
-// for its TTL, and later requests for it go straight to next.
+// A file that next passes on while it arrives (a ctftp.StreamingBody: a
+// backend's large file) is read by every caller asking until it ends,
+// and then stored, unless it is larger than max_object.
+//
+// Another file larger than max_object is not stored: the caller that
+// started the fill gets a stream of it (the part already read, then the
+// rest) and every caller that joined opens its own uncached stream from
+// next, since the one stream cannot be shared. The name is then
+// remembered as too big for its TTL, and later requests for it go
+// straight to next.
 //
 // When the fill fails for any reason other than not found or denied
 // (an outage), a copy expired less than stale_max_age ago is served in
@@ -175,7 +192,7 @@ func (c *Cache) Open(ctx context.Context, req ctftp.Request) (*ctftp.File, error
 		// read along.
 		c.m.misses.Inc()
 		c.m.fillShared.Inc()
-		return sf.file(ctftp.OriginCache), nil
+		return c.streamFile(sf, ctftp.OriginCache), nil
 	}
 	if e != nil {
 		switch e.kind {
@@ -338,7 +355,7 @@ func (c *Cache) answer(ctx context.Context, req ctftp.Request, k key, r singlefl
 		origin = ctftp.OriginBackend
 	}
 	if res.stream != nil {
-		return res.stream.file(origin), nil
+		return c.streamFile(res.stream, origin), nil
 	}
 	return res.e.file(origin), nil
 }
@@ -436,14 +453,16 @@ func (c *Cache) fill(callerCtx context.Context, req ctftp.Request, k key, h *han
 	maxObject := int64(c.cfg.MaxObject)
 	class := c.classify.of(req.Name)
 	ttl := c.cfg.TTL.ttl(class)
-	if sb, ok := f.Body.(ctftp.StreamingBody); ok && sb.Stream() != nil && f.Size >= 0 && f.Size <= maxObject {
+	if sb, ok := f.Body.(ctftp.StreamingBody); ok && sb.Stream() != nil && f.Size >= 0 {
 		// The backend passes the file on while it arrives: every caller
-		// reads it now, and it is stored once whole. fetch_timeout no
-		// longer applies (a firmware load across a WAN may take
-		// minutes); the backend's own retransmission timeouts bound a
-		// stall, and Close still ends it.
+		// reads it now, and it is stored once whole, unless it is over
+		// max_object (a 40 MB load that a hundred phones upgrading at
+		// once share, and nobody keeps). fetch_timeout no longer
+		// applies (a firmware load across a WAN may take minutes); the
+		// backend's own retransmission timeouts bound a stall, and
+		// Close still ends it.
 		timer.Stop()
-		sf := &streamFill{st: sb.Stream(), sub: cmp.Or(f.Subcluster, req.Subcluster), backend: f.Backend}
+		sf := &streamFill{st: sb.Stream(), sub: cmp.Or(f.Subcluster, req.Subcluster), backend: f.Backend, tooBig: f.Size > maxObject}
 		c.mu.Lock()
 		fl.stream = sf
 		c.mu.Unlock()
@@ -518,6 +537,11 @@ func (c *Cache) finishStream(ctx context.Context, req ctftp.Request, fl *flight,
 		arrived, _ := sf.st.Progress()
 		c.log.Warn("cache: a streamed fetch broke off; nothing stored", "subcluster", req.Subcluster, "file", req.Name,
 			"backend", sf.backend, "arrived", arrived, "size", sf.st.Size(), "err", err)
+		return
+	}
+	if sf.tooBig {
+		c.m.fills[fillTooBig].Inc()
+		c.log.Debug("cache: streamed file over max_object shared and not kept", "subcluster", req.Subcluster, "file", req.Name, "size", len(data))
 		return
 	}
 	now := c.now()

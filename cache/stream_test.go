@@ -179,3 +179,34 @@ func TestStreamCloseAndPurge(t *testing.T) {
 		t.Errorf("reader after Close: %d bytes and no error", len(got))
 	}
 }
+
+// A stream over max_object is shared by the phones asking while it
+// arrives (a load a hundred phones upgrading at once would otherwise
+// each fetch) and not kept: the next phone after it fetches again.
+func TestStreamOverMaxObjectIsSharedNotKept(t *testing.T) {
+	b := &streamingBackend{size: 1000}
+	cfg := DefaultConfig()
+	cfg.MaxObject = 100
+	c := newTestCache(t, b, cfg)
+	first, second := openLoad(t, c), openLoad(t, c)
+	defer first.Body.Close()
+	defer second.Body.Close()
+	if n := len(b.streams()); n != 1 {
+		t.Fatalf("%d backend fetches for two phones at once, want 1", n)
+	}
+	b.streams()[0].Write(make([]byte, 1000))
+	b.streams()[0].Finish(nil)
+	for _, f := range []*ctftp.File{first, second} {
+		if got, err := io.ReadAll(f.Body); err != nil || len(got) != 1000 {
+			t.Errorf("read %d bytes, %v", len(got), err)
+		}
+	}
+	waitUntil(t, "the fill to end", func() bool { return c.m.fills[fillTooBig].Get() == 1 })
+	if s := c.Stats(); s.Entries != 0 || s.Streamed != 2 {
+		t.Errorf("Stats %+v: want nothing kept, 2 callers streamed", s)
+	}
+	openLoad(t, c).Body.Close()
+	if n := len(b.streams()); n != 2 {
+		t.Errorf("%d backend fetches, want a new one after the shared stream ended", n)
+	}
+}
