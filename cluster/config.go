@@ -130,9 +130,9 @@ type BackendConfig struct {
 	// that is not a signed trust list or config (checked whole before it
 	// is served), is passed to the phone while it arrives instead of
 	// after the last byte: a firmware load fetched lock-step across a WAN
-	// takes longer than a phone waits for its first block. Such a fetch
-	// cannot fail over half-way: a backend that breaks off reaches the
-	// phone as an error, as it would direct. 0 never streams.
+	// takes longer than a phone waits for its first block. A backend that
+	// breaks off half-way hands the rest to a sibling announcing the same
+	// length (Set.carryOn). 0 never streams.
 	StreamOver ctftp.Size `mapstructure:"stream_over"`
 	// ProbeFile is the file an active health probe asks for. Any TFTP
 	// answer, even "file not found", proves the backend alive.

@@ -40,6 +40,18 @@ type attempt struct {
 	// it and ends it. false (a sibling streams already) leaves the
 	// attempt a whole fetch.
 	commit func(*ctftp.Stream) bool
+	// resume, when set, is a stream whose backend broke off half-way:
+	// this attempt carries it on, from a backend that must announce the
+	// same length, skipping the bytes already arrived. A failure leaves
+	// the stream open for the next sibling.
+	resume *ctftp.Stream
+}
+
+// attemptStream is what an attempt may do with a stream: commit a new
+// one, or carry one on (resume).
+type attemptStream struct {
+	commit func(*ctftp.Stream) bool
+	resume *ctftp.Stream
 }
 
 // budget is the longest an attempt can wait for a silent backend.
@@ -104,7 +116,18 @@ func (tftpFetcher) fetch(ctx context.Context, addr netip.AddrPort, name string, 
 		o.BlockSize = a.blockSize
 	}
 	w := &progressWriter{progress: a.answered}
-	if a.commit != nil && a.streamOver > 0 && streamable(name) {
+	switch {
+	case a.resume != nil:
+		skip, _ := a.resume.Progress()
+		w.carry = true
+		o.Announced = func(tsize int64) error {
+			if tsize != a.resume.Size() {
+				return fmt.Errorf("announces %d bytes where the stream it would carry on has %d", tsize, a.resume.Size())
+			}
+			w.stream, w.skip = a.resume, skip
+			return nil
+		}
+	case a.commit != nil && a.streamOver > 0 && streamable(name):
 		o.Announced = func(tsize int64) error {
 			if tsize > a.streamOver {
 				if st := ctftp.NewStream(tsize); a.commit(st) {
@@ -118,11 +141,9 @@ func (tftpFetcher) fetch(ctx context.Context, addr netip.AddrPort, name string, 
 	if err != nil {
 		err = classifyClientError(ctx, err)
 	}
-	data, err := w.result(res, err)
-	if w.stream != nil {
-		w.stream.Finish(err)
-	}
-	return data, err
+	// A stream that failed stays open: whoever committed it may carry it
+	// on from a sibling (Set.carryOn), and ends it.
+	return w.result(res, err)
 }
 
 // progressWriter collects a transfer, or passes it on through stream,
@@ -133,6 +154,10 @@ type progressWriter struct {
 	n        int64
 	stream   *ctftp.Stream
 	progress func()
+	// carry: the transfer carries a stream on (attempt.resume); skip
+	// bytes of it have arrived already.
+	carry bool
+	skip  int64
 }
 
 func (w *progressWriter) Write(p []byte) (int, error) {
@@ -140,8 +165,22 @@ func (w *progressWriter) Write(p []byte) (int, error) {
 		w.progress()
 	}
 	w.n += int64(len(p))
+	if w.carry && w.stream == nil {
+		return 0, errors.New("no tsize announced: cannot carry a stream on")
+	}
 	if w.stream != nil {
-		return w.stream.Write(p)
+		rest := p
+		if w.skip > 0 {
+			k := min(w.skip, int64(len(rest)))
+			w.skip -= k
+			rest = rest[k:]
+		}
+		if len(rest) > 0 {
+			if _, err := w.stream.Write(rest); err != nil {
+				return 0, err
+			}
+		}
+		return len(p), nil
 	}
 	w.b = append(w.b, p...)
 	return len(p), nil

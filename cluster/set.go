@@ -492,9 +492,9 @@ func (s *Set) hedged(outer context.Context, sc *subcluster, cands []*backend, na
 				acancel(context.Cause(ctx))
 			}
 		})
-		var commit func(*ctftp.Stream) bool
+		var as attemptStream
 		if stream && !probe {
-			commit = func(st *ctftp.Stream) bool {
+			as.commit = func(st *ctftp.Stream) bool {
 				mu.Lock()
 				defer mu.Unlock()
 				if chosen || committed || ctx.Err() != nil {
@@ -519,7 +519,7 @@ func (s *Set) hedged(outer context.Context, sc *subcluster, cands []*backend, na
 				stop()
 				acancel(nil)
 			}()
-			data, err := s.attempt(actx, outer, sc, b, name, left, probe, commit, func() {
+			data, err := s.attempt(actx, outer, sc, b, name, left, probe, as, func() {
 				select {
 				case answering <- struct{}{}:
 				default: // the loop has a token to read already
@@ -530,6 +530,7 @@ func (s *Set) hedged(outer context.Context, sc *subcluster, cands []*backend, na
 			if !mine.Load() {
 				b.slots.release()
 			} else {
+				err = s.carryOn(actx, sc, b, name, mineStream, err)
 				s.streamEnded(sc, b, name, mineStream, err)
 			}
 			sc.m.inFlight.Dec()
@@ -707,12 +708,12 @@ func (sc *subcluster) candidates(probe bool) (list []*backend, trial bool) {
 // delay feeds the sub-cluster's hedge delay. A probe attempt
 // (ProbeFetch) is counted as a probe, not a fetch, and one left
 // unanswered marks b down at once.
-func (s *Set) attempt(ctx, fit context.Context, sc *subcluster, b *backend, name string, left int, probe bool, commit func(*ctftp.Stream) bool, answered func()) ([]byte, error) {
+func (s *Set) attempt(ctx, fit context.Context, sc *subcluster, b *backend, name string, left int, probe bool, as attemptStream, answered func()) ([]byte, error) {
 	a, shortened, err := fitAttempt(fit, sc.att, left)
 	if err != nil {
 		return nil, err // no attempt was made: nothing to count
 	}
-	a.commit = commit
+	a.commit, a.resume = as.commit, as.resume
 	start := time.Now()
 	gotBlock := false
 	a.answered = func() {
@@ -792,6 +793,37 @@ func (s *Set) attempt(ctx, fit context.Context, sc *subcluster, b *backend, name
 		}
 	}
 	return data, err
+}
+
+// carryOn ends the stream st, whose attempt at failed returned err: when
+// the backend broke off half-way, the rest comes from a sibling that is
+// up and announces the same length, from where it broke off, so that the
+// phones reading it see one whole file as they would a failover before
+// the first byte. It returns how the stream ended.
+func (s *Set) carryOn(ctx context.Context, sc *subcluster, failed *backend, name string, st *ctftp.Stream, err error) error {
+	tried := []*backend{failed}
+	for err != nil && ctx.Err() == nil {
+		if _, done := st.Progress(); done {
+			break // it ended itself: more bytes than announced
+		}
+		cands, _ := sc.candidates(false)
+		i := slices.IndexFunc(cands, func(b *backend) bool { return !slices.Contains(tried, b) })
+		if i < 0 {
+			break
+		}
+		b := cands[i]
+		tried = append(tried, b)
+		arrived, _ := st.Progress()
+		s.log.Info("cluster: a large file broke off on its way; carrying it on from a sibling", "subcluster", sc.name,
+			"from", failed.String(), "to", b.String(), "file", name, "offset", arrived, "err", err)
+		// Like the stream it carries on, it holds no slot.
+		sc.m.inFlight.Inc()
+		_, err = s.attempt(ctx, ctx, sc, b, name, 1, false, attemptStream{resume: st}, func() {})
+		sc.m.inFlight.Dec()
+		failed = b
+	}
+	st.Finish(err) // a no-op once the fetch ended it whole
+	return err
 }
 
 // streamStarted registers st for Status and logs it.

@@ -189,3 +189,52 @@ func TestStreamFreesItsSlot(t *testing.T) {
 		t.Fatalf("stream: %d bytes, %v", len(got), err)
 	}
 }
+
+// A backend that stops half-way through a stream hands the rest to its
+// sibling: the phones reading it get one whole file, byte for byte, as
+// with a failover before the first byte. A sibling whose copy has
+// another length cannot carry it on: the readers get the error.
+func TestStreamCarriedOnBySibling(t *testing.T) {
+	load := make([]byte, 300_000)
+	for i := range load {
+		load[i] = byte(i * 13)
+	}
+	for _, tc := range []struct {
+		name    string
+		sibling []byte
+		whole   bool
+	}{
+		{"same file", load, true},
+		{"another length", load[:250_000], false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hung := tftptest.NewServer(t, map[string][]byte{"kern88xx.sbn": load}, tftptest.PauseAt(100_000, make(chan struct{})))
+			sibling := tftptest.NewServer(t, map[string][]byte{"kern88xx.sbn": tc.sibling})
+			cfg := streamConfig(hung.Addr(), sibling.Addr())
+			cfg.Backend.Timeout = 200 * time.Millisecond
+			s, m := newTestSet(t, cfg, Options{})
+			f, err := s.Open(context.Background(), ctftp.Request{Name: "kern88xx.sbn", Subcluster: "east", Mode: "octet"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Body.Close()
+			if f.Backend != hung.Addr() {
+				t.Fatalf("streamed from %s, want the first backend", f.Backend)
+			}
+			got, err := io.ReadAll(f.Body)
+			if tc.whole {
+				if err != nil || !bytes.Equal(got, load) {
+					t.Fatalf("read %d of %d bytes: %v", len(got), len(load), err)
+				}
+				waitFor(t, "the sibling's fetch", func() bool {
+					return metricValue(t, m, `ctftp_backend_fetches_total{subcluster="east",result="ok"}`) == "1"
+				})
+			} else if err == nil {
+				t.Fatalf("read %d bytes and no error from a sibling with another length", len(got))
+			}
+			if v := metricValue(t, m, `ctftp_backend_fetches_total{subcluster="east",result="error"}`); v != map[bool]string{true: "1", false: "2"}[tc.whole] {
+				t.Errorf("failed fetches: %s", v)
+			}
+		})
+	}
+}
