@@ -16,6 +16,15 @@ const (
 	resultCancelled = "cancelled" // a hedge's loser, or the caller gave up, mid-transfer
 )
 
+// The results of ctftp_backend_streams_total, one per file passed on
+// while it arrived (backend.stream_over).
+const (
+	streamOK        = "ok"        // whole, from the backend that started it
+	streamCarried   = "carried"   // whole, its rest from a sibling after a break
+	streamError     = "error"     // broke off: its readers got the error
+	streamCancelled = "cancelled" // its readers left, or the gateway closed
+)
+
 // fetchBuckets span a loopback hit (1 ms) to a silent backend with
 // retries (16 s).
 var fetchBuckets = metrics.ExponentialBuckets(0.001, 2, 15)
@@ -33,6 +42,7 @@ type subMetrics struct {
 	hedges   *metrics.Counter             // ctftp_backend_hedges_total{subcluster}
 	// ctftp_backend_slot_timeouts_total{subcluster}
 	slotTimeouts *metrics.Counter
+	streams      map[string]*metrics.Counter // ctftp_backend_streams_total{subcluster,result}
 }
 
 func newSubMetrics(set *metrics.Set, sub string) subMetrics {
@@ -51,6 +61,10 @@ func newSubMetrics(set *metrics.Set, sub string) subMetrics {
 	}
 	for _, r := range []string{resultOK, resultNotFound, resultRefused, resultError, resultInvalid, resultCancelled} {
 		m.fetches[r] = set.GetOrCreateCounter(fmt.Sprintf(`ctftp_backend_fetches_total{subcluster=%q,result=%q}`, sub, r))
+	}
+	m.streams = map[string]*metrics.Counter{}
+	for _, r := range []string{streamOK, streamCarried, streamError, streamCancelled} {
+		m.streams[r] = set.GetOrCreateCounter(fmt.Sprintf(`ctftp_backend_streams_total{subcluster=%q,result=%q}`, sub, r))
 	}
 	return m
 }

@@ -530,8 +530,9 @@ func (s *Set) hedged(outer context.Context, sc *subcluster, cands []*backend, na
 			if !mine.Load() {
 				b.slots.release()
 			} else {
-				err = s.carryOn(actx, sc, b, name, mineStream, err)
-				s.streamEnded(sc, b, name, mineStream, err)
+				var carried bool
+				carried, err = s.carryOn(actx, sc, b, name, mineStream, err)
+				s.streamEnded(actx, sc, b, name, mineStream, err, carried)
 			}
 			sc.m.inFlight.Dec()
 			results <- attemptResult{b: b, data: data, err: err}
@@ -799,8 +800,10 @@ func (s *Set) attempt(ctx, fit context.Context, sc *subcluster, b *backend, name
 // the backend broke off half-way, the rest comes from a sibling that is
 // up and announces the same length, from where it broke off, so that the
 // phones reading it see one whole file as they would a failover before
-// the first byte. It returns how the stream ended.
-func (s *Set) carryOn(ctx context.Context, sc *subcluster, failed *backend, name string, st *ctftp.Stream, err error) error {
+// the first byte. It returns whether a sibling was asked, and how the
+// stream ended.
+func (s *Set) carryOn(ctx context.Context, sc *subcluster, failed *backend, name string, st *ctftp.Stream, err error) (bool, error) {
+	carried := false
 	tried := []*backend{failed}
 	for err != nil && ctx.Err() == nil {
 		if _, done := st.Progress(); done {
@@ -817,13 +820,14 @@ func (s *Set) carryOn(ctx context.Context, sc *subcluster, failed *backend, name
 		s.log.Info("cluster: a large file broke off on its way; carrying it on from a sibling", "subcluster", sc.name,
 			"from", failed.String(), "to", b.String(), "file", name, "offset", arrived, "err", err)
 		// Like the stream it carries on, it holds no slot.
+		carried = true
 		sc.m.inFlight.Inc()
 		_, err = s.attempt(ctx, ctx, sc, b, name, 1, false, attemptStream{resume: st}, func() {})
 		sc.m.inFlight.Dec()
 		failed = b
 	}
 	st.Finish(err) // a no-op once the fetch ended it whole
-	return err
+	return carried, err
 }
 
 // streamStarted registers st for Status and logs it.
@@ -839,10 +843,20 @@ func (s *Set) streamStarted(sc *subcluster, b *backend, name string, st *ctftp.S
 
 // streamEnded logs the end of a streamed attempt: a load that took
 // minutes to cross should say how it ended, whoever read it.
-func (s *Set) streamEnded(sc *subcluster, b *backend, name string, st *ctftp.Stream, err error) {
+func (s *Set) streamEnded(ctx context.Context, sc *subcluster, b *backend, name string, st *ctftp.Stream, err error, carried bool) {
 	sc.streamsMu.Lock()
 	delete(sc.streams, st)
 	sc.streamsMu.Unlock()
+	switch {
+	case err == nil && carried:
+		sc.m.streams[streamCarried].Inc()
+	case err == nil:
+		sc.m.streams[streamOK].Inc()
+	case ctx.Err() != nil:
+		sc.m.streams[streamCancelled].Inc()
+	default:
+		sc.m.streams[streamError].Inc()
+	}
 	if err == nil {
 		s.log.Info("cluster: large file arrived whole", "subcluster", sc.name, "backend", b.String(), "file", name)
 		return

@@ -82,7 +82,8 @@ func TestOpenStreamsLargeFile(t *testing.T) {
 		t.Fatalf("read %d of %d bytes: %v", len(got), len(load), err)
 	}
 	waitFor(t, "the fetch to end", func() bool {
-		return metricValue(t, m, `ctftp_backend_fetches_total{subcluster="east",result="ok"}`) == "1"
+		return metricValue(t, m, `ctftp_backend_fetches_total{subcluster="east",result="ok"}`) == "1" &&
+			metricValue(t, m, `ctftp_backend_streams_total{subcluster="east",result="ok"}`) == "1"
 	})
 	waitFor(t, "the stream to leave Status", func() bool { return len(s.Status()[0].Streams) == 0 })
 
@@ -133,7 +134,8 @@ func TestStreamFromLyingBackend(t *testing.T) {
 		t.Errorf("error %v, want one wrapping ErrBackendUnavailable", err)
 	}
 	waitFor(t, "the fetch to end", func() bool {
-		return metricValue(t, m, `ctftp_backend_fetches_total{subcluster="east",result="error"}`) == "1"
+		return metricValue(t, m, `ctftp_backend_fetches_total{subcluster="east",result="error"}`) == "1" &&
+			metricValue(t, m, `ctftp_backend_streams_total{subcluster="east",result="error"}`) == "1"
 	})
 }
 
@@ -156,6 +158,9 @@ func TestStreamReaderCloseCancelsFetch(t *testing.T) {
 	})
 	if got := metricValue(t, m, `ctftp_backend_fetches_total{subcluster="east",result="cancelled"}`); got != "1" {
 		t.Errorf("cancelled fetches: %s, want 1", got)
+	}
+	if got := metricValue(t, m, `ctftp_backend_streams_total{subcluster="east",result="cancelled"}`); got != "1" {
+		t.Errorf("cancelled streams: %s, want 1", got)
 	}
 	if st := backendStatus(t, s, srv.Addr()); !st.Up || st.Fails != 0 {
 		t.Errorf("backend after a phone left: %+v", st)
@@ -227,7 +232,7 @@ func TestStreamCarriedOnBySibling(t *testing.T) {
 					t.Fatalf("read %d of %d bytes: %v", len(got), len(load), err)
 				}
 				waitFor(t, "the sibling's fetch", func() bool {
-					return metricValue(t, m, `ctftp_backend_fetches_total{subcluster="east",result="ok"}`) == "1"
+					return metricValue(t, m, `ctftp_backend_streams_total{subcluster="east",result="carried"}`) == "1"
 				})
 			} else if err == nil {
 				t.Fatalf("read %d bytes and no error from a sibling with another length", len(got))
