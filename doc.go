@@ -16,5 +16,8 @@
 // grammar of per-device file names (routing places phones by it, the
 // cache keeps their files fresh by it), and Request.Prefetch, a request
 // no phone made yet, which the backends serve only from an idle slot
-// (ErrNoIdleSlot otherwise).
+// (ErrNoIdleSlot otherwise). And Stream: a large file on its way from a
+// backend, which the cluster writes, the cache shares among the phones
+// asking and stores once whole, and the front end reads block by block
+// as it arrives (a StreamingBody: a read may wait for its bytes).
 package ctftp

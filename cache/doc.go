@@ -58,7 +58,11 @@
 // Each fill runs in the goroutine golang.org/x/sync/singleflight starts
 // for a flight (DoChan). It ends when the backend answers or fails, at
 // the latest after fetch_timeout, or when Close cancels it; Close waits
-// for all of them. Open itself starts nothing else. A stream of an
+// for all of them. Open itself starts nothing else. A fill whose file
+// arrives as a ctftp.Stream (a large file) returns at once, and one more
+// goroutine waits for the stream's end to store the file (or not: over
+// max_object, or broken); until then the flight stays, and every caller
+// asking reads the same stream. Close ends those too. A stream of an
 // oversized file that was handed to a caller belongs to that caller:
 // its context and Body.Close end it.
 //

@@ -17,7 +17,14 @@
 // cancellation; blksize, tsize and windowsize asked for) and returns it
 // from memory, so a transfer that breaks, comes up short of its announced
 // tsize, or is not whole can still fail over and a phone never sees half
-// a file.
+// a file. A file the backend announces as larger than
+// backend.stream_over, and that is not a signed .tlv/.sgn, is returned
+// instead as a ctftp.Stream as soon as its length is announced, so that a
+// firmware load across a WAN reaches a phone within its timeouts; its
+// attempt runs on, gives its slot back, and, when its backend breaks off
+// half-way, is carried on by a sibling that announces the same length
+// (Set.carryOn). A backend whose host answers ICMP port unreachable (its
+// daemon killed) fails an attempt or a probe at once.
 //
 // Backends that are up are asked in configured order, hedged: when the
 // one asked has sent no block for the hedge delay (the sub-cluster's
@@ -103,6 +110,9 @@
 //	                                                 invalid (not whole: ErrCorrupt),
 //	                                                 cancelled (a hedge's loser that was
 //	                                                 answering, or the caller gave up)
+//	ctftp_backend_streams_total{subcluster,result}    counter, one per file passed on while it
+//	                                                 arrived; result: ok, carried (finished by
+//	                                                 a sibling), error, cancelled
 //	ctftp_backend_fetch_duration_seconds{subcluster} histogram of attempt durations
 //	ctftp_backend_in_flight{subcluster}              gauge: attempts holding a backend slot
 //	ctftp_backend_waiting{subcluster}                gauge: fetches waiting for a slot
