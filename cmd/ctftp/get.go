@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -81,10 +82,13 @@ func runGet(ctx context.Context, o getOpts, pos []string, stdout, stderr io.Writ
 	name := pos[0]
 
 	start := time.Now()
+	p := newGetProgress(stderr, name, start)
+	stop := p.run(progressEvery)
 	data, res, err := tftpGet(ctx, o.server, name, tftpclient.Options{
 		Mode: o.mode, BlockSize: o.blksize, WindowSize: o.windowsize, TransferSize: true,
-		Timeout: o.timeout, Retries: o.retries,
-	})
+		Timeout: o.timeout, Retries: o.retries, Announced: p.announced,
+	}, p)
+	stop()
 	tsize := res.TransferSize
 	if err != nil {
 		fmt.Fprintf(stderr, "ctftp get: %s from %s: %v\n", name, o.server, err)
@@ -120,15 +124,86 @@ func runGet(ctx context.Context, o getOpts, pos []string, stdout, stderr io.Writ
 }
 
 // tftpGet fetches name with the project's own client (context-aware,
-// RFC 7440 windowsize, typed server errors).
-func tftpGet(ctx context.Context, server, name string, o tftpclient.Options) ([]byte, tftpclient.Result, error) {
+// RFC 7440 windowsize, typed server errors); p, when set, counts the
+// bytes as they arrive.
+func tftpGet(ctx context.Context, server, name string, o tftpclient.Options, p *getProgress) ([]byte, tftpclient.Result, error) {
 	ap, err := resolveServer(ctx, server)
 	if err != nil {
 		return nil, tftpclient.Result{}, err
 	}
 	var buf bytes.Buffer
-	res, err := tftpclient.Get(ctx, ap, name, &buf, o)
+	var w io.Writer = &buf
+	if p != nil {
+		w = io.MultiWriter(&buf, p)
+	}
+	res, err := tftpclient.Get(ctx, ap, name, w, o)
 	return buf.Bytes(), res, err
+}
+
+// progressEvery is how often a transfer still running says how far it
+// got: a load fetched across a WAN takes tens of seconds.
+var progressEvery = 2 * time.Second
+
+// getProgress counts a transfer's bytes and reports them on stderr while
+// it runs.
+type getProgress struct {
+	w     io.Writer
+	name  string
+	start time.Time
+	got   atomic.Int64
+	size  atomic.Int64 // announced tsize + 1; 0 while unknown
+}
+
+func newGetProgress(w io.Writer, name string, start time.Time) *getProgress {
+	return &getProgress{w: w, name: name, start: start}
+}
+
+func (p *getProgress) Write(b []byte) (int, error) {
+	p.got.Add(int64(len(b)))
+	return len(b), nil
+}
+
+// announced is the client's tsize hook.
+func (p *getProgress) announced(tsize int64) error {
+	p.size.Store(tsize + 1)
+	return nil
+}
+
+// run reports every interval until the returned func is called (which
+// waits for the reporter to stop, so nothing is written after it).
+func (p *getProgress) run(every time.Duration) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				fmt.Fprintln(p.w, p.line(time.Now()))
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+// line says how far the transfer got: "ctftp get: kern88xx.sbn: 312.0 KiB
+// of 1.0 MiB (30%), 71.2 KiB/s, 4s".
+func (p *getProgress) line(now time.Time) string {
+	got := p.got.Load()
+	elapsed := now.Sub(p.start)
+	of := ""
+	if size := p.size.Load() - 1; size > 0 {
+		of = fmt.Sprintf(" of %s (%.0f%%)", humanBytes(float64(size)), 100*float64(got)/float64(size))
+	}
+	return fmt.Sprintf("ctftp get: %s: %s%s, %s/s, %s", p.name, humanBytes(float64(got)), of,
+		humanBytes(float64(got)/max(elapsed.Seconds(), 0.001)), elapsed.Round(time.Second))
 }
 
 // resolveServer accepts HOST:PORT with a literal IP or a name.
