@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ctftp/ctftp/internal/progress"
 	"github.com/ctftp/ctftp/internal/tftpclient"
 )
 
@@ -169,28 +170,10 @@ func (p *getProgress) announced(tsize int64) error {
 	return nil
 }
 
-// run reports every interval until the returned func is called (which
-// waits for the reporter to stop, so nothing is written after it).
+// run reports every interval until the returned func is called (the
+// summary follows; no last progress line).
 func (p *getProgress) run(every time.Duration) (stop func()) {
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				fmt.Fprintln(p.w, p.line(time.Now()))
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		<-finished
-	}
+	return progress.Every(every, false, func(bool) { fmt.Fprintln(p.w, p.line(time.Now())) })
 }
 
 // line says how far the transfer got: "ctftp get: kern88xx.sbn: 312.0 KiB

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/ctftp/ctftp/internal/progress"
 )
 
 // barWidth is the number of cells of the terminal progress bar.
@@ -24,26 +26,7 @@ func (r *runner) startProgress(start time.Time) (stop func()) {
 			every = 200 * time.Millisecond
 		}
 	}
-	done := make(chan struct{})
-	ended := make(chan struct{})
-	go func() {
-		defer close(ended)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				r.printProgress(start, false)
-			case <-done:
-				r.printProgress(start, true)
-				return
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		<-ended
-	}
+	return progress.Every(every, true, func(last bool) { r.printProgress(start, last) })
 }
 
 // printProgress writes one report: a redrawn bar on a terminal, else a
