@@ -4,7 +4,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // Reports come while the operation runs; after stop returns there are
 // none, and the final one came last when asked for.
