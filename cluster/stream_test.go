@@ -216,7 +216,9 @@ func TestStreamCarriedOnBySibling(t *testing.T) {
 			hung := tftptest.NewServer(t, map[string][]byte{"kern88xx.sbn": load}, tftptest.PauseAt(100_000, make(chan struct{})))
 			sibling := tftptest.NewServer(t, map[string][]byte{"kern88xx.sbn": tc.sibling})
 			cfg := streamConfig(hung.Addr(), sibling.Addr())
-			cfg.Backend.Timeout = 200 * time.Millisecond
+			// Long enough for the sibling on a loaded host, short enough that
+			// the hung backend gives up soon (2 tries).
+			cfg.Backend.Timeout = 500 * time.Millisecond
 			s, m := newTestSet(t, cfg, Options{})
 			f, err := s.Open(context.Background(), ctftp.Request{Name: "kern88xx.sbn", Subcluster: "east", Mode: "octet"})
 			if err != nil {
