@@ -74,6 +74,17 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// waitFlightsEnded waits until no fill is in flight: a stream's flight
+// stays (and is joined) until its end is recorded.
+func waitFlightsEnded(t *testing.T, c *Cache) {
+	t.Helper()
+	waitUntil(t, "the fills to end", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.flights) == 0
+	})
+}
+
 // Every phone asking for a file while it streams in reads the one fetch,
 // whatever part has arrived, longer than fetch_timeout; once whole it is
 // stored, and the next phone gets it from memory.
@@ -141,11 +152,7 @@ func TestBrokenStreamIsNotStored(t *testing.T) {
 	if _, err := io.ReadAll(f.Body); !errors.Is(err, cut) {
 		t.Errorf("reader: %v, want the backend's error", err)
 	}
-	waitUntil(t, "the fill to end", func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return len(c.flights) == 0
-	})
+	waitFlightsEnded(t, c)
 	if s := c.Stats(); s.Entries != 0 {
 		t.Errorf("a broken stream was stored: %+v", s)
 	}
@@ -201,7 +208,10 @@ func TestStreamOverMaxObjectIsSharedNotKept(t *testing.T) {
 			t.Errorf("read %d bytes, %v", len(got), err)
 		}
 	}
-	waitUntil(t, "the fill to end", func() bool { return c.m.fills[fillTooBig].Get() == 1 })
+	waitFlightsEnded(t, c)
+	if n := c.m.fills[fillTooBig].Get(); n != 1 {
+		t.Errorf("too-big fills: %d, want 1", n)
+	}
 	if s := c.Stats(); s.Entries != 0 || s.Streamed != 2 {
 		t.Errorf("Stats %+v: want nothing kept, 2 callers streamed", s)
 	}
