@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -207,4 +208,16 @@ func FuzzNetasciiWriter(f *testing.F) {
 			t.Fatalf("split at %d: %q vs %q", split, whole, parts)
 		}
 	})
+}
+
+// loopbackUDP is a UDP socket on 127.0.0.1 and a free port, closed when
+// the test ends.
+func loopbackUDP(t *testing.T) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

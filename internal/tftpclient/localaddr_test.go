@@ -15,11 +15,7 @@ import (
 // TestLocalAddr: with Options.LocalAddr the request leaves from that
 // address (any 127.x.y.z is loopback on Linux).
 func TestLocalAddr(t *testing.T) {
-	srv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := loopbackUDP(t)
 	from := make(chan netip.AddrPort, 1)
 	go func() {
 		buf := make([]byte, 600)
@@ -32,7 +28,7 @@ func TestLocalAddr(t *testing.T) {
 		srv.WriteToUDPAddrPort(tftpwire.AppendError(nil, tftpwire.CodeFileNotFound, "File not found"), f)
 	}()
 	want := netip.MustParseAddr("127.0.3.7")
-	_, err = tftpclient.Get(context.Background(), srv.LocalAddr().(*net.UDPAddr).AddrPort(), "x", io.Discard, tftpclient.Options{LocalAddr: want})
+	_, err := tftpclient.Get(context.Background(), srv.LocalAddr().(*net.UDPAddr).AddrPort(), "x", io.Discard, tftpclient.Options{LocalAddr: want})
 	var se *tftpclient.ServerError
 	if !errors.As(err, &se) || !se.NotFound() {
 		t.Fatalf("err %v, want file not found", err)

@@ -1,4 +1,4 @@
-package tftpclient
+package tftpclient_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/ctftp/ctftp/internal/tftpclient"
 )
 
 // closedPort returns a loopback address whose UDP port nothing listens
@@ -15,10 +17,7 @@ import (
 // as the host of a killed TFTP daemon does.
 func closedPort(t *testing.T) netip.AddrPort {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := loopbackUDP(t)
 	ap := c.LocalAddr().(*net.UDPAddr).AddrPort()
 	c.Close()
 	return ap
@@ -30,12 +29,12 @@ func closedPort(t *testing.T) netip.AddrPort {
 func TestFailRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 	defer cancel()
-	_, err := Get(ctx, closedPort(t), "SEP001122334455.cnf.xml", io.Discard, Options{Timeout: 5 * time.Second, Retries: 3, FailRefused: true})
-	if !errors.Is(err, ErrRefused) {
+	_, err := tftpclient.Get(ctx, closedPort(t), "SEP001122334455.cnf.xml", io.Discard, tftpclient.Options{Timeout: 5 * time.Second, Retries: 3, FailRefused: true})
+	if !errors.Is(err, tftpclient.ErrRefused) {
 		t.Fatalf("closed port with FailRefused: %v, want ErrRefused", err)
 	}
-	_, err = Get(context.Background(), closedPort(t), "f", io.Discard, Options{Timeout: 100 * time.Millisecond, Retries: 1})
-	if !errors.Is(err, ErrTimeout) {
+	_, err = tftpclient.Get(context.Background(), closedPort(t), "f", io.Discard, tftpclient.Options{Timeout: 100 * time.Millisecond, Retries: 1})
+	if !errors.Is(err, tftpclient.ErrTimeout) {
 		t.Fatalf("closed port without FailRefused: %v, want ErrTimeout", err)
 	}
 }

@@ -25,11 +25,7 @@ func TestReusedConn(t *testing.T) {
 	}
 	defer conn.Close()
 	// A stranger on the server's address (another port, like an old TID).
-	old, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer old.Close()
+	old := loopbackUDP(t)
 	to := conn.LocalAddr().(*net.UDPAddr)
 	for _, name := range []string{"a.tlv", "b.cnf.xml.sgn", "c", "a.tlv"} {
 		stale := tftpwire.AppendData(nil, 1, []byte("stale bytes of an earlier file"))
@@ -57,16 +53,8 @@ func TestReusedConn(t *testing.T) {
 // of another block arriving first (late, from an earlier transfer) is
 // ignored, and the transfer takes the real DATA 1 that follows.
 func TestFirstAnswerIsBlockOne(t *testing.T) {
-	srv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	late, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer late.Close()
+	srv := loopbackUDP(t)
+	late := loopbackUDP(t)
 	done := make(chan error, 1)
 	go func() {
 		buf := make([]byte, 600)
