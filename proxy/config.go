@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/ctftp/ctftp"
 	"github.com/ctftp/ctftp/internal/tftpwire"
 	"github.com/ctftp/ctftp/routing"
 )
@@ -34,8 +35,19 @@ type Config struct {
 	// Retries is how many times a packet is retransmitted before the
 	// transfer is abandoned (0 = never retransmit).
 	Retries int `mapstructure:"retries"`
-	// TransferTimeout bounds a whole transfer, opening the file included.
+	// TransferTimeout bounds a whole transfer, opening the file included,
+	// unless its file is too large to cross at TransferMinRate in that
+	// time: then the limit is the file's size at that rate. A firmware
+	// load for a phone across a slow WAN takes longer than any config
+	// file, and a phone in front of its own cluster gets it, however
+	// long it takes.
 	TransferTimeout time.Duration `mapstructure:"transfer_timeout"`
+	// TransferMinRate is the rate, in bytes a second, that a transfer of
+	// a large file is given time for (0: none, TransferTimeout bounds
+	// every transfer). The default, one 512-byte block a second, is the
+	// slowest a lock-step client moves without falling into
+	// retransmission.
+	TransferMinRate ctftp.Size `mapstructure:"transfer_min_rate"`
 	// MaxTransfers is how many transfers may run at once; a request over it
 	// is answered with error 0 "Server busy".
 	MaxTransfers int `mapstructure:"max_transfers"`
@@ -79,6 +91,7 @@ func DefaultConfig() Config {
 		Timeout:         time.Second,
 		Retries:         5,
 		TransferTimeout: 5 * time.Minute,
+		TransferMinRate: 512,
 		MaxTransfers:    10000,
 		ShutdownGrace:   10 * time.Second,
 
@@ -136,6 +149,9 @@ func (c Config) Validate() error {
 	}
 	if c.TransferTimeout <= 0 {
 		bad("transfer_timeout: must be more than 0, got %v", c.TransferTimeout)
+	}
+	if c.TransferMinRate < 0 {
+		bad("transfer_min_rate: must be 0 (transfer_timeout bounds every transfer) or more, got %d", c.TransferMinRate)
 	}
 	if c.MaxTransfers < 1 || c.MaxTransfers > maxTransfersCap {
 		bad("max_transfers: must be between 1 and %d, got %d", maxTransfersCap, c.MaxTransfers)

@@ -28,8 +28,9 @@
 //     new one) bound to the exact local address the request arrived
 //     on (learnt from IP_PKTINFO/IPV6_PKTINFO on wildcard listeners; no
 //     interface lookup) and connected to the client, a context from the
-//     server's base context with TransferTimeout, Source.Open, then OACK
-//     and DATA.
+//     server's base context ended by a timer at TransferTimeout,
+//     Source.Open, the timer moved out to the file's size at
+//     TransferMinRate when that is later, then OACK and DATA.
 //
 // WRQ gets error 2; DATA, ACK, OACK and unknown opcodes at the listening
 // port get error 4; an ERROR packet is never answered. The transfer's

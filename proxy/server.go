@@ -561,7 +561,13 @@ func (s *Server) handleRRQ(l *listener, pkt []byte, from netip.AddrPort, d dest)
 	s.xfers.Add(1)
 	s.mu.Unlock()
 	s.met.active.Inc()
-	t.ctx, t.stop = context.WithTimeoutCause(s.base, s.cfg.TransferTimeout, ErrTransferTimeout)
+	t.ctx, t.cancel = context.WithCancelCause(s.base)
+	t.deadline = t.start.Add(s.cfg.TransferTimeout)
+	// The closure holds cancel, not t: a timer that fires as the
+	// transfer ends cancels only that transfer's context, never the next
+	// use of the pooled transfer.
+	cancel := t.cancel
+	t.timer = time.AfterFunc(s.cfg.TransferTimeout, func() { cancel(ErrTransferTimeout) })
 	if s.cfg.SinglePort {
 		ctx, cancel := context.WithCancelCause(t.ctx)
 		t.ctx = ctx
@@ -618,7 +624,8 @@ func (l *listener) sendError(err error, to netip.AddrPort, d dest) {
 func (s *Server) runTransfer(t *transfer) {
 	defer s.xfers.Done()
 	res := t.run()
-	t.stop()
+	t.timer.Stop()
+	t.cancel(context.Canceled)
 
 	s.mu.Lock()
 	if s.inflight[t.key] == t {
@@ -652,7 +659,7 @@ func (s *Server) newTransfer() *transfer {
 // inflight and been recorded. Its buffers keep their bytes (each use
 // writes before it reads); everything else is cleared.
 func (s *Server) releaseTransfer(t *transfer) {
-	t.s, t.l, t.tr, t.ctx, t.stop = nil, nil, nil, nil, nil
+	t.s, t.l, t.tr, t.ctx, t.cancel, t.timer, t.deadline = nil, nil, nil, nil, nil, nil, time.Time{}
 	t.key, t.client, t.local = transferKey{}, netip.AddrPort{}, dest{}
 	t.neg, t.req, t.start = tftpwire.Negotiation{}, ctftp.Request{}, time.Time{}
 	t.reqLen, t.firstLen = 0, 0

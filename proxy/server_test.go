@@ -851,6 +851,7 @@ func TestTransferTimeoutMidTransfer(t *testing.T) {
 	cfg := testConfig()
 	cfg.Timeout = time.Minute // no retransmission before recv gives up
 	cfg.TransferTimeout = 300 * time.Millisecond
+	cfg.TransferMinRate = 0 // no more time for a larger file
 	ts := startServer(t, memSource(map[string][]byte{"f": pattern(3000)}, bodyReaderAt), cfg)
 	c := newRawClient(t, ts.addr)
 	c.sendTo(ts.addr, tftpwire.AppendRequest(nil, tftpwire.OpRRQ, "f", "octet", nil))
@@ -863,6 +864,55 @@ func TestTransferTimeoutMidTransfer(t *testing.T) {
 		t.Errorf("message %q", msg)
 	}
 	waitFor(t, "transfer recorded", func() bool { return ts.counter(`ctftp_transfers_total{source="cache",result="error"}`) == 1 })
+}
+
+// TestTransferTimeoutGrowsWithSize: a client that keeps acknowledging
+// gets a file too large to cross in TransferTimeout at its pace, when the
+// file's size at TransferMinRate needs more time (a load for a phone
+// across a slow WAN); with no TransferMinRate the same transfer ends at
+// TransferTimeout.
+func TestTransferTimeoutGrowsWithSize(t *testing.T) {
+	data := pattern(3000) // 6 blocks, 6 s at 512 B/s
+	for _, tc := range []struct {
+		rate ctftp.Size
+		want string // "" = the whole file
+	}{{512, ""}, {0, "Transfer timed out"}} {
+		t.Run(fmt.Sprintf("rate %d", tc.rate), func(t *testing.T) {
+			cfg := testConfig()
+			cfg.TransferTimeout = 300 * time.Millisecond
+			cfg.TransferMinRate = tc.rate
+			ts := startServer(t, memSource(map[string][]byte{"f": data}, bodyReaderAt), cfg)
+			c := newRawClient(t, ts.addr)
+			c.sendTo(ts.addr, tftpwire.AppendRequest(nil, tftpwire.OpRRQ, "f", "octet", nil))
+			var got []byte
+			for {
+				pkt, tid := c.recv()
+				block, payload, err := tftpwire.ParseData(pkt)
+				if err != nil {
+					_, msg, perr := tftpwire.ParseError(pkt)
+					if perr != nil || msg != tc.want || tc.want == "" {
+						t.Fatalf("after %d bytes: %q, want %q", len(got), clipBytes(pkt), tc.want)
+					}
+					return
+				}
+				got = append(got, payload...)
+				// A slow phone: the whole file takes 600 ms, twice the
+				// transfer timeout.
+				time.Sleep(100 * time.Millisecond)
+				c.sendTo(tid, tftpwire.AppendACK(nil, block))
+				if len(payload) < 512 {
+					break
+				}
+			}
+			if tc.want != "" {
+				t.Fatalf("got the whole file, want %q", tc.want)
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatal("content differs")
+			}
+			waitFor(t, "transfer recorded", func() bool { return ts.counter(`ctftp_transfers_total{source="cache",result="ok"}`) == 1 })
+		})
+	}
 }
 
 func TestShutdownLetsTransferFinish(t *testing.T) {

@@ -37,11 +37,15 @@ type transfer struct {
 	// (connTransport) or the listening socket shared through the
 	// single-port demultiplexer.
 	tr transport
-	// ctx is the transfer's context (TransferTimeout, the server's
+	// ctx is the transfer's context (its time limit, the server's
 	// shutdown; in single-port mode also a newer request superseding
-	// it); stop releases it.
-	ctx  context.Context
-	stop context.CancelFunc
+	// it); cancel ends it. timer ends it with ErrTransferTimeout at
+	// deadline: a timer rather than a context deadline, because the
+	// limit grows once the file's size is known (Server.timeLimit).
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	timer    *time.Timer
+	deadline time.Time
 	// conn is tr when the transfer has a socket of its own (kept here so
 	// a transfer allocates no transport); wake publishes it to
 	// Server.wakeTransfers, which runs on another goroutine.
@@ -101,10 +105,29 @@ func (t *transfer) run() (res transferResult) {
 		return res
 	}
 	res.file = f
+	t.extend(f.Size)
 	defer f.Body.Close()
 	defer closeWhenDone(ctx, f)()
 	res.bytes, res.err = t.send(f)
 	return res
+}
+
+// extend gives the transfer the time its file's size needs at
+// TransferMinRate when that is longer than TransferTimeout (a size < 0 is
+// unknown: no more time). Called once, after Open; a timer that already
+// fired keeps the transfer's end.
+func (t *transfer) extend(size int64) {
+	rate := int64(t.s.cfg.TransferMinRate)
+	if size <= 0 || rate <= 0 {
+		return
+	}
+	secs := min(size/rate+1, 1<<32) // 136 years: no Duration overflow
+	need := time.Duration(secs) * time.Second
+	if need <= t.s.cfg.TransferTimeout || !t.timer.Stop() {
+		return
+	}
+	t.deadline = t.start.Add(need)
+	t.timer.Reset(time.Until(t.deadline))
 }
 
 // closeWhenDone closes f's Body when ctx ends if its reads may wait for
@@ -352,8 +375,8 @@ func unreachable(err error) bool {
 // out); an ERROR from the client ends the transfer (and is not
 // answered).
 func (t *transfer) awaitAck(deadline time.Time, lastAcked uint16, outstanding int) (int, error) {
-	end, bounded := t.ctx.Deadline()
-	if bounded && end.Before(deadline) {
+	end := t.deadline
+	if end.Before(deadline) {
 		deadline = end
 	}
 	for {
@@ -368,7 +391,7 @@ func (t *transfer) awaitAck(deadline time.Time, lastAcked uint16, outstanding in
 				continue // reported at the top of the loop
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				if bounded && !time.Now().Before(end) {
+				if !time.Now().Before(end) {
 					// The transfer's time is up; its context's own
 					// timer may fire a moment after the read deadline.
 					t.sendError(ErrTransferTimeout)

@@ -31,7 +31,11 @@ func TestFirmwareStreamsAcrossWAN(t *testing.T) {
 	itl := mustRead(t, "testdata/ITLFile-certutils.tlv")
 	backend := tftptest.StartTFTPD(t, perfWriteRoot(t, map[string][]byte{name: load, "ITLFile.tlv": itl}))
 	link := startLink(t, netip.MustParseAddrPort(backend), 10*time.Millisecond)
-	gw := linkedGateway(t, link, map[string][]byte{"ITLFile.tlv": itl}, "", "http_listen: [\"127.0.0.1:0\"]\ncache:\n  fetch_timeout: 2s")
+	// transfer_timeout 2 s, half the time the load takes across the
+	// link: a load's transfer gets its size at transfer_min_rate
+	// instead, so a phone far from the backends still gets it whole.
+	gw := linkedGateway(t, link, map[string][]byte{"ITLFile.tlv": itl}, "",
+		"http_listen: [\"127.0.0.1:0\"]\ncache:\n  fetch_timeout: 2s\ntftp:\n  transfer_timeout: 2s")
 	addr := netip.MustParseAddrPort(gw.TFTP[0])
 	defer func() {
 		if t.Failed() {
