@@ -113,6 +113,22 @@ func (s *Stream) Wait(ctx context.Context) ([]byte, error) {
 	}
 }
 
+// Matches reports whether p is what arrived at off. Bytes that have not
+// arrived match nothing. A fetch that carries a broken stream on from
+// another backend reads the file again from its start: the bytes it
+// skips show whether that backend has the same file, not only the same
+// length.
+func (s *Stream) Matches(off int64, p []byte) bool {
+	s.mu.Lock()
+	buf := s.buf
+	s.mu.Unlock()
+	if off < 0 || off+int64(len(p)) > int64(len(buf)) {
+		return false
+	}
+	// Arrived bytes never change: compared without the lock.
+	return bytes.Equal(buf[off:off+int64(len(p))], p)
+}
+
 // Progress returns the bytes arrived so far and whether the stream ended.
 func (s *Stream) Progress() (arrived int64, done bool) {
 	s.mu.Lock()

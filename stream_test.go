@@ -169,3 +169,25 @@ func TestStreamGrowsPastPrealloc(t *testing.T) {
 		t.Errorf("Wait: %d bytes (cap %d), %v", len(all), cap(all), err)
 	}
 }
+
+// TestStreamMatches: only bytes that arrived, and only the same ones,
+// match.
+func TestStreamMatches(t *testing.T) {
+	s := NewStream(10)
+	s.Write([]byte("abcdef"))
+	for _, tc := range []struct {
+		off  int64
+		p    string
+		want bool
+	}{
+		{0, "abc", true}, {2, "cdef", true}, {0, "", true},
+		{1, "abc", false}, // other bytes
+		{4, "efg", false}, // past what arrived
+		{-1, "a", false},  // no such offset
+		{6, "", true},     // nothing, at the end of what arrived
+	} {
+		if got := s.Matches(tc.off, []byte(tc.p)); got != tc.want {
+			t.Errorf("Matches(%d, %q) = %v, want %v", tc.off, tc.p, got, tc.want)
+		}
+	}
+}

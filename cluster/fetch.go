@@ -146,6 +146,10 @@ func (tftpFetcher) fetch(ctx context.Context, addr netip.AddrPort, name string, 
 	return w.result(res, err)
 }
 
+// errCarryDiffers: a sibling asked to carry a broken stream on sent other
+// bytes than those that had arrived.
+var errCarryDiffers = errors.New("sibling's file differs from the stream's")
+
 // progressWriter collects a transfer, or passes it on through stream,
 // and calls progress at each DATA block: the backend is answering, and
 // hedging waits for a stall, not for the whole file.
@@ -172,6 +176,12 @@ func (w *progressWriter) Write(p []byte) (int, error) {
 		rest := p
 		if w.skip > 0 {
 			k := min(w.skip, int64(len(rest)))
+			if off := w.n - int64(len(p)); !w.stream.Matches(off, rest[:k]) {
+				// Same length, other bytes: another build of the load
+				// (a sibling upgraded first). Spliced, the phone would
+				// get neither file; ended, it retries and gets one.
+				return 0, fmt.Errorf("%w at bytes %d-%d: not the file the stream carries", errCarryDiffers, off, off+k)
+			}
 			w.skip -= k
 			rest = rest[k:]
 		}
@@ -238,6 +248,8 @@ func classifyClientError(ctx context.Context, err error) error {
 		return ctx.Err()
 	case errors.Is(err, tftpclient.ErrTooLarge):
 		return ErrTooLarge
+	case errors.Is(err, errCarryDiffers):
+		return err // the backend answered: its file is another one
 	case errors.As(err, &se):
 		return &TFTPError{Code: se.Code, Message: cleanMessage(se.Message)}
 	case errors.Is(err, tftpclient.ErrTimeout):

@@ -772,6 +772,14 @@ func (s *Set) attempt(ctx, fit context.Context, sc *subcluster, b *backend, name
 	case errors.Is(err, ErrTooLarge):
 		count(resultError)
 		s.alive(sc, b, took, err)
+	case errors.Is(err, errCarryDiffers):
+		// Alive and answering, with another build of the file: the
+		// sub-cluster's backends are out of step, which an operator
+		// wants to hear of, not a health failure.
+		count(resultError)
+		s.alive(sc, b, took, err)
+		s.log.Warn("cluster: a sibling asked to carry a large file on has another file under that name; backends out of step",
+			"subcluster", sc.name, "backend", b.String(), "file", name, "err", err)
 	case errors.Is(err, ErrCorrupt):
 		count(resultInvalid)
 		s.log.Warn("cluster: backend sent a file that is not whole; not served, not cached",

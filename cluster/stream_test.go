@@ -211,6 +211,13 @@ func TestStreamCarriedOnBySibling(t *testing.T) {
 	}{
 		{"same file", load, true},
 		{"another length", load[:250_000], false},
+		// Same length, one byte changed before the break: another build
+		// of the load. The check reads every byte already passed on.
+		{"another file of the same length", differAt(load, 50_000), false},
+		// Changed only after the break: the bytes the phones get from
+		// the sibling are its own, and whole (the phone verifies a
+		// load's signature itself).
+		{"same bytes up to the break", differAt(load, 200_000), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hung := tftptest.NewServer(t, map[string][]byte{"kern88xx.sbn": load}, tftptest.PauseAt(100_000, make(chan struct{})))
@@ -230,18 +237,29 @@ func TestStreamCarriedOnBySibling(t *testing.T) {
 			}
 			got, err := io.ReadAll(f.Body)
 			if tc.whole {
-				if err != nil || !bytes.Equal(got, load) {
+				// The sibling's file: the bytes before the break are
+				// the same in both.
+				if err != nil || !bytes.Equal(got, tc.sibling) {
 					t.Fatalf("read %d of %d bytes: %v", len(got), len(load), err)
 				}
 				waitFor(t, "the sibling's fetch", func() bool {
 					return metricValue(t, m, `ctftp_backend_streams_total{subcluster="east",result="carried"}`) == "1"
 				})
 			} else if err == nil {
-				t.Fatalf("read %d bytes and no error from a sibling with another length", len(got))
+				t.Fatalf("read %d bytes and no error from a sibling with another file", len(got))
+			} else if differs := errors.Is(err, errCarryDiffers); differs != (len(tc.sibling) == len(load)) {
+				t.Errorf("err %v: names the sibling's bytes %v, want %v", err, differs, !differs)
 			}
 			if v := metricValue(t, m, `ctftp_backend_fetches_total{subcluster="east",result="error"}`); v != map[bool]string{true: "1", false: "2"}[tc.whole] {
 				t.Errorf("failed fetches: %s", v)
 			}
 		})
 	}
+}
+
+// differAt returns a copy of b with the byte at i changed.
+func differAt(b []byte, i int) []byte {
+	c := bytes.Clone(b)
+	c[i] ^= 0xff
+	return c
 }
