@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,7 +60,7 @@ func runBench(ctx context.Context, f benchFlags, set func(string) bool, pos []st
 		return code
 	}
 	if f.cpuprofile != "" && !f.sideBySide {
-		stop, err := startCPUProfile(f.cpuprofile)
+		stop, err := loadgen.StartCPUProfile(f.cpuprofile)
 		if err != nil {
 			fmt.Fprintf(stderr, "ctftp bench: %v\n", err)
 			return exitFailure
@@ -75,22 +74,6 @@ func runBench(ctx context.Context, f benchFlags, set func(string) bool, pos []st
 		return benchSideBySide(ctx, f, stdout, stderr)
 	}
 	return benchServer(ctx, f, stdout, stderr)
-}
-
-// startCPUProfile profiles this process into path until stop is called.
-func startCPUProfile(path string) (stop func(), err error) {
-	pf, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := pprof.StartCPUProfile(pf); err != nil {
-		pf.Close()
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		pf.Close()
-	}, nil
 }
 
 func benchCmd(a *cli) *cobra.Command {
@@ -340,23 +323,6 @@ func writeJSON(w io.Writer, v any) {
 	enc.Encode(v)
 }
 
-// sumSeries adds up every sample of the metric name in a Prometheus text
-// exposition, whatever its labels.
-func sumSeries(exposition, name string) float64 {
-	var sum float64
-	for _, line := range strings.Split(exposition, "\n") {
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok || rest == "" || (rest[0] != '{' && rest[0] != ' ') {
-			continue
-		}
-		i := strings.LastIndexByte(rest, ' ')
-		if v, err := strconv.ParseFloat(rest[i+1:], 64); err == nil {
-			sum += v
-		}
-	}
-	return sum
-}
-
 // holdSample is the server's state at one moment of a hold, from its
 // /metrics.
 type holdSample struct {
@@ -469,10 +435,10 @@ func scrapeHold(ctx context.Context, admin string) (*holdSample, error) {
 	}
 	text := b.String()
 	return &holdSample{
-		Active:     sumSeries(text, "ctftp_active_transfers"),
-		Goroutines: sumSeries(text, "go_goroutines"),
-		RSS:        sumSeries(text, "process_resident_memory_bytes"),
-		OpenFDs:    sumSeries(text, "process_open_fds"),
-		HeapInuse:  sumSeries(text, "go_memstats_heap_inuse_bytes"),
+		Active:     loadgen.SumSeries(text, "ctftp_active_transfers"),
+		Goroutines: loadgen.SumSeries(text, "go_goroutines"),
+		RSS:        loadgen.SumSeries(text, "process_resident_memory_bytes"),
+		OpenFDs:    loadgen.SumSeries(text, "process_open_fds"),
+		HeapInuse:  loadgen.SumSeries(text, "go_memstats_heap_inuse_bytes"),
 	}, nil
 }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ctftp/ctftp/internal/loadgen"
+	"github.com/ctftp/ctftp/internal/sidebyside"
 	"github.com/ctftp/ctftp/internal/tftpd"
 	"github.com/ctftp/ctftp/internal/tftptest"
 )
@@ -158,31 +159,6 @@ func TestBenchAgainstServer(t *testing.T) {
 	})
 }
 
-func TestSumSeries(t *testing.T) {
-	exp := `# HELP ignored
-ctftp_backend_fetches_total{subcluster="east",result="ok"} 10
-ctftp_backend_fetches_total{subcluster="west",result="not_found"} 5
-ctftp_backend_fetches_total_extra 100
-ctftp_backend_fetches_totalx{a="b"} 100
-go_goroutines 42
-process_resident_memory_bytes 1.5e+07
-`
-	tests := []struct {
-		name string
-		want float64
-	}{
-		{"ctftp_backend_fetches_total", 15},
-		{"go_goroutines", 42},
-		{"process_resident_memory_bytes", 1.5e7},
-		{"absent", 0},
-	}
-	for _, tc := range tests {
-		if got := sumSeries(exp, tc.name); got != tc.want {
-			t.Errorf("sumSeries(%s) = %v, want %v", tc.name, got, tc.want)
-		}
-	}
-}
-
 func TestBenchHold(t *testing.T) {
 	benchNoLeaks(t)
 	// A file of several blocks: pin/tftp's server (no options: it answers
@@ -226,7 +202,7 @@ func TestBenchSideBySide(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
 	}
-	var out sideBySide
+	var out sidebyside.Result
 	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
 		t.Fatalf("%v\n%s", err, stdout)
 	}
@@ -241,7 +217,7 @@ func TestBenchSideBySide(t *testing.T) {
 			t.Errorf("%s: %+v", r.Label, r)
 		}
 	}
-	if want := []string{runDirect, runPin, runCold, runWarm, runRules, runCeiling}; strings.Join(labels, ",") != strings.Join(want, ",") {
+	if want := []string{sidebyside.RunDirect, sidebyside.RunPin, sidebyside.RunCold, sidebyside.RunWarm, sidebyside.RunRules, sidebyside.RunCeiling}; strings.Join(labels, ",") != strings.Join(want, ",") {
 		t.Errorf("runs %q, want %q", labels, want)
 	}
 	// Per phone: CTLSEP and ITLSEP asked of both sub-clusters (the
@@ -255,7 +231,7 @@ func TestBenchSideBySide(t *testing.T) {
 	if b := p.Rules; b.ColdFetches != 3*12+2 || b.PerFile != 1 {
 		t.Errorf("device rules backend %+v", b)
 	}
-	for _, q := range sbsRatios() {
+	for _, q := range sidebyside.Ratios() {
 		if p.Ratios[q[0]] <= 0 {
 			t.Errorf("ratio %s = %v", q[0], p.Ratios[q[0]])
 		}
@@ -281,7 +257,7 @@ func TestBenchSideBySide(t *testing.T) {
 	// runs cold, with the same fetch discipline, and the fastest is named.
 	code, stdout, stderr = runBenchTest(t, "--side-by-side", "--phones", "4", "--concurrency", "2", "--json", "--quiet", "--in-flight", "0",
 		"--backend-delay", "2ms", "--backends", "ctftp", "--backend-blksize", "1428,65464", "--backend-window", "1,4")
-	out = sideBySide{}
+	out = sidebyside.Result{}
 	if err := json.Unmarshal([]byte(stdout), &out); code != exitOK || err != nil {
 		t.Fatalf("exit %d, %v\n%s%s", code, err, stdout, stderr)
 	}
@@ -305,34 +281,6 @@ func TestBenchSideBySide(t *testing.T) {
 		"median of 2 passes", " below 0.5 ", "server  generator  runtime"} {
 		if code != exitOK || !strings.Contains(stdout, want) {
 			t.Errorf("exit %d; stdout lacks %q:\n%s", code, want, stdout)
-		}
-	}
-}
-
-func TestMedianRatios(t *testing.T) {
-	pass := func(v float64) sbsPass {
-		r := map[string]float64{}
-		for _, q := range sbsRatios() {
-			r[q[0]] = v
-		}
-		return sbsPass{Ratios: r}
-	}
-	if m := medianRatios([]sbsPass{pass(1)}); m != nil {
-		t.Errorf("one pass has no median line: %v", m)
-	}
-	for _, tc := range []struct {
-		passes []float64
-		want   float64
-	}{{[]float64{1, 3}, 2}, {[]float64{1, 5, 2}, 2}, {[]float64{0.7, 0.6, 0.9, 0.8}, 0.75}} {
-		var ps []sbsPass
-		for _, v := range tc.passes {
-			ps = append(ps, pass(v))
-		}
-		m := medianRatios(ps)
-		for _, q := range sbsRatios() {
-			if d := m[q[0]] - tc.want; d > 1e-9 || d < -1e-9 {
-				t.Errorf("%v: %s median %v, want %v", tc.passes, q[0], m[q[0]], tc.want)
-			}
 		}
 	}
 }

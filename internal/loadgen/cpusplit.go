@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"runtime/pprof"
 	"time"
 
@@ -83,4 +84,21 @@ func SplitCPU(data []byte) (CPUSplit, error) {
 		}
 	}
 	return s, nil
+}
+
+// StartCPUProfile profiles this process into path until stop is called
+// (`ctftp bench --cpuprofile`).
+func StartCPUProfile(path string) (stop func(), err error) {
+	pf, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(pf); err != nil {
+		pf.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		pf.Close()
+	}, nil
 }
