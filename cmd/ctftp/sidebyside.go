@@ -27,11 +27,6 @@ func benchSideBySide(ctx context.Context, f benchFlags, stdout, stderr io.Writer
 		fmt.Fprintf(stderr, "ctftp bench: --side-by-side runs tftpd-hpa: %v\n", err)
 		return exitFailure
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		fmt.Fprintf(stderr, "ctftp bench: %v\n", err)
-		return exitFailure
-	}
 	prog, term := progressTo(f, stderr)
 	o := sidebyside.Options{
 		Storm: f.storm, MACs: macs, Dir: f.keepDir,
@@ -42,7 +37,13 @@ func benchSideBySide(ctx context.Context, f benchFlags, stdout, stderr io.Writer
 		Version: versionString(), Progress: prog, Terminal: term, Warnings: stderr,
 		// The memory hold runs in a child process (this program's
 		// `bench --hold`), so the holder's sockets are not counted.
+		// Not finding this program fails only the memory hold (Start
+		// returns Err; the result records it), not the whole run.
 		Holder: func(server netip.AddrPort, n int, file string, hold time.Duration) *exec.Cmd {
+			exe, err := os.Executable()
+			if err != nil {
+				return &exec.Cmd{Err: err}
+			}
 			return exec.Command(exe, "bench", "--server", server.String(), "--hold", strconv.Itoa(n),
 				"--file", file, "--hold-for", hold.String(), "--quiet")
 		},
