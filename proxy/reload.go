@@ -259,7 +259,11 @@ func (g *Gateway) build(ctx context.Context, cfg GatewayConfig, prev *generation
 	if err := g.buildMigrations(ctx, gen, prev); err != nil {
 		return nil, err
 	}
-	r, err := routing.New(cfg.Routing, gen.clusters.Names(), routing.Options{Logger: g.log, Metrics: g.metrics, Migrations: gen.migrations})
+	var prevRouter *routing.Router
+	if prev != nil {
+		prevRouter = prev.router
+	}
+	r, err := routing.New(cfg.Routing, gen.clusters.Names(), routing.Options{Logger: g.log, Metrics: g.metrics, Migrations: gen.migrations, Previous: prevRouter})
 	if err != nil {
 		return nil, err
 	}

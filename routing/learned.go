@@ -124,3 +124,41 @@ func (t *learnTable) count(subcluster string, d int) {
 		delete(t.bySub, subcluster)
 	}
 }
+
+// live returns the routes that have not expired, oldest first: the order
+// in which restore rebuilds a table that keeps their ages.
+func (t *learnTable) live(now time.Time) []learned {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make([]learned, 0, t.order.Len())
+	for e := t.order.Back(); e != nil; e = e.Prev() {
+		if l := e.Value.(*learned); !t.expired(l, now) {
+			out = append(out, *l)
+		}
+	}
+	return out
+}
+
+// restore adds routes, oldest first, each with its own time, so they
+// expire when they would have; a route expired under this table's ttl is
+// skipped, and past max the oldest go first, as with learn. It returns
+// the number held afterwards.
+func (t *learnTable) restore(routes []learned, now time.Time) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, l := range routes {
+		if t.expired(&l, now) {
+			continue
+		}
+		if e, ok := t.byMAC[l.mac]; ok {
+			t.removeLocked(e)
+		}
+		for t.order.Len() >= t.max {
+			t.removeLocked(t.order.Back())
+		}
+		t.byMAC[l.mac] = t.order.PushFront(&learned{mac: l.mac, subcluster: l.subcluster, at: l.at})
+		t.count(l.subcluster, 1)
+	}
+	return t.order.Len()
+}
+

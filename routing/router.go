@@ -94,6 +94,11 @@ type Options struct {
 	// sends to their wave's side over rules and learned routes; nil for
 	// none. Built by NewMigrations for the same sub-clusters.
 	Migrations *Migrations
+	// Previous, for New, is the Router a reload replaces: its learned
+	// routes to sub-clusters that are still configured carry over with
+	// their ages, so a reload (a SIGHUP, an edited config, a replaced
+	// device file) does not send every known phone back to a fan-out.
+	Previous *Router
 }
 
 func (o Options) withDefaults() Options {
@@ -200,8 +205,32 @@ func New(cfg Config, subclusters []string, opts Options) (*Router, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	r.m.learned.Set(0)
+	r.m.learned.Set(float64(r.inherit(opts.Previous)))
 	return r, nil
+}
+
+// inherit takes prev's live learned routes to sub-clusters r knows, and
+// returns the number r holds. A route whose sub-cluster now serves other
+// phones heals itself: the forwarder asks the others when the learned
+// one no longer has a phone's file.
+func (r *Router) inherit(prev *Router) int {
+	if prev == nil || prev.learned == nil || r.learned == nil {
+		return 0
+	}
+	now := r.now()
+	routes := prev.learned.live(now)
+	kept := routes[:0]
+	for _, l := range routes {
+		if r.known[l.subcluster] {
+			kept = append(kept, l)
+		}
+	}
+	held := r.learned.restore(kept, now)
+	if len(routes) > 0 {
+		r.log.Info("routing: learned routes kept across the reload", "kept", held,
+			"dropped", len(routes)-held, "of", len(routes))
+	}
+	return held
 }
 
 // unjoin lists the errors errors.Join put together, so each can be

@@ -438,3 +438,72 @@ func BenchmarkRoute(b *testing.B) {
 		})
 	}
 }
+
+// TestLearnedRoutesCarryOver: a Router built for a reload takes the
+// learned routes of the one it replaces, with their ages, for the
+// sub-clusters it still has, within its own learn_ttl and learn_max.
+func TestLearnedRoutesCarryOver(t *testing.T) {
+	const (
+		a = "0011215A1AE3" // east, learned first
+		b = "0011215A1AE4" // west, an hour later
+		c = "0011215A1AE5" // south, which the new config drops
+	)
+	clock := newFakeClock()
+	cfg := DefaultConfig()
+	cfg.LearnTTL = 24 * time.Hour
+	old := newTestRouter(t, cfg, Options{Now: clock.Now})
+	old.Learn(a, "east")
+	clock.Advance(time.Hour)
+	old.Learn(b, "west")
+	old.Learn(c, "south")
+	clock.Advance(22 * time.Hour)
+
+	where := func(r *Router, mac string) string {
+		d := r.Route(req("ITLSEP"+mac+".tlv", ""))
+		if d.Kind != Learned {
+			return d.Kind.String()
+		}
+		return d.Subclusters[0]
+	}
+	for _, tc := range []struct {
+		name    string
+		ttl     time.Duration
+		max     int
+		advance time.Duration
+		want    map[string]string
+		count   int
+	}{
+		{"same ttl", 24 * time.Hour, 100, 0, map[string]string{a: "east", b: "west", c: "fanout"}, 2},
+		// The routes keep their ages: a, learned 23 h ago, expires an
+		// hour before b.
+		{"ages kept", 24 * time.Hour, 100, time.Hour, map[string]string{a: "fanout", b: "west"}, 2},
+		{"a shorter ttl", 22*time.Hour + 30*time.Minute, 100, 0, map[string]string{a: "fanout", b: "west"}, 1},
+		{"a smaller table keeps the newest", 24 * time.Hour, 1, 0, map[string]string{a: "fanout", b: "west"}, 1},
+		{"learning off", 0, 100, 0, map[string]string{a: "fanout", b: "fanout"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := &fakeClock{now: clock.Now()}
+			c := DefaultConfig()
+			c.LearnTTL, c.LearnMax = tc.ttl, tc.max
+			set := metrics.NewSet()
+			r, err := New(c, []string{"east", "west"}, Options{Now: clock.Now, Previous: old, Metrics: set})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var exp bytes.Buffer
+			set.WritePrometheus(&exp)
+			if want := fmt.Sprintf("ctftp_routing_learned_routes %d\n", tc.count); !strings.Contains(exp.String(), want) {
+				t.Errorf("metrics lack %q:\n%s", want, exp.String())
+			}
+			clock.Advance(tc.advance)
+			for mac, want := range tc.want {
+				if got := where(r, mac); got != want {
+					t.Errorf("%s: %s, want %s", mac, got, want)
+				}
+			}
+		})
+	}
+	if n := old.Learned(); n != 3 {
+		t.Errorf("the replaced router holds %d routes, want its 3 untouched", n)
+	}
+}

@@ -614,3 +614,34 @@ func TestDeviceFileChangeReloads(t *testing.T) {
 		t.Errorf("rule decisions %g after m1 again, want still 2: m1 left the export", got)
 	}
 }
+
+// TestLearnedRoutesSurviveReload: a phone found by fan-out keeps its
+// learned route across a reload (SIGHUP here; an edited config or a
+// replaced device file reload the same way): its next file goes to its
+// own sub-cluster only, not to every sub-cluster again.
+func TestLearnedRoutesSurviveReload(t *testing.T) {
+	gw, _, _, macE, _ := depTwoClusters(t, "")
+	fwdMustGet(t, gw.TFTP[0], "SEP"+macE+".cnf.xml", fwdContent("east", "SEP"+macE+".cnf.xml"))
+	westMisses := `ctftp_backend_fetches_total{subcluster="west",result="not_found"}`
+	m := gw.scrape()
+	if m[`ctftp_routing_decisions_total{kind="fanout"}`] != 1 || m[westMisses] != 1 || m["ctftp_routing_learned_routes"] != 1 {
+		t.Fatalf("before the reload: fan-out %v, west asked %v, routes %v; want 1, 1, 1",
+			m[`ctftp_routing_decisions_total{kind="fanout"}`], m[westMisses], m["ctftp_routing_learned_routes"])
+	}
+
+	if err := gw.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	gw.waitLine("config reloaded", func(m map[string]any) bool { return m["generation"] == 2.0 })
+	gw.waitLine("routing: learned routes kept across the reload", func(m map[string]any) bool { return m["kept"] == 1.0 })
+
+	fwdMustGet(t, gw.TFTP[0], "SIP"+macE+".cnf", fwdContent("east", "SIP"+macE+".cnf"))
+	m = gw.scrape()
+	if m[`ctftp_routing_decisions_total{kind="learned"}`] != 1 || m[`ctftp_routing_decisions_total{kind="fanout"}`] != 1 || m[westMisses] != 1 {
+		t.Errorf("after the reload: learned %v, fan-out %v, west asked %v; want 1, 1, 1 (east only)",
+			m[`ctftp_routing_decisions_total{kind="learned"}`], m[`ctftp_routing_decisions_total{kind="fanout"}`], m[westMisses])
+	}
+	if st := depStatus(t, gw); st.Config.Generation != 2 {
+		t.Errorf("generation %d, want 2", st.Config.Generation)
+	}
+}
