@@ -161,4 +161,3 @@ func (t *learnTable) restore(routes []learned, now time.Time) int {
 	}
 	return t.order.Len()
 }
-
