@@ -45,6 +45,11 @@ type Config struct {
 	// LearnMax bounds the learned routes held; the route confirmed
 	// longest ago is dropped first. 0 turns learning off.
 	LearnMax int `mapstructure:"learn_max"`
+	// LearnFile, when set, is where the learned routes are kept across
+	// restarts: New reads it when it replaces no Router (a start, not a
+	// reload), and the gateway writes it every LearnSaveInterval while
+	// the routes change, and at shutdown. Its directory must exist.
+	LearnFile string `mapstructure:"learn_file"`
 	// Prefetch is a phone's boot set, in the order phones ask for it:
 	// per-device file names with {MAC} for the MAC. A request for one of
 	// them starts fetching the ones after it from the phone's sub-cluster

@@ -3,6 +3,7 @@ package routing
 import (
 	"container/list"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,7 +28,12 @@ type learnTable struct {
 	order *list.List // of *learned, front = most recently confirmed
 	byMAC map[string]*list.Element
 	bySub map[string]int // routes held per sub-cluster, for /status without a walk
+	// ver counts changes, so the learn file is written only when they
+	// changed (Router.SaveLearned).
+	ver atomic.Uint64
 }
+
+func (t *learnTable) version() uint64 { return t.ver.Load() }
 
 type learned struct {
 	mac        string
@@ -65,6 +71,7 @@ func (t *learnTable) expired(l *learned, now time.Time) bool {
 func (t *learnTable) learn(mac, subcluster string, now time.Time) (previous string, held int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.ver.Add(1)
 	t.dropExpiredLocked(now)
 	if e, ok := t.byMAC[mac]; ok {
 		l := e.Value.(*learned)
@@ -89,6 +96,7 @@ func (t *learnTable) forget(mac string, now time.Time) int {
 	defer t.mu.Unlock()
 	if e, ok := t.byMAC[mac]; ok {
 		t.removeLocked(e)
+		t.ver.Add(1)
 	}
 	t.dropExpiredLocked(now)
 	return t.order.Len()
@@ -146,6 +154,7 @@ func (t *learnTable) live(now time.Time) []learned {
 func (t *learnTable) restore(routes []learned, now time.Time) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.ver.Add(1)
 	for _, l := range routes {
 		if t.expired(&l, now) {
 			continue

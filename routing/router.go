@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -128,13 +131,17 @@ type Router struct {
 	known       map[string]bool
 	// one holds a one-element slice per sub-cluster, so a decision for
 	// a single sub-cluster on the request path needs no allocation.
-	one        map[string][]string
-	learned    *learnTable // nil: learning is off
-	migrations *Migrations // nil: no waves
-	prefetch   []bootPattern
-	log        *slog.Logger
-	now        func() time.Time
-	m          routerMetrics
+	one     map[string][]string
+	learned *learnTable // nil: learning is off
+	// learnFile keeps learned routes across restarts ("" = not kept);
+	// savedVersion is the table's version it last wrote.
+	learnFile    string
+	savedVersion atomic.Uint64
+	migrations   *Migrations // nil: no waves
+	prefetch     []bootPattern
+	log          *slog.Logger
+	now          func() time.Time
+	m            routerMetrics
 }
 
 // New builds a Router for cfg. subclusters are the configured
@@ -180,6 +187,14 @@ func New(cfg Config, subclusters []string, opts Options) (*Router, error) {
 	if cfg.LearnTTL > 0 && cfg.LearnMax > 0 {
 		r.learned = newLearnTable(cfg.LearnTTL, cfg.LearnMax)
 	}
+	if f := cfg.LearnFile; f != "" {
+		r.learnFile = f
+		if st, err := os.Stat(filepath.Dir(f)); err != nil || !st.IsDir() {
+			errs = append(errs, fmt.Errorf("learn_file: %q: its directory %q must exist", f, filepath.Dir(f)))
+		} else if st, err := os.Stat(f); err == nil && !st.Mode().IsRegular() {
+			errs = append(errs, fmt.Errorf("learn_file: %q is not a regular file", f))
+		}
+	}
 	r.prefetch, _ = compilePrefetch(cfg.Prefetch) // Validate reported problems
 	for i, rule := range cfg.Rules {
 		key := fmt.Sprintf("rules[%d]", i)
@@ -205,7 +220,11 @@ func New(cfg Config, subclusters []string, opts Options) (*Router, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	r.m.learned.Set(float64(r.inherit(opts.Previous)))
+	if opts.Previous != nil {
+		r.m.learned.Set(float64(r.inherit(opts.Previous)))
+	} else {
+		r.m.learned.Set(float64(r.restoreLearnFile()))
+	}
 	return r, nil
 }
 

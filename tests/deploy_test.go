@@ -378,7 +378,7 @@ func TestREADMEDeployment(t *testing.T) {
 		os.MkdirAll(filepath.Join(tmp, d), 0o755)
 	}
 	relocate := strings.NewReplacer("/etc/systemd/system", tmp+"/etc/systemd/system", "/etc/ctftp", tmp+"/etc/ctftp",
-		"/var/lib/ctftp", tmp+"/var/lib/ctftp", "/usr/local/bin", tmp+"/usr/local/bin")
+		"/var/lib/ctftp", tmp+"/var/lib/ctftp", "/var/cache/ctftp", tmp+"/var/cache/ctftp", "/usr/local/bin", tmp+"/usr/local/bin")
 	unitPath := tmp + "/etc/systemd/system/ctftp.service"
 	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -482,7 +482,8 @@ func TestREADMEDeployment(t *testing.T) {
 		t.Fatalf("followed %d steps, service started: %v; the README block changed shape", steps, service != nil)
 	}
 	cfg, _ := os.ReadFile(tmp + "/etc/ctftp/config.yaml")
-	if !bytes.Contains(cfg, []byte("\nlisten: [\"0.0.0.0:69\", \"[::]:69\"]\n")) || !bytes.Contains(cfg, []byte("\nroot: "+tmp+"/var/lib/ctftp\n")) {
+	if !bytes.Contains(cfg, []byte("\nlisten: [\"0.0.0.0:69\", \"[::]:69\"]\n")) || !bytes.Contains(cfg, []byte("\nroot: "+tmp+"/var/lib/ctftp\n")) ||
+		!bytes.Contains(cfg, []byte("\n  learn_file: "+tmp+"/var/cache/ctftp/learned-routes.txt ")) {
 		t.Errorf("the README's edit of config.yaml did not take:\n%s", cfg)
 	}
 
@@ -643,5 +644,49 @@ func TestLearnedRoutesSurviveReload(t *testing.T) {
 	}
 	if st := depStatus(t, gw); st.Config.Generation != 2 {
 		t.Errorf("generation %d, want 2", st.Config.Generation)
+	}
+}
+
+// TestLearnedRoutesSurviveRestart: with routing.learn_file, a phone found
+// by fan-out before a restart is asked of its own sub-cluster only after
+// it; the file is one readable line a route, and a damaged line costs
+// that line, not the others.
+func TestLearnedRoutesSurviveRestart(t *testing.T) {
+	macE, macW := fwdMAC("00AA01", 1), fwdMAC("00AA02", 1)
+	east := fwdStartTFTPD(t, "127.0.0.1", depPhonesRoot(t, "east", macE))
+	west := fwdStartTFTPD(t, "127.0.0.1", depPhonesRoot(t, "west", macW))
+	file := filepath.Join(t.TempDir(), "learned-routes.txt")
+	cfg := fwdConfig(t, "", []fwdSub{{"east", []string{east.Addr}}, {"west", []string{west.Addr}}},
+		fmt.Sprintf("routing:\n  learn_file: %q\n", file))
+	fanouts, learned := `ctftp_routing_decisions_total{kind="fanout"}`, `ctftp_routing_decisions_total{kind="learned"}`
+
+	gw := startGateway(t, cfg)
+	fwdMustGet(t, gw.TFTP[0], "SEP"+macE+".cnf.xml", fwdContent("east", "SEP"+macE+".cnf.xml"))
+	if m := gw.scrape(); m[fanouts] != 1 || m[fwdFetchSeries("west", "not_found")] != 1 {
+		t.Fatalf("first boot: fan-out %v, west asked %v; want 1, 1", m[fanouts], m[fwdFetchSeries("west", "not_found")])
+	}
+	gw.stop(t)
+	gw.waitLine("routing: learned routes saved", func(m map[string]any) bool { return m["routes"] == 1.0 && m["when"] == "shutdown" })
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^` + macE + ` east \d{4}-\d\d-\d\dT\S+Z$`).Match(b) {
+		t.Fatalf("learn file lacks %s's route:\n%s", macE, b)
+	}
+	// A line damaged by hand (or by a disk) is skipped with a warning.
+	if err := os.WriteFile(file, append(b, []byte("0011215A1AE3 west yesterday\n")...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	gw = startGateway(t, cfg)
+	gw.waitLine("routing: learned routes restored from learn_file", func(m map[string]any) bool { return m["restored"] == 1.0 })
+	gw.waitLine("routing: learn_file line skipped", func(m map[string]any) bool {
+		return strings.Contains(fmt.Sprint(m["problem"]), "line 3: time \"yesterday\"")
+	})
+	fwdMustGet(t, gw.TFTP[0], "SIP"+macE+".cnf", fwdContent("east", "SIP"+macE+".cnf"))
+	if m := gw.scrape(); m[learned] != 1 || m[fanouts] != 0 || fwdFetches(m, "west") != 0 || m["ctftp_routing_learned_routes"] != 1 {
+		t.Errorf("after the restart: learned %v, fan-out %v, west asked %d, routes %v; want 1, 0, 0, 1",
+			m[learned], m[fanouts], fwdFetches(m, "west"), m["ctftp_routing_learned_routes"])
 	}
 }

@@ -1,0 +1,68 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// learnSaveInterval is how often the learned routes are written to
+// routing.learn_file while they change: a crash loses at most this much
+// learning, and a boot storm's thousands of new routes cost one write.
+const learnSaveInterval = 30 * time.Second
+
+// learnSaver writes the serving generation's learned routes to its
+// routing.learn_file (routing.Router.SaveLearned) every learnSaveInterval
+// and once more at shutdown. A failed write is logged once per streak
+// and counted; the routes stay in memory.
+type learnSaver struct {
+	g       *Gateway
+	writes  map[bool]*metrics.Counter
+	failing bool
+}
+
+func newLearnSaver(g *Gateway) *learnSaver {
+	return &learnSaver{g: g, writes: map[bool]*metrics.Counter{
+		true:  g.metrics.GetOrCreateCounter(`ctftp_routing_learn_file_writes_total{result="ok"}`),
+		false: g.metrics.GetOrCreateCounter(`ctftp_routing_learn_file_writes_total{result="error"}`),
+	}}
+}
+
+// run saves every interval until ctx ends.
+func (s *learnSaver) run(ctx context.Context, interval time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			s.save("interval")
+		}
+	}
+}
+
+// save writes the routes if they changed since the last write.
+func (s *learnSaver) save(why string) {
+	gen := s.g.gen.Load()
+	if gen == nil || gen.router == nil {
+		return
+	}
+	saved, n, err := gen.router.SaveLearned(false)
+	switch {
+	case err != nil:
+		s.writes[false].Inc()
+		if !s.failing {
+			s.g.log.Warn("routing: learned routes not saved; they stay in memory", "err", fmt.Errorf("%s: %w", why, err))
+		}
+		s.failing = true
+	case saved:
+		s.writes[true].Inc()
+		if s.failing || why == "shutdown" {
+			s.g.log.Info("routing: learned routes saved", "file", gen.router.LearnFile(), "routes", n, "when", why)
+		}
+		s.failing = false
+	}
+}
