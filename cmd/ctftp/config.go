@@ -362,7 +362,7 @@ func (c *fileConfig) validate() []string {
 			for _, line := range strings.Split(err.Error(), "\n") {
 				line = strings.TrimSpace(line)
 				switch {
-				case strings.HasPrefix(line, "rules["):
+				case strings.HasPrefix(line, "rules["), strings.HasPrefix(line, "learn_file:"):
 					problems = append(problems, "routing."+line)
 				case strings.HasPrefix(line, "subclusters:") && ccErr != nil:
 					// The sub-cluster names' own problem, reported above

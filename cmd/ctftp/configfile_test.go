@@ -175,6 +175,17 @@ cache: {ttl: {device: 5}}
 			"tftp.transfer_timeout: true: want a duration such as 500ms, 2s or 5m",
 			"cache.ttl.device: 5: want a duration with its unit",
 		}},
+		{"learned routes and transfer time: this session's keys", `
+listen: ["127.0.0.1:6969"]
+root: ROOT
+subclusters:
+  - {name: east, version: "12.5", backends: ["127.0.0.1:69"]}
+routing: {learn_file: /nonexistent/ctftp/routes.txt}
+tftp: {transfer_min_rate: -5, transfer_timeout: 5m}
+`, []string{
+			`routing.learn_file: "/nonexistent/ctftp/routes.txt": its directory "/nonexistent/ctftp" must exist`,
+			"tftp.transfer_min_rate: must be 0 (transfer_timeout bounds every transfer) or more, got -5",
+		}},
 		{"fractions and overflows are not truncated or wrapped", `
 listen: ["127.0.0.1:6969"]
 root: ROOT
