@@ -89,8 +89,9 @@ type Gateway struct {
 	started   atomic.Bool
 	startedAt time.Time
 
-	gen atomic.Pointer[generation]
-	rl  reloader
+	gen   atomic.Pointer[generation]
+	rl    reloader
+	saver *learnSaver // routing.learn_file's writes
 }
 
 // NewGateway builds the gateway from cfg. It opens the local root but
@@ -108,6 +109,7 @@ func NewGateway(cfg GatewayConfig, logger *slog.Logger, set *metrics.Set) (*Gate
 	}
 	g := &Gateway{cfg: cfg, log: logger, metrics: set}
 	g.rl.init(set)
+	g.saver = newLearnSaver(g)
 	local, err := NewLocal(cfg.Root)
 	if err != nil {
 		return nil, fmt.Errorf("root: %w", err)
@@ -246,7 +248,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	eg, ctx := errgroup.WithContext(ctx)
 	g.rl.run(ctx, &g.gen)
-	saver := newLearnSaver(g)
+	saver := g.saver
 	defer func() {
 		// Transfers have ended (or were cut off) by now: nothing can
 		// enter a generation any more, nor learn a route.
@@ -437,7 +439,10 @@ type GatewayStatus struct {
 	// Routes details the learned routes: per sub-cluster, and the
 	// statusRecentRoutes confirmed most recently.
 	Routes *routing.LearnedRoutes `json:"routes,omitempty"`
-	Ready  []string               `json:"not_ready,omitempty"`
+	// LearnFile is routing.learn_file's last write; nil when routes are
+	// not kept across restarts.
+	LearnFile *LearnFileStatus `json:"learn_file,omitempty"`
+	Ready     []string         `json:"not_ready,omitempty"`
 }
 
 // statusRecentRoutes is how many of the most recently confirmed learned
@@ -464,6 +469,7 @@ func (g *Gateway) Status() GatewayStatus {
 	if gen.router != nil {
 		lr := gen.router.LearnedRoutes(statusRecentRoutes)
 		st.Learned, st.Routes = lr.Total, &lr
+		st.LearnFile = g.saver.status(gen.router.LearnFile())
 	}
 	st.Migrations = gen.migrationStatus()
 	return st

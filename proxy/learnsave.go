@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -18,9 +19,39 @@ const learnSaveInterval = 30 * time.Second
 // and once more at shutdown. A failed write is logged once per streak
 // and counted; the routes stay in memory.
 type learnSaver struct {
-	g       *Gateway
-	writes  map[bool]*metrics.Counter
+	g      *Gateway
+	writes map[bool]*metrics.Counter
+
+	mu      sync.Mutex // guards the fields below: /status reads them
 	failing bool
+	last    LearnFileStatus
+}
+
+// LearnFileStatus is routing.learn_file in /status: where the learned
+// routes are kept, and how the last write went.
+type LearnFileStatus struct {
+	File string `json:"file"`
+	// SavedAt and Routes are the last successful write (zero before
+	// one); Error is the last write's error while writes fail.
+	SavedAt time.Time `json:"saved_at,omitzero"`
+	Routes  int       `json:"routes_saved"`
+	Error   string    `json:"error,omitempty"`
+}
+
+// status is the learn file's state, nil when file is "" (not kept).
+func (s *learnSaver) status(file string) *LearnFileStatus {
+	if file == "" {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.last
+	if st.File != file {
+		// Renamed by a reload and not written yet.
+		st = LearnFileStatus{}
+	}
+	st.File = file
+	return &st
 }
 
 func newLearnSaver(g *Gateway) *learnSaver {
@@ -51,18 +82,25 @@ func (s *learnSaver) save(why string) {
 		return
 	}
 	saved, n, err := gen.router.SaveLearned(false)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	file := gen.router.LearnFile()
+	if s.last.File != file {
+		s.last = LearnFileStatus{File: file}
+	}
 	switch {
 	case err != nil:
 		s.writes[false].Inc()
 		if !s.failing {
 			s.g.log.Warn("routing: learned routes not saved; they stay in memory", "err", fmt.Errorf("%s: %w", why, err))
 		}
-		s.failing = true
+		s.failing, s.last.Error = true, err.Error()
 	case saved:
 		s.writes[true].Inc()
 		if s.failing || why == "shutdown" {
-			s.g.log.Info("routing: learned routes saved", "file", gen.router.LearnFile(), "routes", n, "when", why)
+			s.g.log.Info("routing: learned routes saved", "file", file, "routes", n, "when", why)
 		}
 		s.failing = false
+		s.last.SavedAt, s.last.Routes, s.last.Error = time.Now(), n, ""
 	}
 }

@@ -260,6 +260,20 @@ func routingSection(st GatewayStatus, now time.Time) StatusSection {
 	s := StatusSection{ID: "routing", Title: "Routing", Facts: []StatusFact{
 		{"learned routes", cell(fmt.Sprint(st.Learned))},
 	}}
+	if lf := st.LearnFile; lf != nil {
+		saved := cell("not yet (every 30 s while routes change, and at the stop)")
+		switch {
+		case lf.Error != "":
+			saved = StatusCell{Text: "failing: " + lf.Error, State: StateWarn}
+		case !lf.SavedAt.IsZero():
+			unit := "routes"
+			if lf.Routes == 1 {
+				unit = "route"
+			}
+			saved = cell(fmt.Sprintf("%d %s, %s", lf.Routes, unit, ago(lf.SavedAt, now)))
+		}
+		s.Facts = append(s.Facts, StatusFact{"kept in", cell(lf.File)}, StatusFact{"last saved", saved})
+	}
 	if st.Routes == nil {
 		return s
 	}
