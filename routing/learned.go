@@ -2,6 +2,7 @@ package routing
 
 import (
 	"container/list"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -152,6 +153,16 @@ func (t *learnTable) live(now time.Time) []learned {
 // skipped, and past max the oldest go first, as with learn. It returns
 // the number held afterwards.
 func (t *learnTable) restore(routes []learned, now time.Time) int {
+	// The table's order is its expiry order: a file edited by hand may
+	// list routes in any order, and one written on a host whose clock ran
+	// ahead may date them after now (they would outlive the ttl).
+	routes = slices.Clone(routes)
+	for i := range routes {
+		if routes[i].at.After(now) {
+			routes[i].at = now
+		}
+	}
+	slices.SortStableFunc(routes, func(a, b learned) int { return a.at.Compare(b.at) })
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.ver.Add(1)

@@ -110,3 +110,33 @@ func FuzzLearnFile(f *testing.F) {
 		}
 	})
 }
+
+// TestLearnFileOrderAndClock: a file listing routes out of order, or dated
+// after now (another host's clock), restores a table that expires each
+// route on time: a future date counts as now.
+func TestLearnFileOrderAndClock(t *testing.T) {
+	clock := newFakeClock()
+	now := clock.Now()
+	file := filepath.Join(t.TempDir(), "routes.txt")
+	content := "0011215A1AE4 west " + now.Add(-time.Hour).Format(time.RFC3339) + "\n" +
+		"0011215A1AE3 east " + now.Add(-20*time.Hour).Format(time.RFC3339) + "\n" +
+		"0011215A1AE5 south " + now.Add(48*time.Hour).Format(time.RFC3339) + "\n"
+	if err := os.WriteFile(file, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.LearnFile = file
+	r := newTestRouter(t, cfg, Options{Now: clock.Now})
+	if n := r.Learned(); n != 3 {
+		t.Fatalf("%d routes restored, want 3", n)
+	}
+	clock.Advance(4*time.Hour + time.Minute) // east's is 24 h old now
+	if n := r.Learned(); n != 2 {
+		t.Errorf("%d routes after east's expired, want 2 (the table's order is by age, whatever the file's)", n)
+	}
+	clock.Advance(20 * time.Hour) // west's 25 h, south's (dated in the future) 24 h
+	if n := r.Learned(); n != 0 {
+		t.Errorf("%d routes a day later, want 0: a route dated ahead lived past learn_ttl", n)
+	}
+}
+
