@@ -139,4 +139,3 @@ func TestLearnFileOrderAndClock(t *testing.T) {
 		t.Errorf("%d routes a day later, want 0: a route dated ahead lived past learn_ttl", n)
 	}
 }
-
