@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ctftp/ctftp/cluster"
 )
@@ -331,11 +332,17 @@ subclusters:
   - {name: east, version: "12.5", backends: ["127.0.0.1:10069"]}
   - {name: west, version: "12.5", backends: ["127.0.0.1:10169"]}
 routing:
+  learn_file: ROUTES
   rules:
     - {client: "10.1.0.0/16", subcluster: east}
     - {mac_prefix: "00AABB", subcluster: west}
 `)
 	os.WriteFile(filepath.Join(filepath.Dir(p), "root", "ITLFile.tlv"), []byte("x"), 0o644)
+	// The gateway's saved learned routes: route explains them too.
+	routes := filepath.Join(filepath.Dir(p), "routes.txt")
+	cfg, _ := os.ReadFile(p)
+	os.WriteFile(p, bytes.Replace(cfg, []byte("ROUTES"), []byte(routes), 1), 0o644)
+	os.WriteFile(routes, []byte("0011215A1AE9 west "+time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)+"\n"), 0o644)
 	cases := []struct {
 		args []string
 		want []string
@@ -347,6 +354,7 @@ routing:
 		{[]string{"SEP001122334455.cnf.xml.sgn"}, []string{"east, west (parallel)"}},
 		{[]string{"CTLSEP001122334455.tlv"}, []string{"prefetch  ITLSEP001122334455.tlv, SEP001122334455.cnf.xml.sgn (once a sub-cluster has answered"}},
 		{[]string{"../../etc/passwd"}, []string{"access violation"}},
+		{[]string{"ITLSEP0011215A1AE9.tlv"}, []string{"learned route 0011215A1AE9 -> west (confirmed 1h0m", "ask       west\n"}},
 	}
 	for _, tc := range cases {
 		var out, errOut bytes.Buffer
