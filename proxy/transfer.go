@@ -41,7 +41,7 @@ type transfer struct {
 	// shutdown; in single-port mode also a newer request superseding
 	// it); cancel ends it. timer ends it with ErrTransferTimeout at
 	// deadline: a timer rather than a context deadline, because the
-	// limit grows once the file's size is known (Server.timeLimit).
+	// limit grows once the file's size is known (extend).
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
 	timer    *time.Timer
