@@ -92,6 +92,9 @@ type Gateway struct {
 	gen   atomic.Pointer[generation]
 	rl    reloader
 	saver *learnSaver // routing.learn_file's writes
+	// restored is what the first generation read from
+	// routing.learn_file: later ones inherit routes instead.
+	restored atomic.Int64
 }
 
 // NewGateway builds the gateway from cfg. It opens the local root but
@@ -175,6 +178,9 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 		return err
 	}
 	gen.n, gen.loaded = 1, time.Now()
+	if gen.router != nil {
+		g.restored.Store(int64(gen.router.Restored()))
+	}
 	g.gen.Store(gen)
 	g.rl.generation.Set(1)
 	g.rl.setInfo(g.cfg.ConfigSHA256)
@@ -469,7 +475,7 @@ func (g *Gateway) Status() GatewayStatus {
 	if gen.router != nil {
 		lr := gen.router.LearnedRoutes(statusRecentRoutes)
 		st.Learned, st.Routes = lr.Total, &lr
-		st.LearnFile = g.saver.status(gen.router.LearnFile())
+		st.LearnFile = g.saver.status(gen.router.LearnFile(), int(g.restored.Load()))
 	}
 	st.Migrations = gen.migrationStatus()
 	return st

@@ -36,10 +36,14 @@ type LearnFileStatus struct {
 	SavedAt time.Time `json:"saved_at,omitzero"`
 	Routes  int       `json:"routes_saved"`
 	Error   string    `json:"error,omitempty"`
+	// Restored is how many routes the gateway read from the file when
+	// it started.
+	Restored int `json:"routes_restored"`
 }
 
-// status is the learn file's state, nil when file is "" (not kept).
-func (s *learnSaver) status(file string) *LearnFileStatus {
+// status is the learn file's state, nil when file is "" (not kept);
+// restored is what the gateway read from it at its start.
+func (s *learnSaver) status(file string, restored int) *LearnFileStatus {
 	if file == "" {
 		return nil
 	}
@@ -50,7 +54,7 @@ func (s *learnSaver) status(file string) *LearnFileStatus {
 		// Renamed by a reload and not written yet.
 		st = LearnFileStatus{}
 	}
-	st.File = file
+	st.File, st.Restored = file, restored
 	return &st
 }
 

@@ -272,7 +272,8 @@ func routingSection(st GatewayStatus, now time.Time) StatusSection {
 			}
 			saved = cell(fmt.Sprintf("%d %s, %s", lf.Routes, unit, ago(lf.SavedAt, now)))
 		}
-		s.Facts = append(s.Facts, StatusFact{"kept in", cell(lf.File)}, StatusFact{"last saved", saved})
+		s.Facts = append(s.Facts, StatusFact{"kept in", cell(lf.File)},
+			StatusFact{"restored at start", cell(fmt.Sprint(lf.Restored))}, StatusFact{"last saved", saved})
 	}
 	if st.Routes == nil {
 		return s

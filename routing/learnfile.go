@@ -133,6 +133,10 @@ func (r *Router) SaveLearned(force bool) (saved bool, n int, err error) {
 // LearnFile is routing.learn_file ("" when routes are not kept).
 func (r *Router) LearnFile() string { return r.learnFile }
 
+// Restored is how many routes New read from the learn file (0 for a
+// Router built for a reload, which takes its predecessor's instead).
+func (r *Router) Restored() int { return r.restored }
+
 // restoreLearnFile fills a new Router's table from its learn file at a
 // start. A file that cannot be read costs the routes, not the start: the
 // phones are found by fan-out again, as without a file.
@@ -154,6 +158,7 @@ func (r *Router) restoreLearnFile() int {
 		}
 	}
 	held := r.learned.restore(kept, r.now())
+	r.restored = held
 	if len(routes) > 0 {
 		r.log.Info("routing: learned routes restored from learn_file", "file", r.learnFile, "restored", held,
 			"dropped", len(routes)-held, "of", len(routes))

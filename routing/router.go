@@ -137,6 +137,7 @@ type Router struct {
 	// savedVersion is the table's version it last wrote.
 	learnFile    string
 	savedVersion atomic.Uint64
+	restored     int         // routes read from learnFile at New
 	migrations   *Migrations // nil: no waves
 	prefetch     []bootPattern
 	log          *slog.Logger

@@ -33,7 +33,11 @@ type depStatusJSON struct {
 		Generation int    `json:"generation"`
 		SHA256     string `json:"sha256"`
 	} `json:"config"`
-	NotReady []string `json:"not_ready"`
+	NotReady  []string `json:"not_ready"`
+	LearnFile *struct {
+		File     string `json:"file"`
+		Restored int    `json:"routes_restored"`
+	} `json:"learn_file"`
 }
 
 // depPhoneFiles are per-device files of a phone whose content the
@@ -684,6 +688,9 @@ func TestLearnedRoutesSurviveRestart(t *testing.T) {
 	gw.waitLine("routing: learn_file line skipped", func(m map[string]any) bool {
 		return strings.Contains(fmt.Sprint(m["problem"]), "line 3: time \"yesterday\"")
 	})
+	if st := depStatus(t, gw); st.LearnFile == nil || st.LearnFile.File != file || st.LearnFile.Restored != 1 {
+		t.Errorf("/status learn_file after the restart: %+v", st.LearnFile)
+	}
 	fwdMustGet(t, gw.TFTP[0], "SIP"+macE+".cnf", fwdContent("east", "SIP"+macE+".cnf"))
 	if m := gw.scrape(); m[learned] != 1 || m[fanouts] != 0 || fwdFetches(m, "west") != 0 || m["ctftp_routing_learned_routes"] != 1 {
 		t.Errorf("after the restart: learned %v, fan-out %v, west asked %d, routes %v; want 1, 0, 0, 1",
