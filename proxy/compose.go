@@ -445,6 +445,9 @@ type GatewayStatus struct {
 	// Routes details the learned routes: per sub-cluster, and the
 	// statusRecentRoutes confirmed most recently.
 	Routes *routing.LearnedRoutes `json:"routes,omitempty"`
+	// Transfers are the TFTP transfers running now, with the progress
+	// of those running statusLongTransfer or more.
+	Transfers TransfersStatus `json:"transfers"`
 	// LearnFile is routing.learn_file's last write; nil when routes are
 	// not kept across restarts.
 	LearnFile *LearnFileStatus `json:"learn_file,omitempty"`
@@ -455,10 +458,25 @@ type GatewayStatus struct {
 // routes /status lists: enough to see the phones booting now.
 const statusRecentRoutes = 20
 
+// A transfer running statusLongTransfer or more is listed with its
+// progress in /status (at most statusLongTransfers, the longest first):
+// a config takes well under a second, a load across a WAN minutes.
+const (
+	statusLongTransfer  = 10 * time.Second
+	statusLongTransfers = 20
+)
+
+// TransfersStatus is /status's view of the TFTP transfers running.
+type TransfersStatus struct {
+	Running int                `json:"running"`
+	Long    []TransferProgress `json:"long,omitempty"`
+}
+
 // Status reports the gateway's state.
 func (g *Gateway) Status() GatewayStatus {
 	host, _ := os.Hostname()
 	st := GatewayStatus{Host: host, Version: g.cfg.Version, Started: g.startedAt, TFTP: addrStrings(g.tftp.Addrs()), Ready: g.readiness()}
+	st.Transfers.Long, st.Transfers.Running = g.tftp.LongTransfers(statusLongTransfer, statusLongTransfers)
 	gen := g.gen.Load()
 	if gen == nil {
 		return st

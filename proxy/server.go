@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -364,6 +365,44 @@ func (s *Server) wakeTransfers() {
 	}
 }
 
+// TransferProgress is a running transfer, for /status: a firmware load
+// to a phone across a slow WAN runs for minutes or hours.
+type TransferProgress struct {
+	Client  string    `json:"client"`
+	File    string    `json:"file"`
+	Started time.Time `json:"started"`
+	// Bytes the client has acknowledged; Size is the file's, -1 while
+	// unknown (the file is still being opened).
+	Bytes int64 `json:"bytes_acknowledged"`
+	Size  int64 `json:"size"`
+	// Ends is the transfer's time limit (tftp.transfer_timeout, or the
+	// file's size at tftp.transfer_min_rate).
+	Ends time.Time `json:"time_limit"`
+}
+
+// LongTransfers returns the transfers that have run for at least min,
+// longest first, at most n of them, and how many transfers run in all.
+func (s *Server) LongTransfers(min time.Duration, n int) (long []TransferProgress, running int) {
+	now := time.Now()
+	s.mu.Lock()
+	running = len(s.inflight)
+	for _, t := range s.inflight {
+		if now.Sub(t.start) < min {
+			continue
+		}
+		long = append(long, TransferProgress{
+			Client: t.client.String(), File: t.req.Name, Started: t.start,
+			Bytes: t.acked.Load(), Size: t.size.Load(), Ends: time.Unix(0, t.limit.Load()),
+		})
+	}
+	s.mu.Unlock()
+	slices.SortFunc(long, func(a, b TransferProgress) int { return a.Started.Compare(b.Started) })
+	if len(long) > n {
+		long = long[:n]
+	}
+	return long, running
+}
+
 func (s *Server) closeListenersLocked() {
 	for _, l := range s.listeners {
 		l.conn.Close()
@@ -522,6 +561,9 @@ func (s *Server) handleRRQ(l *listener, pkt []byte, from netip.AddrPort, d dest)
 	t.req = ctftp.Request{Name: name, Client: from, Mode: req.Mode}
 	t.start = time.Now()
 	t.reqLen = len(pkt)
+	// Before the transfer is in s.inflight, where /status reads them.
+	t.size.Store(-1)
+	t.limit.Store(t.start.Add(s.cfg.TransferTimeout).UnixNano())
 	s.mu.Lock()
 	if s.closed {
 		// Shutting down (in single-port mode the reader runs until the
@@ -663,6 +705,7 @@ func (s *Server) releaseTransfer(t *transfer) {
 	t.key, t.client, t.local = transferKey{}, netip.AddrPort{}, dest{}
 	t.neg, t.req, t.start = tftpwire.Negotiation{}, ctftp.Request{}, time.Time{}
 	t.reqLen, t.firstLen = 0, 0
+	t.acked.Store(0)
 	t.established.Store(false)
 	t.wake.Store(nil)
 	t.conn.conn, t.conn.sock, t.conn.pool, t.conn.armed = nil, nil, nil, time.Time{}

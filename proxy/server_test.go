@@ -1106,3 +1106,38 @@ func TestShutdownGraceEndsStreamWait(t *testing.T) {
 	}
 	ts.done <- nil // for the cleanup
 }
+
+// TestLongTransfers: a transfer in flight is listed for /status with the
+// bytes its client acknowledged, its file's size and its time limit (the
+// size at transfer_min_rate when that is longer than transfer_timeout);
+// the status page shows its progress.
+func TestLongTransfers(t *testing.T) {
+	cfg := testConfig()
+	cfg.TransferTimeout = 2 * time.Second
+	cfg.TransferMinRate = 1000 // 3000 bytes: 4 s
+	ts := startServer(t, memSource(map[string][]byte{"load.bin": pattern(3000)}, bodyReaderAt), cfg)
+	c := newRawClient(t, ts.addr)
+	c.sendTo(ts.addr, tftpwire.AppendRequest(nil, tftpwire.OpRRQ, "load.bin", "octet", nil))
+	_, tid := c.recv() // DATA 1
+	c.sendTo(tid, tftpwire.AppendACK(nil, 1))
+	c.recv() // DATA 2: block 1 is acknowledged
+	var long []TransferProgress
+	waitFor(t, "the acknowledgement counted", func() bool {
+		long, _ = ts.LongTransfers(0, 10)
+		return len(long) == 1 && long[0].Bytes == 512
+	})
+	p := long[0]
+	if p.File != "load.bin" || p.Size != 3000 || p.Client != c.conn.LocalAddr().String() {
+		t.Errorf("progress %+v", p)
+	}
+	if limit := p.Ends.Sub(p.Started); limit != 4*time.Second {
+		t.Errorf("time limit %s after the start, want 4s (3000 bytes at 1000 B/s)", limit)
+	}
+	if none, running := ts.LongTransfers(time.Hour, 10); len(none) != 0 || running != 1 {
+		t.Errorf("transfers an hour old: %d of %d running", len(none), running)
+	}
+	sec := transfersSection(TransfersStatus{Running: 1, Long: long}, p.Started.Add(time.Second))
+	if len(sec.Rows) != 1 || sec.Rows[0][2].Text != "512 B of 2.9 KiB (17%)" || sec.Rows[0][3].Text != "1s" || sec.Rows[0][4].Text != "in 3s" {
+		t.Errorf("status page rows %+v", sec.Rows)
+	}
+}

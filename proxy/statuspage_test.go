@@ -78,7 +78,7 @@ func TestStatusView(t *testing.T) {
 	for _, s := range v.Sections {
 		ids = append(ids, s.ID)
 	}
-	if got := strings.Join(ids, " "); got != "config subcluster-east subcluster-west trust cache routing" {
+	if got := strings.Join(ids, " "); got != "config subcluster-east subcluster-west trust transfers cache routing" {
 		t.Errorf("sections %s", got)
 	}
 	east, west := findSection(v, "subcluster-east"), findSection(v, "subcluster-west")
@@ -255,7 +255,7 @@ func TestStatusViewMigrations(t *testing.T) {
 	for _, s := range v.Sections {
 		ids = append(ids, s.ID)
 	}
-	if got := strings.Join(ids, " "); got != "config trust migrations cache routing" {
+	if got := strings.Join(ids, " "); got != "config trust migrations transfers cache routing" {
 		t.Fatalf("sections %s", got)
 	}
 	m := findSection(v, "migrations")

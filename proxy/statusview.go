@@ -76,8 +76,30 @@ func View(st GatewayStatus, now time.Time) StatusView {
 	if len(st.Migrations) > 0 {
 		v.Sections = append(v.Sections, migrationsSection(st.Migrations, now))
 	}
-	v.Sections = append(v.Sections, cacheSection(st.Cache), routingSection(st, now))
+	v.Sections = append(v.Sections, transfersSection(st.Transfers, now), cacheSection(st.Cache), routingSection(st, now))
 	return v
+}
+
+// transfersSection shows how many transfers run, and the long ones with
+// their progress: a load to a phone across a slow WAN.
+func transfersSection(ts TransfersStatus, now time.Time) StatusSection {
+	s := StatusSection{ID: "transfers", Title: "Transfers", Facts: []StatusFact{
+		{"running", cell(fmt.Sprint(ts.Running))},
+		{fmt.Sprintf("running %s or more", statusLongTransfer), cell(fmt.Sprint(len(ts.Long)))},
+	}}
+	if len(ts.Long) == 0 {
+		return s
+	}
+	s.Columns = []string{"client", "file", "acknowledged", "running for", "time limit"}
+	for _, t := range ts.Long {
+		done := bytesIEC(t.Bytes)
+		if t.Size > 0 {
+			done = fmt.Sprintf("%s of %s (%.0f%%)", done, bytesIEC(t.Size), 100*float64(t.Bytes)/float64(t.Size))
+		}
+		s.Rows = append(s.Rows, []StatusCell{cell(t.Client), cell(t.File), cell(done),
+			cell(now.Sub(t.Started).Round(time.Second).String()), cell(until(t.Ends, now))})
+	}
+	return s
 }
 
 func configSection(st GatewayStatus, now time.Time) StatusSection {
@@ -304,7 +326,6 @@ func ago(t, now time.Time) string {
 	return fmt.Sprintf("%s ago (%s)", d, t.UTC().Format("2006-01-02 15:04:05Z"))
 }
 
-// seconds writes a duration in seconds to a precision a person reads.
 // until says how soon t comes ("in 3s", "now" once it has passed).
 func until(t, now time.Time) string {
 	d := t.Sub(now).Round(time.Second)
@@ -314,6 +335,7 @@ func until(t, now time.Time) string {
 	return "in " + d.String()
 }
 
+// seconds writes a duration in seconds to a precision a person reads.
 func seconds(s float64) string {
 	d := time.Duration(s * float64(time.Second))
 	switch {

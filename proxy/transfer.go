@@ -46,6 +46,10 @@ type transfer struct {
 	cancel   context.CancelCauseFunc
 	timer    *time.Timer
 	deadline time.Time
+	// For /status, read under Server.mu while the transfer runs: the
+	// bytes the client acknowledged so far, the file's size (-1 while
+	// unknown) and deadline in Unix nanoseconds.
+	acked, size, limit atomic.Int64
 	// conn is tr when the transfer has a socket of its own (kept here so
 	// a transfer allocates no transport); wake publishes it to
 	// Server.wakeTransfers, which runs on another goroutine.
@@ -105,6 +109,7 @@ func (t *transfer) run() (res transferResult) {
 		return res
 	}
 	res.file = f
+	t.size.Store(f.Size)
 	t.extend(f.Size)
 	defer f.Body.Close()
 	defer closeWhenDone(ctx, f)()
@@ -127,6 +132,7 @@ func (t *transfer) extend(size int64) {
 		return
 	}
 	t.deadline = t.start.Add(need)
+	t.limit.Store(t.deadline.UnixNano())
 	t.timer.Reset(time.Until(t.deadline))
 }
 
@@ -284,6 +290,7 @@ func (t *transfer) sendBlocks(blocks blockSource) (int64, error) {
 		default:
 			acked += uint64(n)
 			attempt = 0
+			t.acked.Store(acknowledged())
 			if final != 0 && acked == final {
 				return acknowledged(), nil
 			}
