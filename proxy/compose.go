@@ -254,17 +254,16 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	eg, ctx := errgroup.WithContext(ctx)
 	g.rl.run(ctx, &g.gen)
-	saver := g.saver
 	defer func() {
 		// Transfers have ended (or were cut off) by now: nothing can
 		// enter a generation any more, nor learn a route.
 		g.rl.stop()
 		gen := g.gen.Load()
 		gen.stopLoops()
-		saver.save("shutdown")
+		g.saver.save("shutdown")
 		gen.close(nil)
 	}()
-	eg.Go(func() error { saver.run(ctx, learnSaveInterval); return nil })
+	eg.Go(func() error { g.saver.run(ctx, learnSaveInterval); return nil })
 	eg.Go(func() error { return g.tftp.Serve(ctx) })
 	eg.Go(func() error {
 		<-ctx.Done()

@@ -85,7 +85,7 @@ func View(st GatewayStatus, now time.Time) StatusView {
 func transfersSection(ts TransfersStatus, now time.Time) StatusSection {
 	s := StatusSection{ID: "transfers", Title: "Transfers", Facts: []StatusFact{
 		{"running", cell(fmt.Sprint(ts.Running))},
-		{fmt.Sprintf("running %s or more", statusLongTransfer), cell(fmt.Sprint(len(ts.Long)))},
+		{fmt.Sprintf("listed: running %s or more, the %d longest at most", statusLongTransfer, statusLongTransfers), cell(fmt.Sprint(len(ts.Long)))},
 	}}
 	if len(ts.Long) == 0 {
 		return s
@@ -283,7 +283,7 @@ func routingSection(st GatewayStatus, now time.Time) StatusSection {
 		{"learned routes", cell(fmt.Sprint(st.Learned))},
 	}}
 	if lf := st.LearnFile; lf != nil {
-		saved := cell("not yet (every 30 s while routes change, and at the stop)")
+		saved := cell(fmt.Sprintf("not yet (every %s while routes change, and at the stop)", learnSaveInterval))
 		switch {
 		case lf.Error != "":
 			saved = StatusCell{Text: "failing: " + lf.Error, State: StateWarn}
