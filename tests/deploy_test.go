@@ -627,13 +627,13 @@ func TestDeviceFileChangeReloads(t *testing.T) {
 func TestLearnedRoutesSurviveReload(t *testing.T) {
 	gw, _, _, macE, _ := depTwoClusters(t, "")
 	fwdMustGet(t, gw.TFTP[0], "SEP"+macE+".cnf.xml", fwdContent("east", "SEP"+macE+".cnf.xml"))
-	// West may or may not have been asked before east's answer cancelled
-	// its fetch (see fwdAsked); what counts is that it is not asked again.
-	m := gw.scrape()
-	westAsked := fwdAsked(m, "west")
-	if m[`ctftp_routing_decisions_total{kind="fanout"}`] != 1 || m["ctftp_routing_learned_routes"] != 1 {
-		t.Fatalf("before the reload: fan-out %v, routes %v; want 1, 1",
-			m[`ctftp_routing_decisions_total{kind="fanout"}`], m["ctftp_routing_learned_routes"])
+	// West's "not found" may be counted after the phone has its file
+	// from east (a fan-out's fills outlive the request): wait for it.
+	m := fwdWaitFetches(t, gw, nil, map[string]int{"west": 1})
+	westMisses := fwdFetchSeries("west", "not_found")
+	if m[`ctftp_routing_decisions_total{kind="fanout"}`] != 1 || m[westMisses] != 1 || m["ctftp_routing_learned_routes"] != 1 {
+		t.Fatalf("before the reload: fan-out %v, west asked %v, routes %v; want 1, 1, 1",
+			m[`ctftp_routing_decisions_total{kind="fanout"}`], m[westMisses], m["ctftp_routing_learned_routes"])
 	}
 
 	if err := gw.cmd.Process.Signal(syscall.SIGHUP); err != nil {
@@ -644,9 +644,9 @@ func TestLearnedRoutesSurviveReload(t *testing.T) {
 
 	fwdMustGet(t, gw.TFTP[0], "SIP"+macE+".cnf", fwdContent("east", "SIP"+macE+".cnf"))
 	m = gw.scrape()
-	if m[`ctftp_routing_decisions_total{kind="learned"}`] != 1 || m[`ctftp_routing_decisions_total{kind="fanout"}`] != 1 || fwdAsked(m, "west") != westAsked {
-		t.Errorf("after the reload: learned %v, fan-out %v, west asked %d (%d before); want 1, 1, no new ask (east only)",
-			m[`ctftp_routing_decisions_total{kind="learned"}`], m[`ctftp_routing_decisions_total{kind="fanout"}`], fwdAsked(m, "west"), westAsked)
+	if m[`ctftp_routing_decisions_total{kind="learned"}`] != 1 || m[`ctftp_routing_decisions_total{kind="fanout"}`] != 1 || fwdFetches(m, "west") != 1 {
+		t.Errorf("after the reload: learned %v, fan-out %v, west asked %d; want 1, 1, 1 (east only)",
+			m[`ctftp_routing_decisions_total{kind="learned"}`], m[`ctftp_routing_decisions_total{kind="fanout"}`], fwdFetches(m, "west"))
 	}
 	if st := depStatus(t, gw); st.Config.Generation != 2 {
 		t.Errorf("generation %d, want 2", st.Config.Generation)
@@ -668,10 +668,10 @@ func TestLearnedRoutesSurviveRestart(t *testing.T) {
 
 	gw := startGateway(t, cfg)
 	fwdMustGet(t, gw.TFTP[0], "SEP"+macE+".cnf.xml", fwdContent("east", "SEP"+macE+".cnf.xml"))
-	// West's fetch may have been cancelled by east's answer (fwdAsked):
-	// the fan-out itself is the mark of a phone not yet known.
-	if m := gw.scrape(); m[fanouts] != 1 || m["ctftp_routing_learned_routes"] != 1 {
-		t.Fatalf("first boot: fan-out %v, routes %v; want 1, 1", m[fanouts], m["ctftp_routing_learned_routes"])
+	// West's "not found" may be counted after the phone has its file
+	// from east (a fan-out's fills outlive the request): wait for it.
+	if m := fwdWaitFetches(t, gw, nil, map[string]int{"west": 1}); m[fanouts] != 1 || m[fwdFetchSeries("west", "not_found")] != 1 {
+		t.Fatalf("first boot: fan-out %v, west asked %v; want 1, 1", m[fanouts], m[fwdFetchSeries("west", "not_found")])
 	}
 	gw.stop(t)
 	gw.waitLine("routing: learned routes saved", func(m map[string]any) bool { return m["routes"] == 1.0 && m["when"] == "shutdown" })
@@ -696,8 +696,8 @@ func TestLearnedRoutesSurviveRestart(t *testing.T) {
 		t.Errorf("/status learn_file after the restart: %+v", st.LearnFile)
 	}
 	fwdMustGet(t, gw.TFTP[0], "SIP"+macE+".cnf", fwdContent("east", "SIP"+macE+".cnf"))
-	if m := gw.scrape(); m[learned] != 1 || m[fanouts] != 0 || fwdAsked(m, "west") != 0 || m["ctftp_routing_learned_routes"] != 1 {
+	if m := gw.scrape(); m[learned] != 1 || m[fanouts] != 0 || fwdFetches(m, "west") != 0 || m["ctftp_routing_learned_routes"] != 1 {
 		t.Errorf("after the restart: learned %v, fan-out %v, west asked %d, routes %v; want 1, 0, 0, 1",
-			m[learned], m[fanouts], fwdAsked(m, "west"), m["ctftp_routing_learned_routes"])
+			m[learned], m[fanouts], fwdFetches(m, "west"), m["ctftp_routing_learned_routes"])
 	}
 }

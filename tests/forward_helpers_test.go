@@ -316,14 +316,6 @@ func fwdFetches(m map[string]float64, sub string) int {
 	return int(n)
 }
 
-// fwdAsked is every attempt counted for one sub-cluster in a scrape,
-// cancelled ones too: in a fan-out, a higher-priority sub-cluster that
-// answers first cancels the others' fetches, so whether they end as
-// not_found or cancelled (or are never begun) is a race.
-func fwdAsked(m map[string]float64, sub string) int {
-	return fwdFetches(m, sub) + int(m[fwdFetchSeries(sub, "invalid")]+m[fwdFetchSeries(sub, "cancelled")])
-}
-
 // fwdTotalFetches is every backend attempt in a scrape.
 func fwdTotalFetches(m map[string]float64) int {
 	n := 0.0
