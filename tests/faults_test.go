@@ -285,6 +285,7 @@ root: %q
 subclusters:
   - {name: east, version: "14", backends: [%q]}
   - {name: west, version: "14", backends: [%q, %q]}
+backend: {hedge_max: 0s}  # the short backend must finish its answer, not lose a hedge to the sibling
 `, filepath.Join(dir, fleet.Root), east, short.Addr(), west))
 	addr := netip.MustParseAddrPort(gw.TFTP[0])
 	for i := range 2 {

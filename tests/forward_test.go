@@ -242,6 +242,7 @@ backend:
   retries: 1
   max_fails: 2
   probe_interval: 0s
+  hedge_max: 0s # a slow fork of a must not hand the first file to b: the test is about the kill
 cache:
   max_bytes: 0
   negative_ttl: 0s

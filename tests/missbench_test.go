@@ -370,7 +370,10 @@ func TestRepeatedBootsFetches(t *testing.T) {
 				if err := missBootAll(addr, owner); err != nil {
 					t.Fatalf("boot %d: %v\n%s", boot, err, missTrouble(gw))
 				}
-				after := gw.scrape()
+				// Past the grace, a fan-out serves the owner and leaves
+				// the others' fills to be counted after the phone has
+				// its file: wait for every fetch to end.
+				after := missSettle(t, gw)
 				want := tc.later
 				if boot == 1 {
 					want = tc.first
