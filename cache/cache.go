@@ -374,6 +374,11 @@ func (c *Cache) fill(callerCtx context.Context, req ctftp.Request, k key, h *han
 		return &fillResult{stream: sf}, nil
 	}
 	if e := c.lookupLocked(k, now); e != nil {
+		if !req.Prefetch {
+			// Most often a prefetch's flight that ended just before this
+			// phone's began: the phone uses it as surely as a hit would.
+			c.usedLocked(e)
+		}
 		c.mu.Unlock()
 		if req.Prefetch {
 			c.m.prefetchSkipped[skipCached].Inc()

@@ -310,6 +310,26 @@ func TestPrefetch(t *testing.T) {
 			}
 		})
 	})
+	t.Run("a phone whose miss came just before the prefetch stored uses it", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			b := newFake()
+			b.put("east", devCnf, "cnf")
+			c := newTestCache(t, b, testConfig())
+			c.Prefetch(t.Context(), ctftp.Request{Name: devCnf, Subcluster: "east"})
+			synctest.Wait()
+			// Open missed, then the prefetch's flight ended before the
+			// phone's began: its fill finds the answer on looking again.
+			req := ctftp.Request{Name: devCnf, Subcluster: "east"}
+			f, err := c.await(t.Context(), req, key{req.Subcluster, req.Name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Body.Close()
+			if s := prefetchStats(c.Stats()); s != "issued 1 used 1 wasted 0 skipped 0" || b.total() != 1 {
+				t.Errorf("prefetch counts: %s, backend Opens %d", s, b.total())
+			}
+		})
+	})
 	t.Run("skipped when cached or in flight", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			b := newFake()
