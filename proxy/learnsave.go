@@ -85,7 +85,7 @@ func (s *learnSaver) save(why string) {
 	if gen == nil || gen.router == nil {
 		return
 	}
-	saved, n, err := gen.router.SaveLearned(false)
+	saved, n, err := gen.router.SaveLearned()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	file := gen.router.LearnFile()

@@ -112,14 +112,14 @@ func writeLearnFile(path string, routes []learned) error {
 }
 
 // SaveLearned writes the live learned routes to routing.learn_file when
-// they changed since the last save (or force), and reports how many it
-// wrote; with no learn_file, or learning off, it does nothing.
-func (r *Router) SaveLearned(force bool) (saved bool, n int, err error) {
+// they changed since the last save, and reports how many it wrote; with
+// no learn_file, or learning off, it does nothing.
+func (r *Router) SaveLearned() (saved bool, n int, err error) {
 	if r.learnFile == "" || r.learned == nil {
 		return false, 0, nil
 	}
 	v := r.learned.version()
-	if !force && v == r.savedVersion.Load() {
+	if v == r.savedVersion.Load() {
 		return false, 0, nil
 	}
 	routes := r.learned.live(r.now())
@@ -151,13 +151,7 @@ func (r *Router) restoreLearnFile() int {
 	if err != nil {
 		r.log.Warn("routing: learn_file not read; phones are found by fan-out again", "file", r.learnFile, "err", err)
 	}
-	kept := routes[:0]
-	for _, l := range routes {
-		if r.known[l.subcluster] {
-			kept = append(kept, l)
-		}
-	}
-	held := r.learned.restore(kept, r.now())
+	held := r.adopt(routes)
 	r.restored = held
 	if len(routes) > 0 {
 		r.log.Info("routing: learned routes restored from learn_file", "file", r.learnFile, "restored", held,

@@ -23,17 +23,17 @@ func TestLearnFile(t *testing.T) {
 	if r.Learned() != 0 {
 		t.Fatalf("%d routes from a file that does not exist", r.Learned())
 	}
-	if saved, _, err := r.SaveLearned(false); saved || err != nil {
+	if saved, _, err := r.SaveLearned(); saved || err != nil {
 		t.Fatalf("nothing learned, yet saved %v (%v)", saved, err)
 	}
 	r.Learn(a, "east")
 	clock.Advance(time.Hour)
 	r.Learn(b, "west")
 	r.Learn(c, "south")
-	if saved, n, err := r.SaveLearned(false); !saved || n != 3 || err != nil {
+	if saved, n, err := r.SaveLearned(); !saved || n != 3 || err != nil {
 		t.Fatalf("SaveLearned = %v, %d, %v; want a write of 3 routes", saved, n, err)
 	}
-	if saved, _, _ := r.SaveLearned(false); saved {
+	if saved, _, _ := r.SaveLearned(); saved {
 		t.Error("saved again with nothing changed")
 	}
 	text, err := os.ReadFile(file)

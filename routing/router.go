@@ -237,20 +237,25 @@ func (r *Router) inherit(prev *Router) int {
 	if prev == nil || prev.learned == nil || r.learned == nil {
 		return 0
 	}
-	now := r.now()
-	routes := prev.learned.live(now)
-	kept := routes[:0]
-	for _, l := range routes {
-		if r.known[l.subcluster] {
-			kept = append(kept, l)
-		}
-	}
-	held := r.learned.restore(kept, now)
+	routes := prev.learned.live(r.now())
+	held := r.adopt(routes)
 	if len(routes) > 0 {
 		r.log.Info("routing: learned routes kept across the reload", "kept", held,
 			"dropped", len(routes)-held, "of", len(routes))
 	}
 	return held
+}
+
+// adopt adds routes to r's table, but those to sub-clusters r does not
+// know (taken out of the config since), and returns the number it holds.
+func (r *Router) adopt(routes []learned) int {
+	var kept []learned
+	for _, l := range routes {
+		if r.known[l.subcluster] {
+			kept = append(kept, l)
+		}
+	}
+	return r.learned.restore(kept, r.now())
 }
 
 // unjoin lists the errors errors.Join put together, so each can be
